@@ -1,0 +1,226 @@
+//! `/api/v1/instances`: create, read, list, fire a transition, read the trace.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::AppState;
+use super::auth::Caller;
+use super::json::{ApiJson, ApiQuery};
+use super::problem::Problem;
+use crate::engine::{FireRequest, InstanceView, TraceView};
+use crate::store::InstanceQuery;
+
+/// Page size when the caller does not say.
+const DEFAULT_PAGE: u32 = 50;
+/// Largest page a caller may ask for.
+const MAX_PAGE: u32 = 500;
+
+/// The routes of this module.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/instances", post(create).get(list))
+        .route("/instances/{id}", get(show))
+        .route("/instances/{id}/transitions/{name}", post(fire))
+        .route("/instances/{id}/trace", get(trace))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    process: String,
+    #[serde(default)]
+    data: Map<String, Value>,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FireBody {
+    #[serde(default)]
+    data: Map<String, Value>,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+fn etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+fn with_etag(status: StatusCode, view: InstanceView) -> Response {
+    let tag = etag(view.version);
+    let location = HeaderValue::from_str(&format!("/api/v1/instances/{}", view.id)).ok();
+    let mut response = (status, axum::Json(view)).into_response();
+    response.headers_mut().insert(header::ETAG, tag);
+    if status == StatusCode::CREATED
+        && let Some(l) = location
+    {
+        response.headers_mut().insert(header::LOCATION, l);
+    }
+    response
+}
+
+/// `If-Match: "7"` → Some(7); `*` or absent → None.
+fn expected_version(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<i64>()
+        .map(Some)
+        .map_err(|_| {
+            Problem::new(
+                "malformed-request",
+                format!("If-Match must be an ETag from this API, such as \"3\"; got `{text}`"),
+            )
+        })
+}
+
+async fn create(
+    State(app): State<AppState>,
+    Caller(actor): Caller,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> Result<Response, Problem> {
+    let view = app
+        .engine
+        .create(&actor, &body.process, body.data, body.comment)
+        .await?;
+    Ok(with_etag(StatusCode::CREATED, view))
+}
+
+async fn show(
+    State(app): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let view = app.engine.get(&actor, &id).await?;
+    Ok(with_etag(StatusCode::OK, view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    process: Option<String>,
+    state: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(app): State<AppState>,
+    Caller(actor): Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Response, Problem> {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Problem::new(
+            "malformed-request",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        )
+        .with("field", "limit"));
+    }
+    let query = InstanceQuery {
+        process: q.process,
+        state: q.state,
+        after: q.cursor,
+        limit,
+    };
+    let page = app.engine.list(&actor, &query).await?;
+    Ok(axum::Json(page).into_response())
+}
+
+async fn fire(
+    State(app): State<AppState>,
+    Caller(actor): Caller,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<FireBody>,
+) -> Result<Response, Problem> {
+    let request = FireRequest {
+        data: body.data,
+        comment: body.comment,
+        expected_version: expected_version(&headers)?,
+    };
+    let view = app.engine.fire(&actor, &id, &name, request).await?;
+    Ok(with_etag(StatusCode::OK, view))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum TraceFormat {
+    Json,
+    Csv,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceQuery {
+    format: Option<TraceFormat>,
+}
+
+async fn trace(
+    State(app): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TraceQuery>,
+) -> Result<Response, Problem> {
+    let records = app.engine.trace(&id).await?;
+    Ok(match q.format.unwrap_or(TraceFormat::Json) {
+        TraceFormat::Json => {
+            axum::Json(serde_json::json!({ "instance_id": id, "records": records })).into_response()
+        }
+        TraceFormat::Csv => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"trace-{id}.csv\""),
+                ),
+            ],
+            trace_csv(&records),
+        )
+            .into_response(),
+    })
+}
+
+fn csv_cell(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+fn trace_csv(records: &[TraceView]) -> String {
+    let mut out =
+        String::from("seq,at,actor,roles,kind,transition,from,to,data,comment,definition_hash\n");
+    for r in records {
+        let cells = [
+            r.seq.to_string(),
+            r.at.clone(),
+            r.actor.clone(),
+            r.roles.join(" "),
+            r.kind.to_owned(),
+            r.transition.clone().unwrap_or_default(),
+            r.from.clone().unwrap_or_default(),
+            r.to.clone(),
+            Value::Object(r.data.clone()).to_string(),
+            r.comment.clone().unwrap_or_default(),
+            r.definition_hash.clone(),
+        ];
+        let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,232 @@
+//! The `opsflow` command line (clap): thin adapters over the library.
+
+mod bench;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::clock::SystemClock;
+use crate::definition::GraphFormat;
+use crate::engine::Catalog;
+use crate::rules::{Limits, RuleEngine};
+use crate::server::{Server, StartError};
+use crate::settings::Settings;
+use crate::store::SqliteStore;
+
+/// opsflow: a workflow and rules engine for IT service management.
+#[derive(Debug, Parser)]
+#[command(name = "opsflow", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve(Settings),
+    /// Check process files; prints `file:line:col: message` for each problem, exit 1 if any.
+    Validate {
+        /// Process files or folders (default: processes).
+        paths: Vec<PathBuf>,
+        /// Folder of rule modules.
+        #[arg(long, env = "OPSFLOW_RULES", default_value = "rules")]
+        rules: PathBuf,
+    },
+    /// Print a process's state graph.
+    Graph {
+        /// Process id (looked up in --processes) or a process file.
+        process: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: GraphFormat,
+        /// Folder of process files.
+        #[arg(long, env = "OPSFLOW_PROCESSES", default_value = "processes")]
+        processes: PathBuf,
+        /// Folder of rule modules.
+        #[arg(long, env = "OPSFLOW_RULES", default_value = "rules")]
+        rules: PathBuf,
+    },
+    /// Create the database if needed and apply pending migrations.
+    Migrate {
+        /// Database URL.
+        #[arg(long, env = "OPSFLOW_DB", default_value = "sqlite://opsflow.db")]
+        db: String,
+    },
+    /// Measure transitions per second: in memory, on SQLite, over HTTP, and raw SQLite.
+    Bench(bench::BenchArgs),
+}
+
+/// Runs the command line; the return value is the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("opsflow: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("opsflow: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn rule_engine() -> RuleEngine {
+    RuleEngine::new(Arc::new(SystemClock), Limits::default())
+}
+
+fn print_definition_errors(errors: &[crate::definition::DefinitionError]) {
+    for e in errors {
+        eprintln!("{e}");
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(settings) => serve(settings).await,
+        Command::Validate { paths, rules } => {
+            let paths = if paths.is_empty() {
+                vec![PathBuf::from("processes")]
+            } else {
+                paths
+            };
+            match Catalog::load(&rule_engine(), &paths, &rules) {
+                Ok(catalog) => {
+                    for l in catalog.iter() {
+                        println!(
+                            "{}: ok: process `{}` ({} states, {} transitions), hash {}",
+                            l.definition.source.file,
+                            l.definition.id,
+                            l.definition.states.len(),
+                            l.definition.transitions.len(),
+                            &l.definition.hash[..12]
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    print_definition_errors(&errors);
+                    eprintln!("{} problem(s) found", errors.len());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Graph {
+            process,
+            format,
+            processes,
+            rules,
+        } => {
+            let as_file = PathBuf::from(&process);
+            let source = if as_file.is_file() {
+                as_file
+            } else {
+                processes
+            };
+            let catalog = match Catalog::load(&rule_engine(), &[source], &rules) {
+                Ok(c) => c,
+                Err(errors) => {
+                    print_definition_errors(&errors);
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let loaded = catalog
+                .get(&process)
+                .or_else(|| {
+                    catalog
+                        .iter()
+                        .next()
+                        .filter(|_| PathBuf::from(&process).is_file())
+                })
+                .with_context(|| format!("unknown process `{process}`"))?;
+            print!("{}", loaded.definition.render_graph(format));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { db } => {
+            if !db.starts_with("sqlite:") {
+                anyhow::bail!("unsupported database URL `{db}`: use sqlite://PATH");
+            }
+            let applied = SqliteStore::migrate(&db)
+                .await
+                .with_context(|| format!("cannot migrate {db}"))?;
+            println!("{db}: {applied} migration(s) applied, schema up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    let server = match Server::build(&settings).await {
+        Ok(s) => s,
+        Err(StartError::Definitions(errors)) => {
+            print_definition_errors(&errors);
+            anyhow::bail!(
+                "{} problem(s) in process definitions; not starting",
+                errors.len()
+            );
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let processes: Vec<String> = server
+        .engine()
+        .catalog()
+        .iter()
+        .map(|l| l.definition.id.clone())
+        .collect();
+    tracing::info!(addr = %server.addr(), db = %settings.db, processes = ?processes, "opsflow listening");
+    eprintln!(
+        "opsflow listening on http://{} ({})",
+        server.addr(),
+        processes.join(", ")
+    );
+    server
+        .run_until(shutdown_signal())
+        .await
+        .context("server failed")?;
+    tracing::info!("opsflow stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,31 @@
+//! Process definitions: the YAML model, its validation, the state graph and the content hash.
+//!
+//! This module knows nothing of scripts' meaning, storage or HTTP. Rule scripts are checked
+//! by [`crate::rules`], which reports through the same [`DefinitionError`].
+
+mod error;
+mod field;
+mod graph;
+mod model;
+mod parse;
+mod raw;
+mod source_map;
+mod suggest;
+
+pub use error::{DefinitionError, DefinitionErrors};
+pub use field::{Field, FieldType, describe_json};
+pub use graph::GraphFormat;
+pub use model::{Definition, RuleSource, Script, ScriptRef, Source, Start, State, Transition};
+pub use parse::parse;
+pub use source_map::{Position, SourceMap, YamlPath};
+
+impl Definition {
+    /// A problem at the value found at `path` of this definition's YAML.
+    pub fn error_at(&self, path: &YamlPath, message: impl Into<String>) -> DefinitionError {
+        DefinitionError::new(
+            self.source.file.clone(),
+            self.source_map.value_position(path),
+            message,
+        )
+    }
+}

@@ -1,0 +1,189 @@
+//! The checked model of a process: what the engine runs.
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use super::field::Field;
+use super::graph::StateGraph;
+use super::source_map::{SourceMap, YamlPath};
+
+/// A Rhai script attached to a transition: an inline script, or the name of a function of the
+/// process's rule modules (a bare identifier such as `classify`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "source", rename_all = "snake_case")]
+pub enum ScriptRef {
+    /// A script written in the process file.
+    Inline(String),
+    /// A function of one of the process's rule modules, called with the context map.
+    Function(String),
+}
+
+impl ScriptRef {
+    /// Reads the YAML text of a guard or action.
+    pub fn from_text(text: &str) -> Self {
+        let t = text.trim();
+        let is_identifier = t
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && t != "true"
+            && t != "false";
+        if is_identifier {
+            ScriptRef::Function(t.to_owned())
+        } else {
+            ScriptRef::Inline(text.to_owned())
+        }
+    }
+}
+
+/// A script together with where it was written, for error messages.
+#[derive(Debug, Clone, Serialize)]
+pub struct Script {
+    /// What runs.
+    #[serde(flatten)]
+    pub script: ScriptRef,
+    /// Where it stands in the process file (`transitions.classify.guard`).
+    #[serde(skip)]
+    pub path: YamlPath,
+}
+
+/// One state.
+#[derive(Debug, Clone, Serialize)]
+pub struct State {
+    /// Its name.
+    pub name: String,
+    /// A human title.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Instances start here.
+    pub initial: bool,
+    /// Instances end here; no transition leaves a final state.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+}
+
+/// One transition.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transition {
+    /// Its name, used to fire it.
+    pub name: String,
+    /// A human title.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The states it may be fired from.
+    pub from: Vec<String>,
+    /// The state it leads to.
+    pub to: String,
+    /// Roles allowed to fire it (any one suffices). Empty for automatic transitions.
+    pub roles: Vec<String>,
+    /// Fields that must hold a value once the transition's input is applied.
+    pub requires: Vec<String>,
+    /// Fired by the engine, not by a caller, when its guard holds.
+    pub auto: bool,
+    /// Must return `true` for the transition to happen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<Script>,
+    /// Runs when the transition happens; may return a map of fields to set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Script>,
+}
+
+/// Who may start an instance, and the action that runs when one starts.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Start {
+    /// Roles allowed to create instances. Empty means any role of the process.
+    pub roles: Vec<String>,
+    /// Runs on creation; may return a map of fields to set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Script>,
+}
+
+/// The texts a definition was built from.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Source {
+    /// The process file's name, for messages (`processes/event.yaml`).
+    pub file: String,
+    /// The YAML text.
+    pub yaml: String,
+    /// The rule modules it uses, by name, with their file names and sources.
+    pub rules: IndexMap<String, RuleSource>,
+}
+
+/// One Rhai module's text.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RuleSource {
+    /// The module's file name, for messages (`rules/event.rhai`).
+    pub file: String,
+    /// The Rhai text.
+    pub source: String,
+}
+
+/// A validated process definition.
+#[derive(Debug, Clone)]
+pub struct Definition {
+    /// The process id (`event`).
+    pub id: String,
+    /// A human title.
+    pub title: Option<String>,
+    /// A longer description.
+    pub description: Option<String>,
+    /// SHA-256 (hex) of the YAML and the rule sources: identifies this version.
+    pub hash: String,
+    /// Declared roles.
+    pub roles: Vec<String>,
+    /// Who may start an instance.
+    pub start: Start,
+    /// Instance data fields, in file order.
+    pub fields: IndexMap<String, Field>,
+    /// States, in file order.
+    pub states: IndexMap<String, State>,
+    /// Transitions, in file order (automatic transitions are tried in this order).
+    pub transitions: IndexMap<String, Transition>,
+    /// Data tables for the rules (`ctx.tables` in scripts), such as a priority matrix.
+    pub tables: serde_json::Value,
+    /// The source texts.
+    pub source: Source,
+    /// Positions in the YAML text, for errors found after parsing.
+    pub source_map: SourceMap,
+    pub(crate) graph: StateGraph,
+}
+
+impl Definition {
+    /// The initial state's name.
+    pub fn initial_state(&self) -> &str {
+        self.graph.initial()
+    }
+
+    /// Transitions that may leave `state`, in file order.
+    pub fn transitions_from<'a>(&'a self, state: &'a str) -> impl Iterator<Item = &'a Transition> {
+        self.transitions
+            .values()
+            .filter(move |t| t.from.iter().any(|f| f == state))
+    }
+
+    /// The state graph as Mermaid or Graphviz text.
+    pub fn render_graph(&self, format: super::GraphFormat) -> String {
+        super::graph::render(self, format)
+    }
+
+    /// Every script of the definition, with a label for messages (`transition classify guard`).
+    pub fn scripts(&self) -> impl Iterator<Item = (String, &Script)> {
+        let start = self
+            .start
+            .action
+            .iter()
+            .map(|s| ("start action".to_owned(), s));
+        let transitions = self.transitions.values().flat_map(|t| {
+            t.guard
+                .iter()
+                .map(move |s| (format!("transition `{}` guard", t.name), s))
+                .chain(
+                    t.action
+                        .iter()
+                        .map(move |s| (format!("transition `{}` action", t.name), s)),
+                )
+        });
+        start.chain(transitions)
+    }
+}

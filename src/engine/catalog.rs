@@ -1,0 +1,182 @@
+//! The set of process definitions the engine serves, loaded from the process and rule
+//! folders, each with its compiled rules.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use crate::definition::{self, Definition, DefinitionError, Position, RuleSource, Source};
+use crate::rules::{CompiledRules, RuleEngine};
+
+/// A definition version ready to run: the checked model and its compiled scripts.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The definition.
+    pub definition: Definition,
+    /// Its compiled scripts.
+    pub rules: CompiledRules,
+}
+
+impl Loaded {
+    /// Parses and compiles one process file against a library of rule modules.
+    pub fn build(
+        rules: &RuleEngine,
+        file: &str,
+        yaml: &str,
+        library: &IndexMap<String, RuleSource>,
+    ) -> Result<Self, Vec<DefinitionError>> {
+        let definition = definition::parse(file, yaml, library)?;
+        let compiled = rules.compile(&definition)?;
+        Ok(Self {
+            definition,
+            rules: compiled,
+        })
+    }
+
+    /// Rebuilds a stored version from its source bundle.
+    pub fn from_source(rules: &RuleEngine, source: &Source) -> Result<Self, Vec<DefinitionError>> {
+        Self::build(rules, &source.file, &source.yaml, &source.rules)
+    }
+}
+
+/// The current definitions, by process id.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    processes: IndexMap<String, Arc<Loaded>>,
+}
+
+impl Catalog {
+    /// Loads every `*.yaml`/`*.yml` file of `processes` (a folder or a file) with the rule
+    /// modules (`*.rhai`) of `rules_dir`. Every problem of every file is returned at once.
+    pub fn load(
+        rules: &RuleEngine,
+        processes: &[PathBuf],
+        rules_dir: &Path,
+    ) -> Result<Self, Vec<DefinitionError>> {
+        let mut errors = Vec::new();
+        let library = read_rule_library(rules_dir, &mut errors);
+        let mut files = Vec::new();
+        for p in processes {
+            collect_process_files(p, &mut files, &mut errors);
+        }
+        let mut catalog = Catalog::default();
+        let mut origin: HashMap<String, String> = HashMap::new();
+        for path in files {
+            let file = path.display().to_string();
+            let yaml = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(file_error(&file, format!("cannot read: {e}")));
+                    continue;
+                }
+            };
+            match Loaded::build(rules, &file, &yaml, &library) {
+                Ok(loaded) => {
+                    let id = loaded.definition.id.clone();
+                    if let Some(first) = origin.insert(id.clone(), file.clone()) {
+                        errors.push(file_error(
+                            &file,
+                            format!("process `{id}` is already defined in {first}"),
+                        ));
+                    } else {
+                        catalog.processes.insert(id, Arc::new(loaded));
+                    }
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// A catalog of already built definitions (tests, benchmarks).
+    pub fn from_loaded(items: impl IntoIterator<Item = Loaded>) -> Self {
+        Self {
+            processes: items
+                .into_iter()
+                .map(|l| (l.definition.id.clone(), Arc::new(l)))
+                .collect(),
+        }
+    }
+
+    /// The current definition of a process.
+    pub fn get(&self, process: &str) -> Option<&Arc<Loaded>> {
+        self.processes.get(process)
+    }
+
+    /// All current definitions, in load order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Loaded>> {
+        self.processes.values()
+    }
+}
+
+fn file_error(file: &str, message: String) -> DefinitionError {
+    DefinitionError::new(file, Position { line: 1, column: 1 }, message)
+}
+
+fn collect_process_files(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<DefinitionError>) {
+    if path.is_dir() {
+        match std::fs::read_dir(path) {
+            Ok(entries) => {
+                let mut found: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.is_file()
+                            && matches!(
+                                p.extension().and_then(|e| e.to_str()),
+                                Some("yaml" | "yml")
+                            )
+                    })
+                    .collect();
+                found.sort();
+                files.extend(found);
+            }
+            Err(e) => errors.push(file_error(
+                &path.display().to_string(),
+                format!("cannot read folder: {e}"),
+            )),
+        }
+    } else if path.is_file() {
+        files.push(path.to_path_buf());
+    } else {
+        errors.push(file_error(
+            &path.display().to_string(),
+            "no such file or folder".into(),
+        ));
+    }
+}
+
+/// Reads every `*.rhai` file of a folder, keyed by file stem. A missing folder is an empty
+/// library (processes that name no rule modules still load).
+pub fn read_rule_library(
+    dir: &Path,
+    errors: &mut Vec<DefinitionError>,
+) -> IndexMap<String, RuleSource> {
+    let mut library = IndexMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return library;
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("rhai"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let file = path.display().to_string();
+        let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(source) => {
+                library.insert(name.to_owned(), RuleSource { file, source });
+            }
+            Err(e) => errors.push(file_error(&file, format!("cannot read: {e}"))),
+        }
+    }
+    library
+}

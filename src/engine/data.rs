@@ -1,0 +1,79 @@
+//! Checks submitted and rule-written data against a definition's fields.
+
+use serde_json::{Map, Value};
+
+use super::error::FieldProblem;
+use crate::definition::Definition;
+
+/// Who is writing: a caller may not write computed fields; rules may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writer {
+    Caller,
+    Rule,
+}
+
+/// Checks every entry of `input`; all problems are returned together. `null` clears a field.
+pub(crate) fn check_input(
+    def: &Definition,
+    input: &Map<String, Value>,
+    writer: Writer,
+) -> Vec<FieldProblem> {
+    let mut problems = Vec::new();
+    for (name, value) in input {
+        let Some(field) = def.fields.get(name) else {
+            problems.push(FieldProblem {
+                field: name.clone(),
+                message: format!("process `{}` has no field `{name}`", def.id),
+            });
+            continue;
+        };
+        if writer == Writer::Caller && field.computed {
+            problems.push(FieldProblem {
+                field: name.clone(),
+                message: "is computed by the process's rules and cannot be set".into(),
+            });
+            continue;
+        }
+        if value.is_null() {
+            if field.required {
+                problems.push(FieldProblem {
+                    field: name.clone(),
+                    message: "is required and cannot be cleared".into(),
+                });
+            }
+            continue;
+        }
+        if let Err(message) = field.field_type.check(value) {
+            problems.push(FieldProblem {
+                field: name.clone(),
+                message,
+            });
+        }
+    }
+    problems
+}
+
+/// Applies writes to data: `null` removes a field.
+pub(crate) fn apply(data: &mut Map<String, Value>, writes: &Map<String, Value>) {
+    for (k, v) in writes {
+        if v.is_null() {
+            data.remove(k);
+        } else {
+            data.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+/// Fields among `names` that hold no value in `data`.
+pub(crate) fn missing<'a>(
+    data: &Map<String, Value>,
+    names: impl Iterator<Item = &'a String>,
+) -> Vec<FieldProblem> {
+    names
+        .filter(|n| data.get(*n).is_none_or(Value::is_null))
+        .map(|n| FieldProblem {
+            field: n.clone(),
+            message: "is required".into(),
+        })
+        .collect()
+}

@@ -1,0 +1,382 @@
+//! The engine: creates instances and fires transitions.
+//!
+//! A step runs in this order: load the instance and its pinned definition → check the
+//! actor's roles → check the data → guard → action → automatic transitions (bounded) →
+//! commit the new state and its trace records in one store transaction → answer.
+
+mod catalog;
+mod data;
+mod error;
+mod step;
+mod view;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use serde_json::{Map, Value};
+
+pub use catalog::{Catalog, Loaded, read_rule_library};
+pub use error::{EngineError, FieldProblem};
+pub use view::{AllowedTransition, InstanceView, TraceView};
+
+use crate::clock::Clock;
+use crate::definition::Source;
+use crate::rules::RuleEngine;
+use crate::store::{InstanceQuery, InstanceRecord, Store, StoredDefinition, TraceKind};
+use data::{Writer, check_input, missing};
+use step::Working;
+
+/// Who is acting, with which roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The actor's name, recorded in the trace.
+    pub name: String,
+    /// The roles the actor holds.
+    pub roles: Vec<String>,
+}
+
+impl Actor {
+    /// An actor with roles.
+    pub fn new(
+        name: impl Into<String>,
+        roles: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            roles: roles.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Holds at least one of `roles`.
+    pub fn has_any_role(&self, roles: &[String]) -> bool {
+        roles.iter().any(|r| self.roles.contains(r))
+    }
+}
+
+/// A request to fire a transition.
+#[derive(Debug, Clone, Default)]
+pub struct FireRequest {
+    /// Fields to write.
+    pub data: Map<String, Value>,
+    /// A comment for the trace.
+    pub comment: Option<String>,
+    /// When set, the instance must still be at this version (`If-Match`).
+    pub expected_version: Option<i64>,
+}
+
+/// A page of instances.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InstancePage {
+    /// The instances.
+    pub items: Vec<InstanceView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Creates and advances instances.
+#[derive(Debug)]
+pub struct Engine {
+    catalog: Catalog,
+    rules: Arc<RuleEngine>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// Definition versions pinned by running instances, by hash.
+    versions: RwLock<HashMap<String, Arc<Loaded>>>,
+}
+
+impl Engine {
+    /// An engine serving `catalog`. Call [`Engine::register_definitions`] before serving so
+    /// that every current version is stored.
+    pub fn new(
+        catalog: Catalog,
+        rules: Arc<RuleEngine>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let versions = catalog
+            .iter()
+            .map(|l| (l.definition.hash.clone(), l.clone()))
+            .collect();
+        Self {
+            catalog,
+            rules,
+            store,
+            clock,
+            versions: RwLock::new(versions),
+        }
+    }
+
+    /// Stores every current definition version, so instances pinned to it can run after
+    /// the files change.
+    pub async fn register_definitions(&self) -> Result<(), EngineError> {
+        for l in self.catalog.iter() {
+            let source = serde_json::to_string(&l.definition.source).map_err(|e| {
+                EngineError::Store(crate::store::StoreError::Corrupt(e.to_string()))
+            })?;
+            self.store
+                .save_definition(&StoredDefinition {
+                    hash: l.definition.hash.clone(),
+                    process: l.definition.id.clone(),
+                    source,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The current definitions.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The rule engine.
+    pub fn rule_engine(&self) -> &RuleEngine {
+        &self.rules
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The definition version with this hash: loaded, or rebuilt from the store.
+    async fn version(&self, hash: &str) -> Result<Arc<Loaded>, EngineError> {
+        if let Some(l) = self
+            .versions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(hash)
+        {
+            return Ok(l.clone());
+        }
+        let stored = self
+            .store
+            .load_definition(hash)
+            .await?
+            .ok_or_else(|| EngineError::DefinitionUnavailable(hash.to_owned()))?;
+        let source: Source = serde_json::from_str(&stored.source)
+            .map_err(|_| EngineError::DefinitionUnavailable(hash.to_owned()))?;
+        let loaded = Arc::new(Loaded::from_source(&self.rules, &source).map_err(|errors| {
+            tracing::error!(
+                hash,
+                ?errors,
+                "a stored definition version no longer builds"
+            );
+            EngineError::DefinitionUnavailable(hash.to_owned())
+        })?);
+        self.versions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash.to_owned(), loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Creates an instance of `process` with `data`, runs the start action and follows
+    /// automatic transitions from the initial state.
+    #[tracing::instrument(skip_all, fields(process, actor = %actor.name))]
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        process: &str,
+        data: Map<String, Value>,
+        comment: Option<String>,
+    ) -> Result<InstanceView, EngineError> {
+        let loaded = self
+            .catalog
+            .get(process)
+            .ok_or_else(|| EngineError::UnknownProcess(process.to_owned()))?;
+        let def = &loaded.definition;
+        let starters = if def.start.roles.is_empty() {
+            &def.roles
+        } else {
+            &def.start.roles
+        };
+        if !actor.has_any_role(starters) {
+            return Err(EngineError::Forbidden {
+                actor: actor.name.clone(),
+                action: format!("start a `{process}` instance"),
+                needed: starters.clone(),
+            });
+        }
+        let mut problems = check_input(def, &data, Writer::Caller);
+        let mut required = missing(
+            &data,
+            def.fields.values().filter(|f| f.required).map(|f| &f.name),
+        );
+        required.retain(|r| !problems.iter().any(|p| p.field == r.field));
+        problems.extend(required);
+        if !problems.is_empty() {
+            return Err(EngineError::InvalidData(problems));
+        }
+
+        let now = self.clock.now_ms();
+        let mut record = InstanceRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            process: def.id.clone(),
+            definition_hash: def.hash.clone(),
+            state: def.initial_state().to_owned(),
+            data: Map::new(),
+            version: 0,
+            created_by: actor.name.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        data::apply(&mut record.data, &data);
+        tracing::Span::current().record("process", process);
+        let mut w = Working {
+            loaded,
+            rules: &self.rules,
+            actor,
+            record,
+            previous_version: None,
+            trace: Vec::new(),
+            now,
+        };
+        let mut written = data.clone();
+        if let Some(action) = &def.start.action {
+            let writes = w.run_action(action, &data)?;
+            data::apply(&mut w.record.data, &writes);
+            written.extend(writes);
+        }
+        w.record(TraceKind::Created, None, None, written, comment);
+        w.settle()?;
+        let step = w.into_step();
+        let record = step.instance.clone();
+        self.store.commit(step).await?;
+        tracing::info!(instance = %record.id, state = %record.state, "instance created");
+        Ok(InstanceView::new(record, def, actor))
+    }
+
+    /// Fires `transition` on instance `id`.
+    #[tracing::instrument(skip(self, actor, request), fields(actor = %actor.name, process))]
+    pub async fn fire(
+        &self,
+        actor: &Actor,
+        id: &str,
+        transition: &str,
+        request: FireRequest,
+    ) -> Result<InstanceView, EngineError> {
+        let record = self
+            .store
+            .get_instance(id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownInstance(id.to_owned()))?;
+        tracing::Span::current().record("process", record.process.as_str());
+        let loaded = self.version(&record.definition_hash).await?;
+        let def = &loaded.definition;
+        let t = def
+            .transitions
+            .get(transition)
+            .ok_or_else(|| EngineError::UnknownTransition {
+                process: def.id.clone(),
+                transition: transition.to_owned(),
+            })?;
+        if t.auto {
+            return Err(EngineError::Automatic(t.name.clone()));
+        }
+        if !actor.has_any_role(&t.roles) {
+            return Err(EngineError::Forbidden {
+                actor: actor.name.clone(),
+                action: format!("fire `{}`", t.name),
+                needed: t.roles.clone(),
+            });
+        }
+        if let Some(expected) = request.expected_version
+            && expected != record.version
+        {
+            return Err(EngineError::VersionMismatch {
+                expected,
+                actual: record.version,
+            });
+        }
+        if !t.from.contains(&record.state) {
+            return Err(EngineError::WrongState {
+                transition: t.name.clone(),
+                state: record.state.clone(),
+                from: t.from.clone(),
+            });
+        }
+        let mut problems = check_input(def, &request.data, Writer::Caller);
+        let mut merged = record.data.clone();
+        data::apply(&mut merged, &request.data);
+        let mut required = missing(&merged, t.requires.iter());
+        required.retain(|r| !problems.iter().any(|p| p.field == r.field));
+        problems.extend(required);
+        if !problems.is_empty() {
+            return Err(EngineError::InvalidData(problems));
+        }
+
+        let previous = record.version;
+        let mut w = Working {
+            loaded: &loaded,
+            rules: &self.rules,
+            actor,
+            record,
+            previous_version: Some(previous),
+            trace: Vec::new(),
+            now: self.clock.now_ms(),
+        };
+        w.record.data = merged;
+        w.fire(t, request.data, request.comment)?;
+        w.settle()?;
+        let step = w.into_step();
+        let record = step.instance.clone();
+        self.store.commit(step).await?;
+        tracing::info!(instance = %record.id, transition, state = %record.state, "transition fired");
+        Ok(InstanceView::new(record, def, actor))
+    }
+
+    /// One instance as `actor` sees it.
+    pub async fn get(&self, actor: &Actor, id: &str) -> Result<InstanceView, EngineError> {
+        let record = self
+            .store
+            .get_instance(id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownInstance(id.to_owned()))?;
+        let loaded = self.version(&record.definition_hash).await?;
+        Ok(InstanceView::new(record, &loaded.definition, actor))
+    }
+
+    /// A page of instances, ordered by id (creation time).
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        query: &InstanceQuery,
+    ) -> Result<InstancePage, EngineError> {
+        if let Some(p) = &query.process
+            && self.catalog.get(p).is_none()
+        {
+            return Err(EngineError::UnknownProcess(p.clone()));
+        }
+        let mut q = query.clone();
+        q.limit = query.limit.saturating_add(1);
+        let mut records = self.store.list_instances(&q).await?;
+        let more = records.len() > query.limit as usize;
+        records.truncate(query.limit as usize);
+        let next_cursor = if more {
+            records.last().map(|r| r.id.clone())
+        } else {
+            None
+        };
+        let mut items = Vec::with_capacity(records.len());
+        for r in records {
+            let loaded = self.version(&r.definition_hash).await?;
+            items.push(InstanceView::new(r, &loaded.definition, actor));
+        }
+        Ok(InstancePage { items, next_cursor })
+    }
+
+    /// The trace of an instance, in order.
+    pub async fn trace(&self, id: &str) -> Result<Vec<TraceView>, EngineError> {
+        if self.store.get_instance(id).await?.is_none() {
+            return Err(EngineError::UnknownInstance(id.to_owned()));
+        }
+        Ok(self
+            .store
+            .trace(id)
+            .await?
+            .into_iter()
+            .map(TraceView::from)
+            .collect())
+    }
+}

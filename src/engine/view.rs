@@ -1,0 +1,127 @@
+//! What callers see of an instance: its record plus what they may do next.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::Actor;
+use crate::clock::format_ms;
+use crate::definition::Definition;
+use crate::store::{InstanceRecord, TraceRecord};
+
+/// A transition the caller may fire now.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AllowedTransition {
+    /// Its name.
+    pub name: String,
+    /// Its title.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The state it leads to.
+    pub to: String,
+    /// Fields that must hold a value once the input is applied.
+    pub requires: Vec<String>,
+    /// It has a guard that may still refuse it.
+    pub guarded: bool,
+}
+
+/// An instance as answered to a caller.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct InstanceView {
+    /// Instance id.
+    pub id: String,
+    /// Process id.
+    pub process: String,
+    /// Hash of the pinned definition version.
+    pub definition_hash: String,
+    /// Current state.
+    pub state: String,
+    /// The state is final: nothing more can happen.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+    /// Version, incremented by each step (the `ETag`).
+    pub version: i64,
+    /// Instance data.
+    pub data: Map<String, Value>,
+    /// Who created it.
+    pub created_by: String,
+    /// When, RFC 3339 UTC.
+    pub created_at: String,
+    /// Last step, RFC 3339 UTC.
+    pub updated_at: String,
+    /// Transitions the caller may fire now.
+    pub allowed_transitions: Vec<AllowedTransition>,
+}
+
+impl InstanceView {
+    pub(crate) fn new(record: InstanceRecord, def: &Definition, actor: &Actor) -> Self {
+        let allowed_transitions = def
+            .transitions_from(&record.state)
+            .filter(|t| !t.auto && actor.has_any_role(&t.roles))
+            .map(|t| AllowedTransition {
+                name: t.name.clone(),
+                title: t.title.clone(),
+                to: t.to.clone(),
+                requires: t.requires.clone(),
+                guarded: t.guard.is_some(),
+            })
+            .collect();
+        Self {
+            is_final: def.states.get(&record.state).is_some_and(|s| s.is_final),
+            id: record.id,
+            process: record.process,
+            definition_hash: record.definition_hash,
+            state: record.state,
+            version: record.version,
+            data: record.data,
+            created_by: record.created_by,
+            created_at: format_ms(record.created_at),
+            updated_at: format_ms(record.updated_at),
+            allowed_transitions,
+        }
+    }
+}
+
+/// A trace record as answered to a caller.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TraceView {
+    /// Step number, from 1.
+    pub seq: i64,
+    /// When, RFC 3339 UTC with milliseconds.
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// The actor's roles.
+    pub roles: Vec<String>,
+    /// created, transition or automatic.
+    pub kind: &'static str,
+    /// The transition.
+    pub transition: Option<String>,
+    /// State before.
+    pub from: Option<String>,
+    /// State after.
+    pub to: String,
+    /// Fields written.
+    pub data: Map<String, Value>,
+    /// Comment.
+    pub comment: Option<String>,
+    /// Definition version.
+    pub definition_hash: String,
+}
+
+impl From<TraceRecord> for TraceView {
+    fn from(t: TraceRecord) -> Self {
+        Self {
+            seq: t.seq,
+            at: format_ms(t.at),
+            actor: t.actor,
+            roles: t.roles,
+            kind: t.kind.as_str(),
+            transition: t.transition,
+            from: t.from,
+            to: t.to,
+            data: t.data,
+            comment: t.comment,
+            definition_hash: t.definition_hash,
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! opsflow: a workflow and rules engine for IT service management.
+//!
+//! Layers, each depending only on those above it:
+//! [`definition`] (YAML → checked model → state graph) → [`rules`] (sandboxed Rhai) →
+//! [`engine`] (create instances, fire transitions) → [`store`] (SQLite) →
+//! [`api`] and [`cli`] (thin adapters).
+
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod definition;
+pub mod engine;
+pub mod rules;
+pub mod server;
+pub mod settings;
+pub mod store;

@@ -1,0 +1,329 @@
+//! Scripts of one definition, compiled once, and their evaluation.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rhai::{AST, CallFnOptions, Dynamic, Engine, Scope};
+use serde_json::{Map, Value};
+
+use super::error::{RuleError, RuleFailure, classify};
+use super::sandbox::{Limits, build_engine};
+use crate::clock::Clock;
+use crate::definition::{Definition, DefinitionError, Position, Script, ScriptRef, YamlPath};
+
+/// What a rule sees of the instance and the step being taken.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// Instance id.
+    pub instance_id: &'a str,
+    /// Process id.
+    pub process: &'a str,
+    /// The state the instance is in while the rule runs.
+    pub state: &'a str,
+    /// Who takes the step.
+    pub actor: &'a str,
+    /// The actor's roles.
+    pub roles: &'a [String],
+    /// Instance data with this step's input applied.
+    pub data: &'a Map<String, Value>,
+    /// The data given with this step.
+    pub input: &'a Map<String, Value>,
+}
+
+/// Names visible to inline scripts, and the keys of the map passed to rule functions.
+const CONTEXT_NAMES: [&str; 8] = [
+    "data", "input", "state", "actor", "roles", "instance", "tables", "process",
+];
+
+/// The sandboxed Rhai engine shared by every definition.
+#[derive(Debug)]
+pub struct RuleEngine {
+    engine: Engine,
+    limits: Limits,
+}
+
+impl RuleEngine {
+    /// An engine with the given limits, reading time from `clock`.
+    pub fn new(clock: Arc<dyn Clock>, limits: Limits) -> Self {
+        Self {
+            engine: build_engine(clock, limits),
+            limits,
+        }
+    }
+
+    /// The limits scripts run under.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Compiles a definition's rule modules and scripts, checking that every named rule
+    /// function exists. All problems are returned together.
+    pub fn compile(&self, def: &Definition) -> Result<CompiledRules, Vec<DefinitionError>> {
+        let mut errors = Vec::new();
+        let mut functions = AST::empty();
+        let mut owner: HashMap<(String, usize), String> = HashMap::new();
+        for module in def.source.rules.values() {
+            match self.engine.compile(&module.source) {
+                Ok(ast) => {
+                    for f in ast.iter_functions() {
+                        let key = (f.name.to_owned(), f.params.len());
+                        if let Some(other) = owner.insert(key, module.file.clone()) {
+                            errors.push(DefinitionError::new(
+                                module.file.clone(),
+                                Position { line: 1, column: 1 },
+                                format!(
+                                    "function `{}` with {} parameter(s) is also defined in {other}",
+                                    f.name,
+                                    f.params.len()
+                                ),
+                            ));
+                        }
+                    }
+                    functions = functions.merge(&ast.clone_functions_only());
+                }
+                Err(e) => {
+                    let pos = e.position();
+                    errors.push(DefinitionError::new(
+                        module.file.clone(),
+                        Position {
+                            line: pos.line().unwrap_or(1),
+                            column: pos.position().unwrap_or(1),
+                        },
+                        format!("Rhai syntax error: {}", e.err_type()),
+                    ));
+                }
+            }
+        }
+
+        let template = scope_template();
+        let mut scripts = HashMap::new();
+        for (label, script) in def.scripts() {
+            match &script.script {
+                ScriptRef::Function(name) => {
+                    let known: Vec<_> = functions
+                        .iter_functions()
+                        .map(|f| (f.name, f.params.len()))
+                        .collect();
+                    if known.iter().any(|(n, p)| *n == name && *p == 1) {
+                        scripts.insert(script.path.clone(), Compiled::Function(name.clone()));
+                    } else if known.iter().any(|(n, _)| *n == name) {
+                        errors.push(def.error_at(
+                            &script.path,
+                            format!("{label}: rule function `{name}` must take exactly one parameter (the context map)"),
+                        ));
+                    } else {
+                        let modules: Vec<_> = def.source.rules.keys().cloned().collect();
+                        errors.push(def.error_at(
+                            &script.path,
+                            format!(
+                                "{label}: unknown rule function `{name}` (rule modules: {})",
+                                if modules.is_empty() {
+                                    "none".to_owned()
+                                } else {
+                                    modules.join(", ")
+                                }
+                            ),
+                        ));
+                    }
+                }
+                ScriptRef::Inline(source) => {
+                    match self.engine.compile_with_scope(&template, source) {
+                        Ok(ast) => {
+                            scripts.insert(
+                                script.path.clone(),
+                                Compiled::Inline(functions.merge(&ast)),
+                            );
+                        }
+                        Err(e) => {
+                            let pos = e.position();
+                            errors.push(def.error_at(
+                                &script.path,
+                                format!(
+                                    "{label} does not compile: {} (script line {}, column {})",
+                                    e.err_type(),
+                                    pos.line().unwrap_or(1),
+                                    pos.position().unwrap_or(1)
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let tables = rhai::serde::to_dynamic(&def.tables).unwrap_or(Dynamic::UNIT);
+        Ok(CompiledRules {
+            functions,
+            scripts,
+            tables,
+            file: def.source.file.clone(),
+        })
+    }
+
+    /// Runs a guard; it must return a boolean.
+    pub fn guard(
+        &self,
+        rules: &CompiledRules,
+        script: &Script,
+        ctx: &Context<'_>,
+    ) -> Result<bool, RuleError> {
+        let result = self.run(rules, script, ctx)?;
+        result.as_bool().map_err(|got| RuleError {
+            rule: rules.describe(script),
+            function: None,
+            failure: RuleFailure::WrongType {
+                expected: "a boolean (true or false)",
+                got: got.to_owned(),
+            },
+        })
+    }
+
+    /// Runs an action; it may return nothing (`()`) or a map of fields to set.
+    pub fn action(
+        &self,
+        rules: &CompiledRules,
+        script: &Script,
+        ctx: &Context<'_>,
+    ) -> Result<Map<String, Value>, RuleError> {
+        let result = self.run(rules, script, ctx)?;
+        if result.is_unit() {
+            return Ok(Map::new());
+        }
+        let wrong = |got: String| RuleError {
+            rule: rules.describe(script),
+            function: None,
+            failure: RuleFailure::WrongType {
+                expected: "a map of fields to set, or nothing",
+                got,
+            },
+        };
+        if !result.is_map() {
+            return Err(wrong(result.type_name().to_owned()));
+        }
+        match rhai::serde::from_dynamic::<Value>(&result) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(other) => Err(wrong(other.to_string())),
+            Err(e) => Err(wrong(e.to_string())),
+        }
+    }
+
+    fn run(
+        &self,
+        rules: &CompiledRules,
+        script: &Script,
+        ctx: &Context<'_>,
+    ) -> Result<Dynamic, RuleError> {
+        let fail = |err: &rhai::EvalAltResult| {
+            let (failure, function) = classify(err);
+            RuleError {
+                rule: rules.describe(script),
+                function,
+                failure,
+            }
+        };
+        let values = context_values(ctx, &rules.tables).map_err(|e| fail(&e))?;
+        match rules.scripts.get(&script.path) {
+            Some(Compiled::Inline(ast)) => {
+                let mut scope = Scope::new();
+                for (name, value) in CONTEXT_NAMES.iter().zip(values) {
+                    scope.push_dynamic(*name, value);
+                }
+                self.engine
+                    .eval_ast_with_scope::<Dynamic>(&mut scope, ast)
+                    .map_err(|e| fail(&e))
+            }
+            Some(Compiled::Function(name)) => {
+                let mut map = rhai::Map::new();
+                for (key, value) in CONTEXT_NAMES.iter().zip(values) {
+                    map.insert((*key).into(), value);
+                }
+                let options = CallFnOptions::new().eval_ast(false);
+                self.engine
+                    .call_fn_with_options::<Dynamic>(
+                        options,
+                        &mut Scope::new(),
+                        &rules.functions,
+                        name,
+                        (Dynamic::from_map(map),),
+                    )
+                    .map_err(|e| {
+                        let mut err = fail(&e);
+                        err.function.get_or_insert_with(|| name.clone());
+                        err
+                    })
+            }
+            None => Err(RuleError {
+                rule: rules.describe(script),
+                function: None,
+                failure: RuleFailure::Runtime(
+                    "script was not compiled with this definition".into(),
+                ),
+            }),
+        }
+    }
+}
+
+fn scope_template() -> Scope<'static> {
+    let mut scope = Scope::new();
+    for name in CONTEXT_NAMES {
+        scope.push_dynamic(name, Dynamic::UNIT);
+    }
+    scope
+}
+
+fn context_values(
+    ctx: &Context<'_>,
+    tables: &Dynamic,
+) -> Result<[Dynamic; 8], Box<rhai::EvalAltResult>> {
+    let mut instance = rhai::Map::new();
+    instance.insert("id".into(), ctx.instance_id.into());
+    instance.insert("process".into(), ctx.process.into());
+    instance.insert("state".into(), ctx.state.into());
+    let roles: rhai::Array = ctx.roles.iter().map(|r| Dynamic::from(r.clone())).collect();
+    Ok([
+        rhai::serde::to_dynamic(ctx.data)?,
+        rhai::serde::to_dynamic(ctx.input)?,
+        ctx.state.into(),
+        ctx.actor.into(),
+        roles.into(),
+        instance.into(),
+        tables.clone(),
+        ctx.process.into(),
+    ])
+}
+
+enum Compiled {
+    Inline(AST),
+    Function(String),
+}
+
+/// The compiled scripts of one definition version.
+pub struct CompiledRules {
+    functions: AST,
+    scripts: HashMap<YamlPath, Compiled>,
+    tables: Dynamic,
+    file: String,
+}
+
+impl std::fmt::Debug for CompiledRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledRules")
+            .field("file", &self.file)
+            .field("scripts", &self.scripts.len())
+            .finish()
+    }
+}
+
+impl CompiledRules {
+    fn describe(&self, script: &Script) -> String {
+        match &script.script {
+            ScriptRef::Function(name) => {
+                format!("rule function `{name}` (at {} {})", self.file, script.path)
+            }
+            ScriptRef::Inline(_) => format!("script at {} {}", self.file, script.path),
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Rules: the sandboxed Rhai engine, compiled scripts per definition, and their evaluation.
+//!
+//! Inline scripts see the variables `data`, `input`, `state`, `actor`, `roles`, `instance`,
+//! `tables` and `process`; rule functions receive the same names as one map argument
+//! (`fn classify(ctx) { ctx.data.impact ... }`). Host functions: `now()`, `now_ms()`,
+//! `to_ms(text)`, `format_time(ms)`, `hours(n)`, `minutes(n)`.
+
+mod compiled;
+mod error;
+mod sandbox;
+
+pub use compiled::{CompiledRules, Context, RuleEngine};
+pub use error::{RuleError, RuleFailure};
+pub use sandbox::Limits;

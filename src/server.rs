@@ -1,0 +1,124 @@
+//! Builds the running application from settings: definitions, store, engine, router and
+//! a bound listener. `opsflow serve` and the integration tests start it the same way.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState, Tokens};
+use crate::clock::{Clock, SystemClock};
+use crate::definition::DefinitionError;
+use crate::engine::{Catalog, Engine, EngineError};
+use crate::rules::{Limits, RuleEngine};
+use crate::settings::Settings;
+use crate::store::{SqliteStore, Store, StoreError};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Process files or rule modules have problems; each is listed.
+    #[error("{} problem(s) in process definitions", .0.len())]
+    Definitions(Vec<DefinitionError>),
+    /// The database URL is not one this build supports.
+    #[error("unsupported database URL `{0}`: use sqlite://PATH")]
+    UnsupportedDatabase(String),
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database")]
+    Store(#[from] StoreError),
+    /// Definitions could not be recorded in the database.
+    #[error("cannot record the definitions")]
+    Engine(#[from] EngineError),
+    /// `OPSFLOW_TOKENS` is malformed.
+    #[error("bad OPSFLOW_TOKENS: {0}")]
+    Tokens(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {0}")]
+    Bind(SocketAddr, #[source] std::io::Error),
+}
+
+/// Opens the store a database URL names.
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StartError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else {
+        Err(StartError::UnsupportedDatabase(url.to_owned()))
+    }
+}
+
+/// A built, bound server that has not started serving yet.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    router: axum::Router,
+    addr: SocketAddr,
+    engine: Arc<Engine>,
+}
+
+impl Server {
+    /// Loads definitions, opens the store, builds the engine and binds the listener
+    /// (port 0 picks a free port).
+    pub async fn build(settings: &Settings) -> Result<Self, StartError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Server::build`], with the engine reading time from `clock`.
+    pub async fn build_with_clock(
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let tokens = Tokens::parse(settings.tokens.expose()).map_err(StartError::Tokens)?;
+        if tokens.is_empty() {
+            tracing::warn!(
+                "no bearer tokens configured (OPSFLOW_TOKENS): every API request will be refused with 401"
+            );
+        }
+        let rules = Arc::new(RuleEngine::new(clock.clone(), Limits::default()));
+        let catalog = Catalog::load(
+            &rules,
+            std::slice::from_ref(&settings.processes),
+            &settings.rules,
+        )
+        .map_err(StartError::Definitions)?;
+        let store = open_store(&settings.db).await?;
+        let engine = Arc::new(Engine::new(catalog, rules, store, clock));
+        engine.register_definitions().await?;
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| StartError::Bind(settings.listen, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Bind(settings.listen, e))?;
+        let router = api::router(AppState {
+            engine: engine.clone(),
+            tokens: Arc::new(tokens),
+            rules_dir: Arc::new(settings.rules.clone()),
+        });
+        Ok(Self {
+            listener,
+            router,
+            addr,
+            engine,
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The engine behind the server.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Serves until `shutdown` completes, then finishes requests in flight.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

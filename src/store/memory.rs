@@ -1,0 +1,79 @@
+//! An in-memory store: no durability. For the benchmark's engine-only figure and for unit
+//! tests of the engine.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::{
+    InstanceQuery, InstanceRecord, Step, Store, StoreError, StoredDefinition, TraceRecord,
+};
+
+#[derive(Debug, Default)]
+struct Tables {
+    definitions: HashMap<String, StoredDefinition>,
+    instances: BTreeMap<String, InstanceRecord>,
+    trace: HashMap<String, Vec<TraceRecord>>,
+}
+
+/// Keeps everything in process memory, behind one lock.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+}
+
+impl MemoryStore {
+    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
+        // A panic while holding the lock cannot leave a half-written step: every write
+        // below checks first and then mutates without failing.
+        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn save_definition(&self, d: &StoredDefinition) -> Result<(), StoreError> {
+        self.tables()
+            .definitions
+            .entry(d.hash.clone())
+            .or_insert_with(|| d.clone());
+        Ok(())
+    }
+
+    async fn load_definition(&self, hash: &str) -> Result<Option<StoredDefinition>, StoreError> {
+        Ok(self.tables().definitions.get(hash).cloned())
+    }
+
+    async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        Ok(self.tables().instances.get(id).cloned())
+    }
+
+    async fn list_instances(&self, q: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
+        let t = self.tables();
+        Ok(t.instances
+            .values()
+            .filter(|i| q.after.as_ref().is_none_or(|a| i.id > *a))
+            .filter(|i| q.process.as_ref().is_none_or(|p| i.process == *p))
+            .filter(|i| q.state.as_ref().is_none_or(|s| i.state == *s))
+            .take(q.limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
+        Ok(self.tables().trace.get(id).cloned().unwrap_or_default())
+    }
+
+    async fn commit(&self, step: Step) -> Result<(), StoreError> {
+        let mut t = self.tables();
+        let current = t.instances.get(&step.instance.id).map(|i| i.version);
+        if current != step.previous_version {
+            return Err(StoreError::Conflict);
+        }
+        let id = step.instance.id.clone();
+        t.instances.insert(id.clone(), step.instance);
+        t.trace.entry(id).or_default().extend(step.trace);
+        Ok(())
+    }
+}

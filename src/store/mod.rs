@@ -1,0 +1,175 @@
+//! Storage: one [`Store`] trait, records that cross it, and its implementations.
+//!
+//! Steps are written in exactly one place, [`Store::commit`]: the new instance row and its
+//! trace records in one transaction. A later change can group many steps into one commit
+//! there without touching the engine.
+
+mod baseline;
+mod memory;
+mod sqlite;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+pub use baseline::raw_sqlite_steps;
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// An instance as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceRecord {
+    /// UUID v7.
+    pub id: String,
+    /// Process id.
+    pub process: String,
+    /// Hash of the definition version the instance is pinned to.
+    pub definition_hash: String,
+    /// Current state.
+    pub state: String,
+    /// Instance data.
+    pub data: Map<String, Value>,
+    /// Incremented by every step; used for optimistic concurrency.
+    pub version: i64,
+    /// Who created it.
+    pub created_by: String,
+    /// Creation time, ms since the epoch.
+    pub created_at: i64,
+    /// Time of the last step, ms since the epoch.
+    pub updated_at: i64,
+}
+
+/// What kind of step a trace record describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceKind {
+    /// The instance was created.
+    Created,
+    /// A caller fired a transition.
+    Transition,
+    /// The engine followed an automatic transition.
+    Automatic,
+}
+
+impl TraceKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TraceKind::Created => "created",
+            TraceKind::Transition => "transition",
+            TraceKind::Automatic => "automatic",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "created" => Some(TraceKind::Created),
+            "transition" => Some(TraceKind::Transition),
+            "automatic" => Some(TraceKind::Automatic),
+            _ => None,
+        }
+    }
+}
+
+/// One step of an instance's history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceRecord {
+    /// The instance.
+    pub instance_id: String,
+    /// 1, 2, 3... without gaps.
+    pub seq: i64,
+    /// When, ms since the epoch (UTC).
+    pub at: i64,
+    /// Who took the step.
+    pub actor: String,
+    /// The actor's roles at the time.
+    pub roles: Vec<String>,
+    /// What kind of step.
+    pub kind: TraceKind,
+    /// The transition, for transition and automatic steps.
+    pub transition: Option<String>,
+    /// The state before, except on creation.
+    pub from: Option<String>,
+    /// The state after.
+    pub to: String,
+    /// Fields written by this step, with their new values.
+    pub data: Map<String, Value>,
+    /// The caller's comment.
+    pub comment: Option<String>,
+    /// Definition version the step ran under.
+    pub definition_hash: String,
+}
+
+/// A definition version as stored: its hash, process and source bundle (JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDefinition {
+    /// Content hash.
+    pub hash: String,
+    /// Process id.
+    pub process: String,
+    /// The source bundle as JSON text.
+    pub source: String,
+}
+
+/// One step to make durable: the instance as it is after the step, and its trace records.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The instance after the step (its `version` already incremented).
+    pub instance: InstanceRecord,
+    /// `None` to create the instance; otherwise the version it must still have.
+    pub previous_version: Option<i64>,
+    /// Trace records of the step, in order.
+    pub trace: Vec<TraceRecord>,
+}
+
+/// Filters and paging for listing instances.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceQuery {
+    /// Only this process.
+    pub process: Option<String>,
+    /// Only instances in this state.
+    pub state: Option<String>,
+    /// Only ids after this one (the cursor).
+    pub after: Option<String>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The instance changed since it was read (another step won the race), or an instance
+    /// with that id already exists.
+    #[error("the instance was changed by another step")]
+    Conflict,
+    /// The database failed.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// The database could not be prepared.
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value could not be read back.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
+}
+
+/// Persistence for definitions, instances and traces.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Records a definition version (idempotent).
+    async fn save_definition(&self, definition: &StoredDefinition) -> Result<(), StoreError>;
+    /// A definition version by hash.
+    async fn load_definition(&self, hash: &str) -> Result<Option<StoredDefinition>, StoreError>;
+    /// One instance.
+    async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError>;
+    /// Instances by filter, ordered by id.
+    async fn list_instances(
+        &self,
+        query: &InstanceQuery,
+    ) -> Result<Vec<InstanceRecord>, StoreError>;
+    /// An instance's trace, in order.
+    async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError>;
+    /// Makes one step durable, all or nothing. Fails with [`StoreError::Conflict`] when the
+    /// instance no longer has `previous_version` (or already exists, on creation).
+    async fn commit(&self, step: Step) -> Result<(), StoreError>;
+}

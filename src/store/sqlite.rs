@@ -1,0 +1,263 @@
+//! The SQLite store: a file in WAL mode with `synchronous=FULL`, so a committed step is on
+//! disk before the engine answers.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{
+    InstanceQuery, InstanceRecord, Step, Store, StoreError, StoredDefinition, TraceKind,
+    TraceRecord,
+};
+
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Instances and traces in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// The connection settings every opsflow SQLite connection uses.
+pub(super) fn connect_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
+    Ok(SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10)))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://opsflow.db`) and applies
+    /// pending migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(connect_options(url)?)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations to the database at `url`; returns how many were applied.
+    pub async fn migrate(url: &str) -> Result<usize, StoreError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect_options(url)?)
+            .await?;
+        let before = applied(&pool).await;
+        MIGRATOR.run(&pool).await?;
+        let after = applied(&pool).await;
+        pool.close().await;
+        Ok(after.saturating_sub(before))
+    }
+}
+
+async fn applied(pool: &SqlitePool) -> usize {
+    sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+        .map(|n| n as usize)
+        .unwrap_or(0)
+}
+
+fn json_map(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("JSON object: {e}")))
+}
+
+fn instance_from_row(row: &SqliteRow) -> Result<InstanceRecord, StoreError> {
+    Ok(InstanceRecord {
+        id: row.try_get("id")?,
+        process: row.try_get("process")?,
+        definition_hash: row.try_get("definition_hash")?,
+        state: row.try_get("state")?,
+        data: json_map(row.try_get("data")?)?,
+        version: row.try_get("version")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn trace_from_row(row: &SqliteRow) -> Result<TraceRecord, StoreError> {
+    let kind: &str = row.try_get("kind")?;
+    let roles: &str = row.try_get("roles")?;
+    Ok(TraceRecord {
+        instance_id: row.try_get("instance_id")?,
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        roles: serde_json::from_str(roles)
+            .map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?,
+        kind: TraceKind::parse(kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("trace kind `{kind}`")))?,
+        transition: row.try_get("transition")?,
+        from: row.try_get("from_state")?,
+        to: row.try_get("to_state")?,
+        data: json_map(row.try_get("data")?)?,
+        comment: row.try_get("comment")?,
+        definition_hash: row.try_get("definition_hash")?,
+    })
+}
+
+/// A unique or primary key violation means the step lost a race.
+fn conflict_on_unique(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        _ => StoreError::Database(e),
+    }
+}
+
+const INSTANCE_COLUMNS: &str =
+    "id, process, definition_hash, state, data, version, created_by, created_at, updated_at";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn save_definition(&self, d: &StoredDefinition) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO definitions (hash, process, source, first_seen) VALUES (?, ?, ?, ?)
+             ON CONFLICT (hash) DO NOTHING",
+        )
+        .bind(&d.hash)
+        .bind(&d.process)
+        .bind(&d.source)
+        .bind(chrono::Utc::now().timestamp_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn load_definition(&self, hash: &str) -> Result<Option<StoredDefinition>, StoreError> {
+        let row = sqlx::query("SELECT hash, process, source FROM definitions WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(StoredDefinition {
+                hash: r.try_get("hash")?,
+                process: r.try_get("process")?,
+                source: r.try_get("source")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(instance_from_row).transpose()
+    }
+
+    async fn list_instances(
+        &self,
+        query: &InstanceQuery,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        let mut q = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE 1 = 1"
+        ));
+        if let Some(p) = &query.process {
+            q.push(" AND process = ").push_bind(p);
+        }
+        if let Some(s) = &query.state {
+            q.push(" AND state = ").push_bind(s);
+        }
+        if let Some(after) = &query.after {
+            q.push(" AND id > ").push_bind(after);
+        }
+        q.push(" ORDER BY id LIMIT ")
+            .push_bind(i64::from(query.limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(instance_from_row).collect()
+    }
+
+    async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance_id, seq, at, actor, roles, kind, transition, from_state, to_state,
+                    data, comment, definition_hash
+             FROM trace WHERE instance_id = ? ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(trace_from_row).collect()
+    }
+
+    async fn commit(&self, step: Step) -> Result<(), StoreError> {
+        let i = &step.instance;
+        let data = serde_json::Value::Object(i.data.clone()).to_string();
+        let mut tx = self.pool.begin().await?;
+        match step.previous_version {
+            None => {
+                sqlx::query(&format!(
+                    "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ))
+                .bind(&i.id)
+                .bind(&i.process)
+                .bind(&i.definition_hash)
+                .bind(&i.state)
+                .bind(&data)
+                .bind(i.version)
+                .bind(&i.created_by)
+                .bind(i.created_at)
+                .bind(i.updated_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict_on_unique)?;
+            }
+            Some(previous) => {
+                let done = sqlx::query(
+                    "UPDATE instances SET state = ?, data = ?, version = ?, updated_at = ?
+                     WHERE id = ? AND version = ?",
+                )
+                .bind(&i.state)
+                .bind(&data)
+                .bind(i.version)
+                .bind(i.updated_at)
+                .bind(&i.id)
+                .bind(previous)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::Conflict);
+                }
+            }
+        }
+        if !step.trace.is_empty() {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
+                 from_state, to_state, data, comment, definition_hash) ",
+            );
+            q.push_values(&step.trace, |mut b, t| {
+                b.push_bind(&t.instance_id)
+                    .push_bind(t.seq)
+                    .push_bind(t.at)
+                    .push_bind(&t.actor)
+                    .push_bind(serde_json::to_string(&t.roles).unwrap_or_else(|_| "[]".into()))
+                    .push_bind(t.kind.as_str())
+                    .push_bind(&t.transition)
+                    .push_bind(&t.from)
+                    .push_bind(&t.to)
+                    .push_bind(serde_json::Value::Object(t.data.clone()).to_string())
+                    .push_bind(&t.comment)
+                    .push_bind(&t.definition_hash);
+            });
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict_on_unique)?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
