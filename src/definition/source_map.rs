@@ -278,7 +278,7 @@ mod tests {
             map.value_position(&YamlPath::parse("states.new.initial")),
             Position {
                 line: 3,
-                column: 17
+                column: 19
             }
         );
         assert_eq!(

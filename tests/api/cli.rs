@@ -1,0 +1,288 @@
+//! The `opsflow` binary as a user runs it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::helpers::repo_path;
+
+fn opsflow(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_opsflow"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("OPSFLOW_DB")
+        .env_remove("OPSFLOW_PROCESSES")
+        .env_remove("OPSFLOW_RULES")
+        .output()
+        .expect("opsflow runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A copy of the shipped event process, edited by `edit`, next to the shipped rules.
+fn broken_copy(edit: impl Fn(String) -> String) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo_path("processes/event.yaml")).unwrap();
+    std::fs::write(dir.path().join("event.yaml"), edit(text)).unwrap();
+    dir
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in file")
+        + 1
+}
+
+#[test]
+fn validate_accepts_the_shipped_processes() {
+    let o = opsflow(&["validate", "processes"], &repo_path(""));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("process `event`"));
+}
+
+#[test]
+fn validate_reports_an_unknown_state_a_misspelt_key_and_an_unreachable_state_at_their_positions() {
+    let dir = broken_copy(|t| {
+        t.replace("    to: resolved\n", "    to: resolvd\n")
+            .replace(
+                "    requires: [pending_reason]\n",
+                "    requirs: [pending_reason]\n",
+            )
+            .replace(
+                "  cancelled: { final: true, title: 已取消 }\n",
+                "  cancelled: { final: true, title: 已取消 }\n  archived: {}\n",
+            )
+    });
+    let file = dir.path().join("event.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let o = opsflow(
+        &[
+            "validate",
+            file.to_str().unwrap(),
+            "--rules",
+            repo_path("rules").to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    let f = file.display();
+    let expected = [
+        format!(
+            "{f}:{}:3: state `archived` is unreachable",
+            line_of(&text, "archived: {}")
+        ),
+        format!(
+            "{f}:{}:5: unknown field `requirs`",
+            line_of(&text, "requirs:")
+        ),
+        format!(
+            "{f}:{}:9: unknown state `resolvd`; did you mean `resolved`?",
+            line_of(&text, "to: resolvd")
+        ),
+    ];
+    for e in &expected {
+        assert!(err.contains(e.as_str()), "missing `{e}` in:\n{err}");
+    }
+}
+
+#[test]
+fn validate_reports_structural_problems_of_a_process_file() {
+    let cases: Vec<(&str, Box<dyn Fn(String) -> String>, &str)> = vec![
+        (
+            "no initial state",
+            Box::new(|t| {
+                t.replace(
+                    "new:       { initial: true, title: 新建 }",
+                    "new:       { title: 新建 }",
+                )
+            }),
+            "no initial state",
+        ),
+        (
+            "two initial states",
+            Box::new(|t| t.replace("pending:   { title: 挂起 }", "pending:   { initial: true }")),
+            "several initial states",
+        ),
+        (
+            "a dead end",
+            Box::new(|t| {
+                t.replace(
+                    "  cancelled: { final: true, title: 已取消 }\n",
+                    "  cancelled: { final: true, title: 已取消 }\n  limbo: {}\n",
+                ) + "  drop:\n    from: new\n    to: limbo\n    roles: [service_desk]\n"
+            }),
+            "no final state can be reached from state `limbo`",
+        ),
+        (
+            "a duplicate key",
+            Box::new(|t| {
+                t.replace(
+                    "  l3:        { title: 三线处理 }\n",
+                    "  l3:        { title: 三线处理 }\n  l1:        {}\n",
+                )
+            }),
+            "duplicate key `l1`",
+        ),
+        (
+            "an unknown role",
+            Box::new(|t| {
+                t.replace(
+                    "roles: [requester, service_desk, duty_manager]",
+                    "roles: [requester, service_dsk]",
+                )
+            }),
+            "unknown role `service_dsk`",
+        ),
+        (
+            "an unknown field in requires",
+            Box::new(|t| t.replace("requires: [cancel_reason]", "requires: [cancel_reson]")),
+            "unknown field `cancel_reson` in `requires`",
+        ),
+        (
+            "an unknown rule function",
+            Box::new(|t| t.replace("action: classify", "action: clasify")),
+            "unknown rule function `clasify`",
+        ),
+        (
+            "a guard that does not compile",
+            Box::new(|t| {
+                t.replace(
+                    "guard: 'data.requester_confirmed == true'",
+                    "guard: 'data.requester_confirmed == '",
+                )
+            }),
+            "does not compile",
+        ),
+        (
+            "a guard naming an unknown variable",
+            Box::new(|t| {
+                t.replace(
+                    "guard: 'data.requester_confirmed == true'",
+                    "guard: 'dta.requester_confirmed == true'",
+                )
+            }),
+            "does not compile",
+        ),
+        (
+            "an unknown field type",
+            Box::new(|t| {
+                t.replace(
+                    "satisfaction:    { type: integer",
+                    "satisfaction:    { type: percent",
+                )
+            }),
+            "unknown field type `percent`",
+        ),
+        (
+            "a YAML syntax error",
+            Box::new(|t| t.replace("process: event", "process: [event")),
+            "",
+        ),
+    ];
+    for (name, edit, message) in cases {
+        let dir = broken_copy(edit);
+        let o = opsflow(
+            &[
+                "validate",
+                "event.yaml",
+                "--rules",
+                repo_path("rules").to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.contains(message),
+            "{name}: expected `{message}` in:\n{err}"
+        );
+        let first = err.lines().next().unwrap();
+        let mut parts = first.splitn(4, ':');
+        assert_eq!(parts.next(), Some("event.yaml"), "{name}: {first}");
+        assert!(
+            parts.next().unwrap().parse::<usize>().is_ok(),
+            "{name}: line in {first}"
+        );
+        assert!(
+            parts.next().unwrap().parse::<usize>().is_ok(),
+            "{name}: column in {first}"
+        );
+    }
+}
+
+#[test]
+fn a_rule_module_with_a_syntax_error_is_reported_in_its_own_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        dir.path().join("rules/event.rhai"),
+        "fn classify(ctx) {\n    let x = ;\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("event.yaml"),
+        std::fs::read_to_string(repo_path("processes/event.yaml")).unwrap(),
+    )
+    .unwrap();
+    let o = opsflow(&["validate", "event.yaml"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("rules/event.rhai:2:"), "{}", stderr(&o));
+}
+
+#[test]
+fn graph_prints_the_state_diagram() {
+    let o = opsflow(&["graph", "event"], &repo_path(""));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("stateDiagram-v2"));
+    let o = opsflow(&["graph", "event", "--format", "dot"], &repo_path(""));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("digraph"));
+    let o = opsflow(&["graph", "nope"], &repo_path(""));
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).trim(), "opsflow: unknown process `nope`");
+}
+
+#[test]
+fn migrate_creates_the_database_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opsflow(&["migrate", "--db", "sqlite://fresh.db"], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.path().join("fresh.db").exists());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("1 migration(s) applied"));
+    let o = opsflow(&["migrate", "--db", "sqlite://fresh.db"], dir.path());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 migration(s) applied"));
+    let o = opsflow(&["migrate", "--db", "mysql://nowhere"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o).lines().count(),
+        1,
+        "one plain line: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_broken_process_file() {
+    let dir = broken_copy(|t| t.replace("    to: resolved\n", "    to: resolvd\n"));
+    let o = opsflow(
+        &[
+            "serve",
+            "--processes",
+            ".",
+            "--rules",
+            repo_path("rules").to_str().unwrap(),
+            "--db",
+            "sqlite://x.db",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("event.yaml:"), "{err}");
+    assert!(err.contains("not starting"), "{err}");
+}

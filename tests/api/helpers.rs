@@ -1,0 +1,206 @@
+//! Starting a server for a test and talking to it.
+
+use std::path::{Path, PathBuf};
+
+use opsflow::server::Server;
+use opsflow::settings::{Secret, Settings};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// Tokens every test server accepts: token → actor and roles.
+pub const TOKENS: &str = "desk=dana:service_desk;req=rui:requester;l2=lee:l2_engineer;\
+l3=vic:l3_vendor;lead=lin:l1_lead;boss=max:duty_manager;nobody=nora:auditor";
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A running server with its own database file.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// An answer: status, headers and body (JSON when it parses, else a string).
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts a problem document of the given status and type slug.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, slug: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(
+            self.content_type(),
+            "application/problem+json",
+            "body: {}",
+            self.text
+        );
+        assert_eq!(
+            self.body["type"],
+            format!("urn:opsflow:problem:{slug}"),
+            "body: {}",
+            self.text
+        );
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        assert!(self.body["title"].as_str().is_some());
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&repo_path("processes"), &repo_path("rules"), None).await
+}
+
+/// Starts a server on `processes` and `rules`, on a fresh database or on `reuse`'s.
+pub async fn spawn_app_with(processes: &Path, rules: &Path, reuse: Option<TempDir>) -> TestApp {
+    let dir = reuse.unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
+    let settings = Settings {
+        db: format!("sqlite://{}", dir.path().join("opsflow.db").display()),
+        processes: processes.to_path_buf(),
+        rules: rules.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tokens: Secret::new(TOKENS),
+    };
+    let server = Server::build(&settings).await.expect("server starts");
+    let base = format!("http://{}", server.addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        dir,
+        stop: Some(stop),
+        serving: Some(serving),
+    }
+}
+
+impl TestApp {
+    /// Stops the server and hands back its folder (and database) for a restart.
+    pub async fn shut_down(self) -> TempDir {
+        let TestApp {
+            dir, stop, serving, ..
+        } = self;
+        if let Some(s) = stop {
+            let _ = s.send(());
+        }
+        if let Some(h) = serving {
+            h.await.expect("server task").expect("server stops cleanly");
+        }
+        dir
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        finish(req).await
+    }
+
+    pub async fn raw(&self, req: reqwest::RequestBuilder) -> Answer {
+        finish(req).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.request(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.request(Method::POST, path, Some(token), Some(body))
+            .await
+    }
+
+    /// Creates an event as the requester; returns its id.
+    pub async fn new_event(&self) -> String {
+        let a = self
+            .post(
+                "/api/v1/instances",
+                "req",
+                json!({"process": "event", "data": {"kind": "incident", "channel": "phone", "summary": "VPN down"}}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+        a.body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn fire(&self, id: &str, transition: &str, token: &str, data: Value) -> Answer {
+        self.post(
+            &format!("/api/v1/instances/{id}/transitions/{transition}"),
+            token,
+            json!({ "data": data }),
+        )
+        .await
+    }
+
+    /// Fires and asserts success; returns the instance.
+    #[track_caller]
+    pub async fn fire_ok(&self, id: &str, transition: &str, token: &str, data: Value) -> Value {
+        let a = self.fire(id, transition, token, data).await;
+        assert_eq!(a.status, StatusCode::OK, "{transition}: {}", a.text);
+        a.body
+    }
+
+    /// A classified first-line event.
+    pub async fn event_at_l1(&self) -> String {
+        let id = self.new_event().await;
+        let v = self
+            .fire_ok(
+                &id,
+                "classify",
+                "desk",
+                json!({"category": "order_consultation", "impact": "low", "urgency": "medium"}),
+            )
+            .await;
+        assert_eq!(v["state"], "l1");
+        id
+    }
+
+    pub async fn trace(&self, id: &str) -> Vec<Value> {
+        let a = self
+            .get(&format!("/api/v1/instances/{id}/trace"), "desk")
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        a.body["records"].as_array().unwrap().clone()
+    }
+}
+
+async fn finish(req: reqwest::RequestBuilder) -> Answer {
+    let response = req.send().await.expect("request sent");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body read");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+    Answer {
+        status,
+        headers,
+        body,
+        text,
+    }
+}

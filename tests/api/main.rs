@@ -1,0 +1,12 @@
+//! Integration tests: the real server over HTTP on loopback, the shipped process files and
+//! a real SQLite file per test.
+
+// Helpers are shared by the test modules of this one binary.
+#![allow(unreachable_pub)]
+
+mod cli;
+mod errors;
+mod helpers;
+mod lifecycle;
+mod processes;
+mod rules;
