@@ -10,9 +10,13 @@ use serde_json::{Map, Value};
 use crate::engine::{EngineError, FieldProblem};
 use crate::rules::RuleFailure;
 
-/// A problem document.
+/// A problem document (boxed: it travels in `Err` through every handler).
 #[derive(Debug, Clone, Serialize)]
-pub struct Problem {
+#[serde(transparent)]
+pub struct Problem(Box<Body>);
+
+#[derive(Debug, Clone, Serialize)]
+struct Body {
     #[serde(rename = "type")]
     kind: String,
     title: &'static str,
@@ -87,26 +91,26 @@ impl Problem {
             .find(|(s, ..)| *s == slug)
             .copied()
             .unwrap_or(("internal", 500, "Internal error"));
-        Self {
+        Self(Box::new(Body {
             kind: type_uri(slug),
             title,
             status,
             detail: detail.into(),
             extra: Map::new(),
-        }
+        }))
     }
 
     /// Adds an extension member.
     pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
         if let Ok(v) = serde_json::to_value(value) {
-            self.extra.insert(key.to_owned(), v);
+            self.0.extra.insert(key.to_owned(), v);
         }
         self
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     /// A 500 that logs `cause` with its chain and tells the client nothing of it.

@@ -12,3 +12,6 @@ mod sandbox;
 pub use compiled::{CompiledRules, Context, RuleEngine};
 pub use error::{RuleError, RuleFailure};
 pub use sandbox::Limits;
+
+#[cfg(test)]
+mod limits_tests;

@@ -90,7 +90,8 @@ fn validate_reports_an_unknown_state_a_misspelt_key_and_an_unreachable_state_at_
 
 #[test]
 fn validate_reports_structural_problems_of_a_process_file() {
-    let cases: Vec<(&str, Box<dyn Fn(String) -> String>, &str)> = vec![
+    type Edit = Box<dyn Fn(String) -> String>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "no initial state",
             Box::new(|t| {

@@ -160,7 +160,6 @@ impl TestApp {
     }
 
     /// Fires and asserts success; returns the instance.
-    #[track_caller]
     pub async fn fire_ok(&self, id: &str, transition: &str, token: &str, data: Value) -> Value {
         let a = self.fire(id, transition, token, data).await;
         assert_eq!(a.status, StatusCode::OK, "{transition}: {}", a.text);
