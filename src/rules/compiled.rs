@@ -97,7 +97,13 @@ impl RuleEngine {
 
         let template = scope_template();
         let mut scripts = HashMap::new();
+        let mut labels = HashMap::new();
         for (label, script) in def.scripts() {
+            let at = def.source_map.value_position(&script.path);
+            labels.insert(
+                script.path.clone(),
+                format!("{label} at {}:{}:{}", def.source.file, at.line, at.column),
+            );
             match &script.script {
                 ScriptRef::Function(name) => {
                     let known: Vec<_> = functions
@@ -158,8 +164,8 @@ impl RuleEngine {
         Ok(CompiledRules {
             functions,
             scripts,
+            labels,
             tables,
-            file: def.source.file.clone(),
         })
     }
 
@@ -304,26 +310,31 @@ enum Compiled {
 pub struct CompiledRules {
     functions: AST,
     scripts: HashMap<YamlPath, Compiled>,
+    /// Each script in words with its position (`transition `close` guard at event.yaml:9:5`).
+    labels: HashMap<YamlPath, String>,
     tables: Dynamic,
-    file: String,
 }
 
 impl std::fmt::Debug for CompiledRules {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CompiledRules")
-            .field("file", &self.file)
             .field("scripts", &self.scripts.len())
             .finish()
     }
 }
 
 impl CompiledRules {
-    fn describe(&self, script: &Script) -> String {
+    /// The script in words, for errors: what it is, where it is written and, for a rule
+    /// function, its name.
+    pub(crate) fn describe(&self, script: &Script) -> String {
+        let label = self
+            .labels
+            .get(&script.path)
+            .cloned()
+            .unwrap_or_else(|| script.path.to_string());
         match &script.script {
-            ScriptRef::Function(name) => {
-                format!("rule function `{name}` (at {} {})", self.file, script.path)
-            }
-            ScriptRef::Inline(_) => format!("script at {} {}", self.file, script.path),
+            ScriptRef::Function(name) => format!("{label} (rule function `{name}`)"),
+            ScriptRef::Inline(_) => label,
         }
     }
 }

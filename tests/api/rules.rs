@@ -107,11 +107,10 @@ async fn a_rule_that_throws_refuses_the_step_with_its_reason_and_function() {
             .unwrap()
             .contains("the change freeze is on")
     );
+    let rule = a.body["rule"].as_str().unwrap();
     assert!(
-        a.body["rule"]
-            .as_str()
-            .unwrap()
-            .contains("transitions.refuse.guard")
+        rule.starts_with("transition `refuse` guard at ") && rule.contains("lab.yaml:13:"),
+        "the rule is named with its place: {rule}"
     );
     let v = app.get(&format!("/api/v1/instances/{id}"), "nobody").await;
     assert_eq!(v.body["state"], "start");
