@@ -61,3 +61,8 @@ pub fn parse_ms(text: &str) -> Option<i64> {
         .ok()
         .map(|t| t.timestamp_millis())
 }
+
+/// Serializes milliseconds since the epoch as an RFC 3339 UTC string.
+pub fn serialize_ms<S: serde::Serializer>(ms: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format_ms(*ms))
+}

@@ -12,8 +12,9 @@ use super::AppState;
 use super::auth::Caller;
 use super::json::{ApiJson, ApiQuery};
 use super::problem::Problem;
-use crate::engine::{FireRequest, InstanceView, TraceView};
-use crate::store::InstanceQuery;
+use crate::clock::format_ms;
+use crate::engine::{FireRequest, InstanceView};
+use crate::store::{InstanceQuery, TraceRecord};
 
 /// Page size when the caller does not say.
 const DEFAULT_PAGE: u32 = 50;
@@ -201,16 +202,16 @@ fn csv_cell(text: &str) -> String {
     }
 }
 
-fn trace_csv(records: &[TraceView]) -> String {
+fn trace_csv(records: &[TraceRecord]) -> String {
     let mut out =
         String::from("seq,at,actor,roles,kind,transition,from,to,data,comment,definition_hash\n");
     for r in records {
         let cells = [
             r.seq.to_string(),
-            r.at.clone(),
+            format_ms(r.at),
             r.actor.clone(),
             r.roles.join(" "),
-            r.kind.to_owned(),
+            r.kind.as_str().to_owned(),
             r.transition.clone().unwrap_or_default(),
             r.from.clone().unwrap_or_default(),
             r.to.clone(),

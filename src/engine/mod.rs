@@ -17,12 +17,14 @@ use serde_json::{Map, Value};
 
 pub use catalog::{Catalog, Loaded, read_rule_library};
 pub use error::{EngineError, FieldProblem};
-pub use view::{AllowedTransition, InstanceView, TraceView};
+pub use view::{AllowedTransition, InstanceView};
 
 use crate::clock::Clock;
 use crate::definition::Source;
 use crate::rules::RuleEngine;
-use crate::store::{InstanceQuery, InstanceRecord, Store, StoredDefinition, TraceKind};
+use crate::store::{
+    InstanceQuery, InstanceRecord, Store, StoredDefinition, TraceKind, TraceRecord,
+};
 use data::{Writer, check_input, missing};
 use step::Working;
 
@@ -367,16 +369,10 @@ impl Engine {
     }
 
     /// The trace of an instance, in order.
-    pub async fn trace(&self, id: &str) -> Result<Vec<TraceView>, EngineError> {
+    pub async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, EngineError> {
         if self.store.get_instance(id).await?.is_none() {
             return Err(EngineError::UnknownInstance(id.to_owned()));
         }
-        Ok(self
-            .store
-            .trace(id)
-            .await?
-            .into_iter()
-            .map(TraceView::from)
-            .collect())
+        Ok(self.store.trace(id).await?)
     }
 }

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::Actor;
 use crate::clock::format_ms;
 use crate::definition::Definition;
-use crate::store::{InstanceRecord, TraceRecord};
+use crate::store::InstanceRecord;
 
 /// A transition the caller may fire now.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -77,51 +77,6 @@ impl InstanceView {
             created_at: format_ms(record.created_at),
             updated_at: format_ms(record.updated_at),
             allowed_transitions,
-        }
-    }
-}
-
-/// A trace record as answered to a caller.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct TraceView {
-    /// Step number, from 1.
-    pub seq: i64,
-    /// When, RFC 3339 UTC with milliseconds.
-    pub at: String,
-    /// Who.
-    pub actor: String,
-    /// The actor's roles.
-    pub roles: Vec<String>,
-    /// created, transition or automatic.
-    pub kind: &'static str,
-    /// The transition.
-    pub transition: Option<String>,
-    /// State before.
-    pub from: Option<String>,
-    /// State after.
-    pub to: String,
-    /// Fields written.
-    pub data: Map<String, Value>,
-    /// Comment.
-    pub comment: Option<String>,
-    /// Definition version.
-    pub definition_hash: String,
-}
-
-impl From<TraceRecord> for TraceView {
-    fn from(t: TraceRecord) -> Self {
-        Self {
-            seq: t.seq,
-            at: format_ms(t.at),
-            actor: t.actor,
-            roles: t.roles,
-            kind: t.kind.as_str(),
-            transition: t.transition,
-            from: t.from,
-            to: t.to,
-            data: t.data,
-            comment: t.comment,
-            definition_hash: t.definition_hash,
         }
     }
 }

@@ -9,6 +9,19 @@ use super::{Context, Limits, RuleEngine, RuleFailure};
 use crate::clock::ManualClock;
 use crate::definition::{self, RuleSource};
 
+/// A context with no data, in state `a`.
+fn context(data: &Map<String, serde_json::Value>) -> Context<'_> {
+    Context {
+        instance_id: "i",
+        process: "t",
+        state: "a",
+        actor: "x",
+        roles: &[],
+        data,
+        input: data,
+    }
+}
+
 /// Compiles a one-transition process whose guard is `guard`, with `module` as rule module,
 /// and runs the guard.
 fn run_guard(limits: Limits, module: &str, guard: &str) -> Result<bool, super::RuleError> {
@@ -27,15 +40,7 @@ fn run_guard(limits: Limits, module: &str, guard: &str) -> Result<bool, super::R
     let engine = RuleEngine::new(ManualClock::at(1_700_000_000_000), limits);
     let compiled = engine.compile(&def).expect("scripts compile");
     let data = Map::new();
-    let ctx = Context {
-        instance_id: "i",
-        process: "t",
-        state: "a",
-        actor: "x",
-        roles: &[],
-        data: &data,
-        input: &data,
-    };
+    let ctx = context(&data);
     engine.guard(
         &compiled,
         def.transitions["go"].guard.as_ref().unwrap(),
@@ -145,15 +150,7 @@ fn scripts_cannot_import_modules_or_eval_code() {
         ),
         Ok(compiled) => {
             let data = Map::new();
-            let ctx = Context {
-                instance_id: "i",
-                process: "t",
-                state: "a",
-                actor: "x",
-                roles: &[],
-                data: &data,
-                input: &data,
-            };
+            let ctx = context(&data);
             let r = engine.guard(
                 &compiled,
                 def.transitions["go"].guard.as_ref().unwrap(),
@@ -172,15 +169,7 @@ fn time_comes_from_the_engine_clock() {
     let def = definition::parse("t.yaml", yaml, &IndexMap::new()).unwrap();
     let compiled = engine.compile(&def).unwrap();
     let data = Map::new();
-    let ctx = Context {
-        instance_id: "i",
-        process: "t",
-        state: "a",
-        actor: "x",
-        roles: &[],
-        data: &data,
-        input: &data,
-    };
+    let ctx = context(&data);
     let guard = def.transitions["go"].guard.as_ref().unwrap();
     assert_eq!(engine.guard(&compiled, guard, &ctx), Ok(true));
     clock.advance(1);

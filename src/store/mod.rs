@@ -78,7 +78,8 @@ pub struct TraceRecord {
     pub instance_id: String,
     /// 1, 2, 3... without gaps.
     pub seq: i64,
-    /// When, ms since the epoch (UTC).
+    /// When, ms since the epoch (UTC); serialized as RFC 3339 with milliseconds.
+    #[serde(serialize_with = "crate::clock::serialize_ms")]
     pub at: i64,
     /// Who took the step.
     pub actor: String,

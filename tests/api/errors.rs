@@ -42,12 +42,11 @@ async fn a_request_with_an_unknown_token_is_unauthorized() {
 async fn malformed_json_is_a_bad_request() {
     let app = spawn_app().await;
     let a = app
-        .raw(
-            app.client
-                .post(format!("{}/api/v1/instances", app.base))
-                .bearer_auth("req")
-                .header("content-type", "application/json")
-                .body("{\"process\": \"event\", "),
+        .post_text(
+            "/api/v1/instances",
+            "req",
+            "application/json",
+            "{\"process\": \"event\", ",
         )
         .await;
     a.assert_problem(400, "malformed-request");
@@ -57,13 +56,7 @@ async fn malformed_json_is_a_bad_request() {
 async fn a_body_that_is_not_json_is_an_unsupported_media_type() {
     let app = spawn_app().await;
     let a = app
-        .raw(
-            app.client
-                .post(format!("{}/api/v1/instances", app.base))
-                .bearer_auth("req")
-                .header("content-type", "text/plain")
-                .body("process=event"),
-        )
+        .post_text("/api/v1/instances", "req", "text/plain", "process=event")
         .await;
     a.assert_problem(415, "unsupported-media-type");
 }
@@ -336,45 +329,59 @@ async fn a_stale_if_match_is_a_failed_precondition_and_a_current_one_succeeds() 
     let id = app.event_at_l1().await;
     let current = app.get(&format!("/api/v1/instances/{id}"), "desk").await;
     let etag = current.headers["etag"].to_str().unwrap().to_owned();
+    let waiting = json!({"pending_reason": "awaiting_customer"});
+
     let stale = app
-        .raw(
-            app.client
-                .post(format!(
-                    "{}/api/v1/instances/{id}/transitions/await",
-                    app.base
-                ))
-                .bearer_auth("desk")
-                .header("if-match", "\"1\"")
-                .json(&json!({"data": {"pending_reason": "awaiting_customer"}})),
-        )
+        .fire_if_match(&id, "await", "desk", "\"1\"", waiting.clone())
         .await;
     stale.assert_problem(412, "version-mismatch");
     assert_eq!(stale.body["current_version"], current.body["version"]);
+
     let ok = app
-        .raw(
-            app.client
-                .post(format!(
-                    "{}/api/v1/instances/{id}/transitions/await",
-                    app.base
-                ))
-                .bearer_auth("desk")
-                .header("if-match", etag)
-                .json(&json!({"data": {"pending_reason": "awaiting_customer"}})),
-        )
+        .fire_if_match(&id, "await", "desk", &etag, waiting)
         .await;
     assert_eq!(ok.status.as_u16(), 200, "{}", ok.text);
+    assert_ne!(
+        ok.headers["etag"].to_str().unwrap(),
+        etag,
+        "a step changes the ETag"
+    );
+
     let bad = app
-        .raw(
-            app.client
-                .post(format!(
-                    "{}/api/v1/instances/{id}/transitions/resume",
-                    app.base
-                ))
-                .bearer_auth("desk")
-                .header("if-match", "yesterday"),
-        )
+        .fire_if_match(&id, "resume", "desk", "yesterday", json!({}))
         .await;
     bad.assert_problem(400, "malformed-request");
+}
+
+#[tokio::test]
+async fn concurrent_fires_on_one_instance_let_exactly_one_through() {
+    let app = spawn_app().await;
+    let id = app.event_at_l1().await;
+    let attempts = (0..8).map(|_| {
+        app.fire(
+            &id,
+            "await",
+            "desk",
+            json!({"pending_reason": "awaiting_customer"}),
+        )
+    });
+    let answers = futures::future::join_all(attempts).await;
+    let ok = answers.iter().filter(|a| a.status.as_u16() == 200).count();
+    assert_eq!(ok, 1, "exactly one fire wins");
+    for a in answers.iter().filter(|a| a.status.as_u16() != 200) {
+        assert_eq!(a.status.as_u16(), 409, "{}", a.text);
+        let t = a.body["type"].as_str().unwrap();
+        assert!(
+            t.ends_with(":conflict") || t.ends_with(":wrong-state"),
+            "{t}"
+        );
+    }
+    let trace = app.trace(&id).await;
+    assert_eq!(
+        trace.len(),
+        4,
+        "one record for the winner, none for the losers"
+    );
 }
 
 #[tokio::test]

@@ -124,6 +124,44 @@ impl TestApp {
         finish(req).await
     }
 
+    /// A POST with a body sent as is, under the given content type.
+    pub async fn post_text(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: &str,
+    ) -> Answer {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body.to_owned());
+        finish(req).await
+    }
+
+    /// Fires with an `If-Match` header.
+    pub async fn fire_if_match(
+        &self,
+        id: &str,
+        transition: &str,
+        token: &str,
+        if_match: &str,
+        data: Value,
+    ) -> Answer {
+        let req = self
+            .client
+            .post(format!(
+                "{}/api/v1/instances/{id}/transitions/{transition}",
+                self.base
+            ))
+            .bearer_auth(token)
+            .header("if-match", if_match)
+            .json(&json!({ "data": data }));
+        finish(req).await
+    }
+
     pub async fn raw(&self, req: reqwest::RequestBuilder) -> Answer {
         finish(req).await
     }
