@@ -14,7 +14,7 @@ use super::json::{ApiJson, ApiQuery};
 use super::problem::Problem;
 use crate::clock::format_ms;
 use crate::engine::{FireRequest, InstanceView};
-use crate::store::{InstanceQuery, TraceRecord};
+use crate::store::{Decision, InstanceQuery, TraceRecord};
 
 /// Page size when the caller does not say.
 const DEFAULT_PAGE: u32 = 50;
@@ -47,6 +47,8 @@ struct FireBody {
     data: Map<String, Value>,
     #[serde(default)]
     comment: Option<String>,
+    #[serde(default)]
+    vote: Option<Decision>,
 }
 
 fn etag(version: i64) -> HeaderValue {
@@ -151,6 +153,7 @@ async fn fire(
         data: body.data,
         comment: body.comment,
         expected_version: expected_version(&headers)?,
+        vote: body.vote,
     };
     let view = app.engine.fire(&actor, &id, &name, request).await?;
     Ok(with_etag(StatusCode::OK, view))

@@ -58,6 +58,11 @@ pub const PROBLEM_TYPES: &[(&str, u16, &str)] = &[
     ("rule-failed", 409, "A rule failed and the step was refused"),
     ("no-way-out", 409, "No automatic transition applies"),
     ("automatic-loop", 409, "Automatic transitions looped"),
+    (
+        "already-voted",
+        409,
+        "The caller has already voted in this round",
+    ),
     ("conflict", 409, "The instance was changed by another step"),
     (
         "version-mismatch",
@@ -197,6 +202,9 @@ impl From<EngineError> for Problem {
             }
             EngineError::Stuck(state) => Problem::new("no-way-out", detail).with("state", state),
             EngineError::AutomaticLoop(_) => Problem::new("automatic-loop", detail),
+            EngineError::AlreadyVoted { transition, .. } => {
+                Problem::new("already-voted", detail).with("transition", transition)
+            }
             EngineError::Conflict => Problem::new("conflict", detail),
             EngineError::VersionMismatch { expected, actual } => {
                 Problem::new("version-mismatch", detail)

@@ -15,7 +15,9 @@ mod suggest;
 pub use error::{DefinitionError, DefinitionErrors};
 pub use field::{Field, FieldType, describe_json};
 pub use graph::GraphFormat;
-pub use model::{Definition, RuleSource, Script, ScriptRef, Source, Start, State, Transition};
+pub use model::{
+    Approval, Definition, Quorum, RuleSource, Script, ScriptRef, Source, Start, State, Transition,
+};
 pub use parse::parse;
 pub use source_map::{Position, SourceMap, YamlPath};
 

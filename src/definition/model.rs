@@ -61,6 +61,34 @@ pub struct State {
     /// Instances end here; no transition leaves a final state.
     #[serde(rename = "final")]
     pub is_final: bool,
+    /// Fields that must hold a value for an instance to enter this state.
+    pub requires: Vec<String>,
+    /// Fields no caller may change while an instance is in this state.
+    pub read_only: Vec<String>,
+}
+
+/// How many approvals a transition needs.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Quorum {
+    /// A fixed count.
+    Count(u32),
+    /// A rule that returns the count for the instance (e.g. from its risk).
+    Rule(Script),
+}
+
+/// Votes a transition needs: it happens once `quorum` voters with one of `roles` approved,
+/// and goes to `reject_to` once `rejections` of them rejected.
+#[derive(Debug, Clone, Serialize)]
+pub struct Approval {
+    /// Roles whose holders may vote.
+    pub roles: Vec<String>,
+    /// Approvals needed.
+    pub quorum: Quorum,
+    /// Rejections that end the vote (1 unless set).
+    pub rejections: u32,
+    /// The state a rejected vote leads to.
+    pub reject_to: String,
 }
 
 /// One transition.
@@ -87,6 +115,19 @@ pub struct Transition {
     /// Runs when the transition happens; may return a map of fields to set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<Script>,
+    /// Votes needed before the transition happens; callers fire it to vote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+}
+
+impl Transition {
+    /// Roles that may fire (or vote on) this transition.
+    pub fn callers(&self) -> &[String] {
+        match &self.approval {
+            Some(a) => &a.roles,
+            None => &self.roles,
+        }
+    }
 }
 
 /// Who may start an instance, and the action that runs when one starts.
@@ -183,6 +224,10 @@ impl Definition {
                         .iter()
                         .map(move |s| (format!("transition `{}` action", t.name), s)),
                 )
+                .chain(t.approval.iter().filter_map(move |a| match &a.quorum {
+                    Quorum::Rule(s) => Some((format!("transition `{}` quorum", t.name), s)),
+                    Quorum::Count(_) => None,
+                }))
         });
         start.chain(transitions)
     }

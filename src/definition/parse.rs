@@ -9,8 +9,10 @@ use sha2::{Digest, Sha256};
 use super::error::DefinitionError;
 use super::field::{Field, FieldType, TYPE_NAMES};
 use super::graph::{Edge, StateGraph};
-use super::model::{Definition, RuleSource, Script, ScriptRef, Source, Start, State, Transition};
-use super::raw::{RawField, RawProcess, RawStart, RawState, RawTransition};
+use super::model::{
+    Approval, Definition, Quorum, RuleSource, Script, ScriptRef, Source, Start, State, Transition,
+};
+use super::raw::{RawField, RawProcess, RawQuorum, RawStart, RawState, RawTransition};
 use super::source_map::{Position, SourceMap, YamlPath};
 
 /// Collects problems and places them in the source.
@@ -211,6 +213,16 @@ pub fn parse(
                     format!("state `{name}` cannot be both initial and final"),
                 );
             }
+            for (key, list) in [("requires", &s.requires), ("read_only", &s.read_only)] {
+                for (i, f) in list.iter().enumerate() {
+                    if !fields.contains_key(f) {
+                        p.at_value(
+                            &path.key(key).index(i),
+                            format!("unknown field `{f}` in `{key}`"),
+                        );
+                    }
+                }
+            }
             states.insert(
                 name.clone(),
                 State {
@@ -218,6 +230,8 @@ pub fn parse(
                     title: s.title,
                     initial: s.initial,
                     is_final: s.is_final,
+                    requires: s.requires,
+                    read_only: s.read_only,
                 },
             );
         }
@@ -277,7 +291,65 @@ pub fn parse(
                 "an automatic transition is fired by the engine and takes no roles",
             );
         }
-        if !t.auto && t.roles.is_empty() {
+        let approval = t.approval.map(|a| {
+            let apath = path.key("approval");
+            if !t.roles.is_empty() {
+                p.at_key(
+                    &path.key("roles"),
+                    "an approval transition takes its voters from `approval.roles`; remove `roles`",
+                );
+            }
+            if t.auto {
+                p.at_key(
+                    &path.key("auto"),
+                    "an approval transition cannot be automatic",
+                );
+            }
+            if a.roles.is_empty() {
+                p.at_key(
+                    &apath.key("roles"),
+                    "an approval needs at least one voting role",
+                );
+            }
+            for (i, r) in a.roles.iter().enumerate() {
+                if !known_role(r) {
+                    p.at_value(&apath.key("roles").index(i), unknown_role(r));
+                }
+            }
+            if !states.contains_key(&a.reject_to) {
+                p.at_value(
+                    &apath.key("reject_to"),
+                    unknown_state(&a.reject_to, &states),
+                );
+            }
+            let quorum = match a.quorum {
+                RawQuorum::Count(0) => {
+                    p.at_value(&apath.key("quorum"), "quorum must be at least 1");
+                    Quorum::Count(1)
+                }
+                RawQuorum::Count(n) => Quorum::Count(n),
+                RawQuorum::Rule(text) => Quorum::Rule(Script {
+                    script: ScriptRef::from_text(&text),
+                    path: apath.key("quorum"),
+                }),
+            };
+            let rejections = a.rejections.unwrap_or(1);
+            if rejections == 0 {
+                p.at_value(&apath.key("rejections"), "rejections must be at least 1");
+            }
+            edges.push(Edge {
+                name: name.clone(),
+                from: from.iter().map(|s| meant(s)).collect(),
+                to: meant(&a.reject_to),
+            });
+            Approval {
+                roles: a.roles,
+                quorum,
+                rejections: rejections.max(1),
+                reject_to: a.reject_to,
+            }
+        });
+        if !t.auto && t.roles.is_empty() && approval.is_none() {
             p.at_key(
                 &path,
                 format!("transition `{name}` names no roles, so nobody could fire it; add `roles:` or `auto: true`"),
@@ -314,6 +386,7 @@ pub fn parse(
                     script: ScriptRef::from_text(&a),
                     path: path.key("action"),
                 }),
+                approval,
             },
         );
     }

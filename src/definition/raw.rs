@@ -77,6 +77,10 @@ pub(crate) struct RawState {
     pub(crate) initial: bool,
     #[serde(default, rename = "final")]
     pub(crate) is_final: bool,
+    #[serde(default)]
+    pub(crate) requires: Vec<String>,
+    #[serde(default)]
+    pub(crate) read_only: Vec<String>,
 }
 
 /// `from:` takes one state or a list of states.
@@ -114,4 +118,25 @@ pub(crate) struct RawTransition {
     pub(crate) guard: Option<String>,
     #[serde(default)]
     pub(crate) action: Option<String>,
+    #[serde(default)]
+    pub(crate) approval: Option<RawApproval>,
+}
+
+/// Votes a transition needs before it happens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawApproval {
+    pub(crate) roles: Vec<String>,
+    pub(crate) quorum: RawQuorum,
+    #[serde(default)]
+    pub(crate) rejections: Option<u32>,
+    pub(crate) reject_to: String,
+}
+
+/// A fixed number of approvals, or a rule that computes it from the instance.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawQuorum {
+    Count(u32),
+    Rule(String),
 }

@@ -77,3 +77,22 @@ pub(crate) fn missing<'a>(
         })
         .collect()
 }
+
+/// Fields of `input` that are read-only in `state`.
+pub(crate) fn read_only(
+    def: &Definition,
+    state: &str,
+    input: &Map<String, Value>,
+) -> Vec<FieldProblem> {
+    let Some(s) = def.states.get(state) else {
+        return Vec::new();
+    };
+    input
+        .keys()
+        .filter(|k| s.read_only.contains(k))
+        .map(|k| FieldProblem {
+            field: k.clone(),
+            message: format!("is read-only in state `{state}`"),
+        })
+        .collect()
+}

@@ -70,6 +70,14 @@ pub enum EngineError {
     /// 409: automatic transitions kept firing past the depth limit.
     #[error("automatic transitions fired more than {0} times in one step")]
     AutomaticLoop(usize),
+    /// 409: the actor already voted in this approval round.
+    #[error("`{actor}` has already voted on `{transition}` in this round")]
+    AlreadyVoted {
+        /// The approval transition.
+        transition: String,
+        /// The voter.
+        actor: String,
+    },
     /// 409: another step changed the instance first.
     #[error("the instance was changed by another step; read it again and retry")]
     Conflict,

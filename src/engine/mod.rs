@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::definition::Source;
 use crate::rules::RuleEngine;
 use crate::store::{
-    InstanceQuery, InstanceRecord, Store, StoredDefinition, TraceKind, TraceRecord,
+    Decision, InstanceQuery, InstanceRecord, Store, StoredDefinition, TraceKind, TraceRecord,
 };
 use data::{Writer, check_input, missing};
 use step::Working;
@@ -64,6 +64,8 @@ pub struct FireRequest {
     pub comment: Option<String>,
     /// When set, the instance must still be at this version (`If-Match`).
     pub expected_version: Option<i64>,
+    /// The caller's vote, for an approval transition.
+    pub vote: Option<Decision>,
 }
 
 /// A page of instances.
@@ -222,6 +224,7 @@ impl Engine {
             created_by: actor.name.clone(),
             created_at: now,
             updated_at: now,
+            votes: Vec::new(),
         };
         data::apply(&mut record.data, &data);
         tracing::Span::current().record("process", process);
@@ -276,11 +279,16 @@ impl Engine {
         if t.auto {
             return Err(EngineError::Automatic(t.name.clone()));
         }
-        if !actor.has_any_role(&t.roles) {
+        if !actor.has_any_role(t.callers()) {
+            let action = if t.approval.is_some() {
+                "vote on"
+            } else {
+                "fire"
+            };
             return Err(EngineError::Forbidden {
                 actor: actor.name.clone(),
-                action: format!("fire `{}`", t.name),
-                needed: t.roles.clone(),
+                action: format!("{action} `{}`", t.name),
+                needed: t.callers().to_vec(),
             });
         }
         if let Some(expected) = request.expected_version
@@ -299,13 +307,45 @@ impl Engine {
             });
         }
         let mut problems = check_input(def, &request.data, Writer::Caller);
+        problems.extend(data::read_only(def, &record.state, &request.data));
+        match (&t.approval, request.vote) {
+            (Some(_), None) => problems.push(FieldProblem {
+                field: "vote".into(),
+                message: format!(
+                    "`{}` is an approval: send `\"vote\": \"approve\"` or `\"reject\"`",
+                    t.name
+                ),
+            }),
+            (None, Some(_)) => problems.push(FieldProblem {
+                field: "vote".into(),
+                message: format!("`{}` is not an approval; votes are not taken", t.name),
+            }),
+            _ => {}
+        }
         let mut merged = record.data.clone();
         data::apply(&mut merged, &request.data);
-        let mut required = missing(&merged, t.requires.iter());
+        let entering = def
+            .states
+            .get(&t.to)
+            .map(|s| s.requires.iter())
+            .into_iter()
+            .flatten();
+        let mut required = missing(&merged, t.requires.iter().chain(entering));
         required.retain(|r| !problems.iter().any(|p| p.field == r.field));
         problems.extend(required);
         if !problems.is_empty() {
             return Err(EngineError::InvalidData(problems));
+        }
+        if t.approval.is_some()
+            && record
+                .votes
+                .iter()
+                .any(|v| v.transition == t.name && v.actor == actor.name)
+        {
+            return Err(EngineError::AlreadyVoted {
+                transition: t.name.clone(),
+                actor: actor.name.clone(),
+            });
         }
 
         let previous = record.version;
@@ -319,7 +359,12 @@ impl Engine {
             now: self.clock.now_ms(),
         };
         w.record.data = merged;
-        w.fire(t, request.data, request.comment)?;
+        match (&t.approval, request.vote) {
+            (Some(approval), Some(decision)) => {
+                w.vote(t, approval, decision, request.data, request.comment)?;
+            }
+            _ => w.fire(t, request.data, request.comment)?,
+        }
         w.settle()?;
         let step = w.into_step();
         let record = step.instance.clone();

@@ -5,11 +5,11 @@ use serde_json::{Map, Value};
 
 use super::Actor;
 use super::catalog::Loaded;
-use super::data::{Writer, apply, check_input};
+use super::data::{Writer, apply, check_input, missing};
 use super::error::EngineError;
-use crate::definition::{Script, Transition};
+use crate::definition::{Approval, Quorum, Script, Transition};
 use crate::rules::{Context, RuleEngine, RuleError, RuleFailure};
-use crate::store::{InstanceRecord, Step, TraceKind, TraceRecord};
+use crate::store::{Decision, InstanceRecord, Step, TraceKind, TraceRecord, Vote};
 
 /// Automatic transitions followed in one step, at most.
 pub(crate) const MAX_AUTOMATIC_DEPTH: usize = 16;
@@ -125,6 +125,95 @@ impl Working<'_> {
         self.take(t, input, TraceKind::Transition, comment)
     }
 
+    /// Records a vote on an approval transition, then takes the transition once the quorum
+    /// approved, or goes to the rejection state once enough voters rejected.
+    pub(crate) fn vote(
+        &mut self,
+        t: &Transition,
+        approval: &Approval,
+        decision: Decision,
+        input: Map<String, Value>,
+        comment: Option<String>,
+    ) -> Result<(), EngineError> {
+        self.record.votes.push(Vote {
+            transition: t.name.clone(),
+            actor: self.actor.name.clone(),
+            decision,
+            comment: comment.clone(),
+            at: self.now,
+        });
+        let mut written = input;
+        written.insert(
+            "vote".into(),
+            serde_json::to_value(decision).unwrap_or(Value::Null),
+        );
+        let state = self.record.state.clone();
+        self.record(
+            TraceKind::Vote,
+            Some(&t.name),
+            Some(state),
+            written,
+            comment,
+        );
+
+        let tally = |d: Decision| {
+            self.record
+                .votes
+                .iter()
+                .filter(|v| v.transition == t.name && v.decision == d)
+                .count() as u32
+        };
+        let (approvals, rejections) = (tally(Decision::Approve), tally(Decision::Reject));
+        if rejections >= approval.rejections {
+            let mut outcome = Map::new();
+            outcome.insert("outcome".into(), Value::from("rejected"));
+            let from = std::mem::replace(&mut self.record.state, approval.reject_to.clone());
+            self.record.votes.clear();
+            self.check_entry()?;
+            self.record(
+                TraceKind::Transition,
+                Some(&t.name),
+                Some(from),
+                outcome,
+                None,
+            );
+            return Ok(());
+        }
+        let empty = Map::new();
+        let quorum = match &approval.quorum {
+            Quorum::Count(n) => *n,
+            Quorum::Rule(script) => {
+                self.rules
+                    .count(&self.loaded.rules, script, &self.context(&empty))?
+            }
+        };
+        if approvals >= quorum {
+            if !self.guard_holds(t, &empty)? {
+                let rule = t.guard.as_ref().map(|g| self.loaded.rules.describe(g));
+                return Err(EngineError::GuardRefused {
+                    transition: t.name.clone(),
+                    rule: rule.unwrap_or_default(),
+                });
+            }
+            let mut outcome = Map::new();
+            outcome.insert("outcome".into(), Value::from("approved"));
+            outcome.insert("approvals".into(), Value::from(approvals));
+            self.take(t, outcome, TraceKind::Transition, None)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses entry to the current state while a field it requires is empty.
+    fn check_entry(&self) -> Result<(), EngineError> {
+        let state = &self.loaded.definition.states[&self.record.state];
+        let problems = missing(&self.record.data, state.requires.iter());
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(EngineError::InvalidData(problems))
+        }
+    }
+
     fn take(
         &mut self,
         t: &Transition,
@@ -139,6 +228,8 @@ impl Working<'_> {
             written.extend(writes);
         }
         let from = std::mem::replace(&mut self.record.state, t.to.clone());
+        self.record.votes.clear();
+        self.check_entry()?;
         self.record(kind, Some(&t.name), Some(from), written, comment);
         Ok(())
     }

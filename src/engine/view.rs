@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::Actor;
 use crate::clock::format_ms;
 use crate::definition::Definition;
-use crate::store::InstanceRecord;
+use crate::store::{InstanceRecord, Vote};
 
 /// A transition the caller may fire now.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -22,6 +22,8 @@ pub struct AllowedTransition {
     pub requires: Vec<String>,
     /// It has a guard that may still refuse it.
     pub guarded: bool,
+    /// Firing it casts a vote (send `"vote": "approve"` or `"reject"`).
+    pub approval: bool,
 }
 
 /// An instance as answered to a caller.
@@ -50,19 +52,22 @@ pub struct InstanceView {
     pub updated_at: String,
     /// Transitions the caller may fire now.
     pub allowed_transitions: Vec<AllowedTransition>,
+    /// Votes cast in the open approval round of the current state.
+    pub votes: Vec<Vote>,
 }
 
 impl InstanceView {
     pub(crate) fn new(record: InstanceRecord, def: &Definition, actor: &Actor) -> Self {
         let allowed_transitions = def
             .transitions_from(&record.state)
-            .filter(|t| !t.auto && actor.has_any_role(&t.roles))
+            .filter(|t| !t.auto && actor.has_any_role(t.callers()))
             .map(|t| AllowedTransition {
                 name: t.name.clone(),
                 title: t.title.clone(),
                 to: t.to.clone(),
                 requires: t.requires.clone(),
                 guarded: t.guard.is_some(),
+                approval: t.approval.is_some(),
             })
             .collect();
         Self {
@@ -77,6 +82,7 @@ impl InstanceView {
             created_at: format_ms(record.created_at),
             updated_at: format_ms(record.updated_at),
             allowed_transitions,
+            votes: record.votes,
         }
     }
 }

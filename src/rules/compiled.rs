@@ -187,6 +187,35 @@ impl RuleEngine {
         })
     }
 
+    /// Runs a rule that computes a count (such as a quorum); it must return a positive integer.
+    pub fn count(
+        &self,
+        rules: &CompiledRules,
+        script: &Script,
+        ctx: &Context<'_>,
+    ) -> Result<u32, RuleError> {
+        let result = self.run(rules, script, ctx)?;
+        match result.as_int() {
+            Ok(n) if n >= 1 => Ok(u32::try_from(n).unwrap_or(u32::MAX)),
+            Ok(n) => Err(RuleError {
+                rule: rules.describe(script),
+                function: None,
+                failure: RuleFailure::WrongType {
+                    expected: "a count of at least 1",
+                    got: n.to_string(),
+                },
+            }),
+            Err(got) => Err(RuleError {
+                rule: rules.describe(script),
+                function: None,
+                failure: RuleFailure::WrongType {
+                    expected: "an integer",
+                    got: got.to_owned(),
+                },
+            }),
+        }
+    }
+
     /// Runs an action; it may return nothing (`()`) or a map of fields to set.
     pub fn action(
         &self,

@@ -37,6 +37,33 @@ pub struct InstanceRecord {
     pub created_at: i64,
     /// Time of the last step, ms since the epoch.
     pub updated_at: i64,
+    /// Votes of the open approval round (cleared on every change of state).
+    pub votes: Vec<Vote>,
+}
+
+/// A voter's decision on an approval transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// For.
+    Approve,
+    /// Against.
+    Reject,
+}
+
+/// One vote of an open approval round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Vote {
+    /// The approval transition voted on.
+    pub transition: String,
+    /// Who voted.
+    pub actor: String,
+    /// For or against.
+    pub decision: Decision,
+    /// The voter's comment.
+    pub comment: Option<String>,
+    /// When, ms since the epoch.
+    pub at: i64,
 }
 
 /// What kind of step a trace record describes.
@@ -49,6 +76,8 @@ pub enum TraceKind {
     Transition,
     /// The engine followed an automatic transition.
     Automatic,
+    /// A vote on an approval transition.
+    Vote,
 }
 
 impl TraceKind {
@@ -58,6 +87,7 @@ impl TraceKind {
             TraceKind::Created => "created",
             TraceKind::Transition => "transition",
             TraceKind::Automatic => "automatic",
+            TraceKind::Vote => "vote",
         }
     }
 
@@ -66,6 +96,7 @@ impl TraceKind {
             "created" => Some(TraceKind::Created),
             "transition" => Some(TraceKind::Transition),
             "automatic" => Some(TraceKind::Automatic),
+            "vote" => Some(TraceKind::Vote),
             _ => None,
         }
     }

@@ -83,6 +83,8 @@ fn instance_from_row(row: &SqliteRow) -> Result<InstanceRecord, StoreError> {
         created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        votes: serde_json::from_str(row.try_get("votes")?)
+            .map_err(|e| StoreError::Corrupt(format!("votes: {e}")))?,
     })
 }
 
@@ -115,8 +117,8 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
     }
 }
 
-const INSTANCE_COLUMNS: &str =
-    "id, process, definition_hash, state, data, version, created_by, created_at, updated_at";
+const INSTANCE_COLUMNS: &str = "id, process, definition_hash, state, data, version, created_by, \
+     created_at, updated_at, votes";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -196,11 +198,13 @@ impl Store for SqliteStore {
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
         let i = &step.instance;
         let data = serde_json::Value::Object(i.data.clone()).to_string();
+        let votes =
+            serde_json::to_string(&i.votes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.pool.begin().await?;
         match step.previous_version {
             None => {
                 sqlx::query(&format!(
-                    "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 ))
                 .bind(&i.id)
                 .bind(&i.process)
@@ -211,19 +215,21 @@ impl Store for SqliteStore {
                 .bind(&i.created_by)
                 .bind(i.created_at)
                 .bind(i.updated_at)
+                .bind(&votes)
                 .execute(&mut *tx)
                 .await
                 .map_err(conflict_on_unique)?;
             }
             Some(previous) => {
                 let done = sqlx::query(
-                    "UPDATE instances SET state = ?, data = ?, version = ?, updated_at = ?
+                    "UPDATE instances SET state = ?, data = ?, version = ?, updated_at = ?, votes = ?
                      WHERE id = ? AND version = ?",
                 )
                 .bind(&i.state)
                 .bind(&data)
                 .bind(i.version)
                 .bind(i.updated_at)
+                .bind(&votes)
                 .bind(&i.id)
                 .bind(previous)
                 .execute(&mut *tx)
