@@ -64,12 +64,14 @@ pub(crate) fn apply(data: &mut Map<String, Value>, writes: &Map<String, Value>) 
     }
 }
 
-/// Fields among `names` that hold no value in `data`.
+/// Fields among `names` that hold no value in `data`, each once.
 pub(crate) fn missing<'a>(
     data: &Map<String, Value>,
     names: impl Iterator<Item = &'a String>,
 ) -> Vec<FieldProblem> {
+    let mut seen = std::collections::HashSet::new();
     names
+        .filter(|n| seen.insert(*n))
         .filter(|n| data.get(*n).is_none_or(Value::is_null))
         .map(|n| FieldProblem {
             field: n.clone(),

@@ -10,7 +10,9 @@ use tempfile::TempDir;
 
 /// Tokens every test server accepts: token → actor and roles.
 pub const TOKENS: &str = "desk=dana:service_desk;req=rui:requester;l2=lee:l2_engineer;\
-l3=vic:l3_vendor;lead=lin:l1_lead;boss=max:duty_manager;nobody=nora:auditor";
+l3=vic:l3_vendor;lead=lin:l1_lead;boss=max:duty_manager;nobody=nora:auditor;\
+cm=carla:change_manager;cab1=ann:cab_member;cab2=ben:cab_member;cab3=cai:cab_member;\
+ecab=eve:ecab_member;impl=ivan:implementer";
 
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -217,6 +219,45 @@ impl TestApp {
             .await;
         assert_eq!(v["state"], "l1");
         id
+    }
+
+    /// Creates an instance of `process` as `token`; returns it.
+    pub async fn create(&self, process: &str, token: &str, data: Value) -> Value {
+        let a = self
+            .post(
+                "/api/v1/instances",
+                token,
+                json!({"process": process, "data": data}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+        a.body
+    }
+
+    /// Casts a vote on an approval transition.
+    pub async fn vote(&self, id: &str, transition: &str, token: &str, decision: &str) -> Answer {
+        self.post(
+            &format!("/api/v1/instances/{id}/transitions/{transition}"),
+            token,
+            json!({ "vote": decision, "comment": format!("{token} votes {decision}") }),
+        )
+        .await
+    }
+
+    /// The kinds and transitions of an instance's trace, `kind:transition>to` each.
+    pub async fn steps(&self, id: &str) -> Vec<String> {
+        self.trace(id)
+            .await
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}:{}>{}",
+                    r["kind"].as_str().unwrap(),
+                    r["transition"].as_str().unwrap_or("-"),
+                    r["to"].as_str().unwrap()
+                )
+            })
+            .collect()
     }
 
     pub async fn trace(&self, id: &str) -> Vec<Value> {
