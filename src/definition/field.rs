@@ -43,6 +43,16 @@ pub enum FieldType {
     },
     /// An RFC 3339 date and time with an offset, such as `2026-11-23T09:30:00+08:00`.
     Datetime,
+    /// The id of one instance of `process`; the engine keeps the link both ways.
+    Link {
+        /// The linked instance's process.
+        process: String,
+    },
+    /// The ids of instances of `process`.
+    Links {
+        /// The linked instances' process.
+        process: String,
+    },
 }
 
 /// The names accepted for `type:` in a process file.
@@ -80,6 +90,21 @@ impl FieldType {
                     Err(format!("must be one of {}, got `{s}`", values.join(", ")))
                 }
             }
+            (FieldType::Link { .. }, Value::String(s)) if !s.is_empty() => Ok(()),
+            (FieldType::Links { .. }, Value::Array(items)) => {
+                let mut seen = std::collections::HashSet::new();
+                for item in items {
+                    match item.as_str() {
+                        Some(id) if !id.is_empty() => {
+                            if !seen.insert(id) {
+                                return Err(format!("lists `{id}` twice"));
+                            }
+                        }
+                        _ => return Err("must be a list of instance ids".into()),
+                    }
+                }
+                Ok(())
+            }
             (FieldType::Datetime, Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
                 .map(|_| ())
                 .map_err(|_| format!("must be an RFC 3339 date and time, got `{s}`")),
@@ -100,6 +125,28 @@ impl FieldType {
             FieldType::Bool => "a boolean",
             FieldType::Enum { .. } => "one of the listed values",
             FieldType::Datetime => "an RFC 3339 date and time string",
+            FieldType::Link { .. } => "an instance id",
+            FieldType::Links { .. } => "a list of instance ids",
+        }
+    }
+
+    /// The process a link field points to.
+    pub fn linked_process(&self) -> Option<&str> {
+        match self {
+            FieldType::Link { process } | FieldType::Links { process } => Some(process),
+            _ => None,
+        }
+    }
+
+    /// The instance ids a value of this field links to.
+    pub fn linked_ids(&self, value: &Value) -> Vec<String> {
+        match (self, value) {
+            (FieldType::Link { .. }, Value::String(s)) => vec![s.clone()],
+            (FieldType::Links { .. }, Value::Array(items)) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
         }
     }
 }

@@ -118,6 +118,24 @@ pub struct Transition {
     /// Votes needed before the transition happens; callers fire it to vote.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,
+    /// Instances of other processes this transition creates and links.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub creates: Vec<Create>,
+}
+
+/// An instance a transition creates in another process, linked through a field.
+#[derive(Debug, Clone, Serialize)]
+pub struct Create {
+    /// The process of the new instance.
+    pub process: String,
+    /// The `link` or `links` field of this instance that receives the new id.
+    pub link: String,
+    /// Creates only when this returns true (always when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<Script>,
+    /// Returns the new instance's data (a map).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Script>,
 }
 
 impl Transition {
@@ -191,6 +209,13 @@ pub struct Definition {
 }
 
 impl Definition {
+    /// Some field links to other instances.
+    pub fn has_link_fields(&self) -> bool {
+        self.fields
+            .values()
+            .any(|f| f.field_type.linked_process().is_some())
+    }
+
     /// The initial state's name.
     pub fn initial_state(&self) -> &str {
         self.graph.initial()
@@ -227,6 +252,14 @@ impl Definition {
                 .chain(t.approval.iter().filter_map(move |a| match &a.quorum {
                     Quorum::Rule(s) => Some((format!("transition `{}` quorum", t.name), s)),
                     Quorum::Count(_) => None,
+                }))
+                .chain(t.creates.iter().flat_map(move |c| {
+                    c.when
+                        .iter()
+                        .map(move |s| (format!("transition `{}` creates {} when", t.name, c.process), s))
+                        .chain(c.data.iter().map(move |s| {
+                            (format!("transition `{}` creates {} data", t.name, c.process), s)
+                        }))
                 }))
         });
         start.chain(transitions)

@@ -10,7 +10,7 @@ use super::error::DefinitionError;
 use super::field::{Field, FieldType, TYPE_NAMES};
 use super::graph::{Edge, StateGraph};
 use super::model::{
-    Approval, Definition, Quorum, RuleSource, Script, ScriptRef, Source, Start, State, Transition,
+    Approval, Create, Definition, Quorum, RuleSource, Script, ScriptRef, Source, Start, State, Transition,
 };
 use super::raw::{RawField, RawProcess, RawQuorum, RawStart, RawState, RawTransition};
 use super::source_map::{Position, SourceMap, YamlPath};
@@ -349,6 +349,38 @@ pub fn parse(
                 reject_to: a.reject_to,
             }
         });
+        let creates = t
+            .creates
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let cpath = path.key("creates").index(i);
+                match fields.get(&c.link).map(|f| f.field_type.linked_process()) {
+                    None => p.at_value(&cpath.key("link"), format!("unknown field `{}`", c.link)),
+                    Some(None) => p.at_value(
+                        &cpath.key("link"),
+                        format!("field `{}` is not a `link` or `links` field", c.link),
+                    ),
+                    Some(Some(target)) if target != c.process => p.at_value(
+                        &cpath.key("link"),
+                        format!("field `{}` links to `{target}`, not to `{}`", c.link, c.process),
+                    ),
+                    Some(Some(_)) => {}
+                }
+                Create {
+                    process: c.process,
+                    link: c.link,
+                    when: c.when.map(|w| Script {
+                        script: ScriptRef::from_text(&w),
+                        path: cpath.key("when"),
+                    }),
+                    data: c.data.map(|d| Script {
+                        script: ScriptRef::from_text(&d),
+                        path: cpath.key("data"),
+                    }),
+                }
+            })
+            .collect();
         if !t.auto && t.roles.is_empty() && approval.is_none() {
             p.at_key(
                 &path,
@@ -387,6 +419,7 @@ pub fn parse(
                     path: path.key("action"),
                 }),
                 approval,
+                creates,
             },
         );
     }
@@ -488,6 +521,9 @@ fn check_field(p: &mut Problems<'_>, path: &YamlPath, name: &str, f: RawField) -
             ),
         );
     }
+    if !matches!(f.kind.as_str(), "link" | "links") && f.process.is_some() {
+        p.at_key(&path.key("process"), format!("`process` applies to link fields, not to `{}`", f.kind));
+    }
     if f.kind != "enum" && f.values.is_some() {
         p.at_key(
             &path.key("values"),
@@ -509,6 +545,17 @@ fn check_field(p: &mut Problems<'_>, path: &YamlPath, name: &str, f: RawField) -
         },
         "bool" => FieldType::Bool,
         "datetime" => FieldType::Datetime,
+        "link" | "links" => {
+            let Some(process) = f.process.clone() else {
+                p.at_key(path, format!("{} field `{name}` needs `process:` (the linked process)", f.kind));
+                return None;
+            };
+            if f.kind == "link" {
+                FieldType::Link { process }
+            } else {
+                FieldType::Links { process }
+            }
+        }
         "enum" => {
             let values = f.values.unwrap_or_default();
             if values.is_empty() {

@@ -65,6 +65,8 @@ pub(crate) struct RawField {
     pub(crate) min_len: Option<usize>,
     #[serde(default)]
     pub(crate) max_len: Option<usize>,
+    #[serde(default)]
+    pub(crate) process: Option<String>,
 }
 
 /// One state.
@@ -120,6 +122,20 @@ pub(crate) struct RawTransition {
     pub(crate) action: Option<String>,
     #[serde(default)]
     pub(crate) approval: Option<RawApproval>,
+    #[serde(default)]
+    pub(crate) creates: Vec<RawCreate>,
+}
+
+/// An instance of another process that a transition creates and links.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCreate {
+    pub(crate) process: String,
+    pub(crate) link: String,
+    #[serde(default)]
+    pub(crate) when: Option<String>,
+    #[serde(default)]
+    pub(crate) data: Option<String>,
 }
 
 /// Votes a transition needs before it happens.

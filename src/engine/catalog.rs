@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use crate::definition::{self, Definition, DefinitionError, Position, RuleSource, Source};
+use crate::definition::{
+    self, Definition, DefinitionError, Position, RuleSource, Source, YamlPath,
+};
 use crate::rules::{CompiledRules, RuleEngine};
 
 /// A definition version ready to run: the checked model and its compiled scripts.
@@ -87,11 +89,43 @@ impl Catalog {
                 Err(mut e) => errors.append(&mut e),
             }
         }
+        errors.extend(catalog.cross_process_problems());
         if errors.is_empty() {
             Ok(catalog)
         } else {
             Err(errors)
         }
+    }
+
+    /// Link fields and `creates:` entries that name a process not in this catalog.
+    fn cross_process_problems(&self) -> Vec<DefinitionError> {
+        let mut errors = Vec::new();
+        for l in self.iter() {
+            let d = &l.definition;
+            let unknown = |p: &str| format!("unknown process `{p}`: no process file defines it");
+            for f in d.fields.values() {
+                if let Some(p) = f.field_type.linked_process()
+                    && self.get(p).is_none()
+                {
+                    let path = YamlPath::root().key("fields").key(&f.name).key("process");
+                    errors.push(d.error_at(&path, unknown(p)));
+                }
+            }
+            for t in d.transitions.values() {
+                for (i, c) in t.creates.iter().enumerate() {
+                    if self.get(&c.process).is_none() {
+                        let path = YamlPath::root()
+                            .key("transitions")
+                            .key(&t.name)
+                            .key("creates")
+                            .index(i)
+                            .key("process");
+                        errors.push(d.error_at(&path, unknown(&c.process)));
+                    }
+                }
+            }
+        }
+        errors
     }
 
     /// A catalog of already built definitions (tests, benchmarks).

@@ -23,10 +23,10 @@ use crate::clock::Clock;
 use crate::definition::Source;
 use crate::rules::RuleEngine;
 use crate::store::{
-    Decision, InstanceQuery, InstanceRecord, Store, StoredDefinition, TraceKind, TraceRecord,
+    Decision, InstanceQuery, InstanceRecord, Links, Store, StoredDefinition, TraceRecord,
 };
 use data::{Writer, check_input, missing};
-use step::Working;
+use step::{Env, Working};
 
 /// Who is acting, with which roles.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,41 +213,9 @@ impl Engine {
             return Err(EngineError::InvalidData(problems));
         }
 
-        let now = self.clock.now_ms();
-        let mut record = InstanceRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            process: def.id.clone(),
-            definition_hash: def.hash.clone(),
-            state: def.initial_state().to_owned(),
-            data: Map::new(),
-            version: 0,
-            created_by: actor.name.clone(),
-            created_at: now,
-            updated_at: now,
-            votes: Vec::new(),
-        };
-        data::apply(&mut record.data, &data);
         tracing::Span::current().record("process", process);
-        let mut w = Working {
-            loaded,
-            rules: &self.rules,
-            actor,
-            record,
-            previous_version: None,
-            trace: Vec::new(),
-            now,
-        };
-        let mut written = data.clone();
-        if let Some(action) = &def.start.action {
-            let writes = w.run_action(action, &data)?;
-            data::apply(&mut w.record.data, &writes);
-            written.extend(writes);
-        }
-        w.record(TraceKind::Created, None, None, written, comment);
-        w.settle()?;
-        let step = w.into_step();
-        let record = step.instance.clone();
-        self.store.commit(step).await?;
+        let w = Working::start(self.env(), loaded, actor, data, comment)?;
+        let record = self.commit(w).await?;
         tracing::info!(instance = %record.id, state = %record.state, "instance created");
         Ok(InstanceView::new(record, def, actor))
     }
@@ -348,16 +316,12 @@ impl Engine {
             });
         }
 
-        let previous = record.version;
-        let mut w = Working {
-            loaded: &loaded,
-            rules: &self.rules,
-            actor,
-            record,
-            previous_version: Some(previous),
-            trace: Vec::new(),
-            now: self.clock.now_ms(),
+        let links = if def.has_link_fields() {
+            rule_links(&self.store.links(id).await?)
+        } else {
+            Value::Object(Map::new())
         };
+        let mut w = Working::existing(self.env(), &loaded, actor, record, links);
         w.record.data = merged;
         match (&t.approval, request.vote) {
             (Some(approval), Some(decision)) => {
@@ -366,14 +330,12 @@ impl Engine {
             _ => w.fire(t, request.data, request.comment)?,
         }
         w.settle()?;
-        let step = w.into_step();
-        let record = step.instance.clone();
-        self.store.commit(step).await?;
+        let record = self.commit(w).await?;
         tracing::info!(instance = %record.id, transition, state = %record.state, "transition fired");
         Ok(InstanceView::new(record, def, actor))
     }
 
-    /// One instance as `actor` sees it.
+    /// One instance as `actor` sees it, with its links both ways.
     pub async fn get(&self, actor: &Actor, id: &str) -> Result<InstanceView, EngineError> {
         let record = self
             .store
@@ -381,7 +343,58 @@ impl Engine {
             .await?
             .ok_or_else(|| EngineError::UnknownInstance(id.to_owned()))?;
         let loaded = self.version(&record.definition_hash).await?;
-        Ok(InstanceView::new(record, &loaded.definition, actor))
+        let links = self.store.links(id).await?;
+        let mut view = InstanceView::new(record, &loaded.definition, actor);
+        view.links = Some(links);
+        Ok(view)
+    }
+
+    fn env(&self) -> Env<'_> {
+        Env {
+            rules: &self.rules,
+            catalog: &self.catalog,
+            now: self.clock.now_ms(),
+        }
+    }
+
+    /// Checks the step's new links, then commits it; returns the fired (or created)
+    /// instance as written.
+    async fn commit(&self, w: Working<'_>) -> Result<InstanceRecord, EngineError> {
+        let checks = w.link_checks();
+        if !checks.is_empty() {
+            let mut known: std::collections::HashMap<String, String> =
+                w.created_ids().into_iter().collect();
+            let unknown: Vec<String> = checks
+                .iter()
+                .flat_map(|c| c.ids.iter())
+                .filter(|id| !known.contains_key(*id))
+                .cloned()
+                .collect();
+            known.extend(self.store.processes_of(&unknown).await?);
+            let problems: Vec<FieldProblem> = checks
+                .iter()
+                .flat_map(|c| {
+                    let known = &known;
+                    c.ids.iter().filter_map(move |id| match known.get(id) {
+                        Some(p) if *p == c.process => None,
+                        Some(p) => Some(FieldProblem {
+                            field: c.field.clone(),
+                            message: format!("links `{id}`, a `{p}` instance, where a `{}` instance is expected", c.process),
+                        }),
+                        None => Some(FieldProblem {
+                            field: c.field.clone(),
+                            message: format!("links `{id}`, but no `{}` instance has that id", c.process),
+                        }),
+                    })
+                })
+                .collect();
+            if !problems.is_empty() {
+                return Err(EngineError::InvalidData(problems));
+            }
+        }
+        let record = w.record.clone();
+        self.store.commit(w.into_step()).await?;
+        Ok(record)
     }
 
     /// A page of instances, ordered by id (creation time).
@@ -420,4 +433,18 @@ impl Engine {
         }
         Ok(self.store.trace(id).await?)
     }
+}
+
+/// Links as rules see them: link field → list of `{id, process, state}`.
+fn rule_links(links: &Links) -> Value {
+    let mut by_relation = Map::new();
+    for l in &links.outgoing {
+        let entry = by_relation
+            .entry(l.relation.clone())
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(items) = entry {
+            items.push(serde_json::json!({"id": l.id, "process": l.process, "state": l.state}));
+        }
+    }
+    Value::Object(by_relation)
 }

@@ -4,29 +4,119 @@
 use serde_json::{Map, Value};
 
 use super::Actor;
-use super::catalog::Loaded;
+use super::catalog::{Catalog, Loaded};
 use super::data::{Writer, apply, check_input, missing};
 use super::error::EngineError;
-use crate::definition::{Approval, Quorum, Script, Transition};
+use crate::definition::{Approval, Create, Quorum, Script, ScriptRef, Transition};
 use crate::rules::{Context, RuleEngine, RuleError, RuleFailure};
-use crate::store::{Decision, InstanceRecord, Step, TraceKind, TraceRecord, Vote};
+use crate::store::{
+    Decision, InstanceRecord, InstanceWrite, LinkChange, Step, TraceKind, TraceRecord, Vote,
+};
 
 /// Automatic transitions followed in one step, at most.
 pub(crate) const MAX_AUTOMATIC_DEPTH: usize = 16;
 
-/// An instance being advanced. `record.version` is the number of trace records written so
-/// far, so the next record's number is `version + 1`.
-pub(crate) struct Working<'a> {
-    pub(crate) loaded: &'a Loaded,
+/// What every instance of a step shares: the rule engine, the served definitions (for
+/// instances a step creates) and the step's time.
+#[derive(Clone, Copy)]
+pub(crate) struct Env<'a> {
     pub(crate) rules: &'a RuleEngine,
-    pub(crate) actor: &'a Actor,
-    pub(crate) record: InstanceRecord,
-    pub(crate) previous_version: Option<i64>,
-    pub(crate) trace: Vec<TraceRecord>,
+    pub(crate) catalog: &'a Catalog,
     pub(crate) now: i64,
 }
 
-impl Working<'_> {
+/// A link field whose targets must exist and belong to `process` before the step commits.
+pub(crate) struct LinkCheck {
+    pub(crate) field: String,
+    pub(crate) process: String,
+    pub(crate) ids: Vec<String>,
+}
+
+/// An instance being advanced. `record.version` is the number of trace records written so
+/// far, so the next record's number is `version + 1`.
+pub(crate) struct Working<'a> {
+    env: Env<'a>,
+    loaded: &'a Loaded,
+    actor: &'a Actor,
+    pub(crate) record: InstanceRecord,
+    previous_version: Option<i64>,
+    trace: Vec<TraceRecord>,
+    /// Linked instances as rules see them: link field → [{id, process, state}].
+    links: Value,
+    /// Link field values when the step began, to find which links changed.
+    original_links: Map<String, Value>,
+    /// Instances this step created.
+    created: Vec<Working<'a>>,
+}
+
+impl<'a> Working<'a> {
+    /// An existing instance about to take a step; `links` is what rules see of its links.
+    pub(crate) fn existing(
+        env: Env<'a>,
+        loaded: &'a Loaded,
+        actor: &'a Actor,
+        record: InstanceRecord,
+        links: Value,
+    ) -> Self {
+        let original_links = link_values(loaded, &record.data);
+        Self {
+            env,
+            loaded,
+            actor,
+            previous_version: Some(record.version),
+            record,
+            trace: Vec::new(),
+            links,
+            original_links,
+            created: Vec::new(),
+        }
+    }
+
+    /// A new instance of `loaded` with checked `data`: the start action runs, the creation
+    /// is traced, and automatic transitions from the initial state are followed.
+    pub(crate) fn start(
+        env: Env<'a>,
+        loaded: &'a Loaded,
+        actor: &'a Actor,
+        data: Map<String, Value>,
+        comment: Option<String>,
+    ) -> Result<Self, EngineError> {
+        let def = &loaded.definition;
+        let mut record = InstanceRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            process: def.id.clone(),
+            definition_hash: def.hash.clone(),
+            state: def.initial_state().to_owned(),
+            data: Map::new(),
+            version: 0,
+            created_by: actor.name.clone(),
+            created_at: env.now,
+            updated_at: env.now,
+            votes: Vec::new(),
+        };
+        apply(&mut record.data, &data);
+        let mut w = Self {
+            env,
+            loaded,
+            actor,
+            record,
+            previous_version: None,
+            trace: Vec::new(),
+            links: Value::Object(Map::new()),
+            original_links: Map::new(),
+            created: Vec::new(),
+        };
+        let mut written = data.clone();
+        if let Some(action) = &def.start.action {
+            let writes = w.run_action(action, &data)?;
+            apply(&mut w.record.data, &writes);
+            written.extend(writes);
+        }
+        w.record(TraceKind::Created, None, None, written, comment);
+        w.settle()?;
+        Ok(w)
+    }
+
     fn context<'c>(&'c self, input: &'c Map<String, Value>) -> Context<'c> {
         Context {
             instance_id: &self.record.id,
@@ -36,7 +126,20 @@ impl Working<'_> {
             roles: &self.actor.roles,
             data: &self.record.data,
             input,
+            links: &self.links,
         }
+    }
+
+    fn rule_error(&self, script: &Script, message: String) -> EngineError {
+        RuleError {
+            rule: self.loaded.rules.describe(script),
+            function: match &script.script {
+                ScriptRef::Function(f) => Some(f.clone()),
+                ScriptRef::Inline(_) => None,
+            },
+            failure: RuleFailure::Runtime(message),
+        }
+        .into()
     }
 
     /// Runs an action and checks what it writes against the fields.
@@ -46,25 +149,15 @@ impl Working<'_> {
         input: &Map<String, Value>,
     ) -> Result<Map<String, Value>, EngineError> {
         let writes = self
+            .env
             .rules
             .action(&self.loaded.rules, script, &self.context(input))?;
         let problems = check_input(&self.loaded.definition, &writes, Writer::Rule);
         if let Some(p) = problems.first() {
-            return Err(RuleError {
-                rule: format!(
-                    "action at {} {}",
-                    self.loaded.definition.source.file, script.path
-                ),
-                function: match &script.script {
-                    crate::definition::ScriptRef::Function(f) => Some(f.clone()),
-                    crate::definition::ScriptRef::Inline(_) => None,
-                },
-                failure: RuleFailure::Runtime(format!(
-                    "wrote field `{}`, which {}",
-                    p.field, p.message
-                )),
-            }
-            .into());
+            return Err(self.rule_error(
+                script,
+                format!("wrote field `{}`, which {}", p.field, p.message),
+            ));
         }
         Ok(writes)
     }
@@ -73,6 +166,7 @@ impl Working<'_> {
         match &t.guard {
             None => Ok(true),
             Some(g) => Ok(self
+                .env
                 .rules
                 .guard(&self.loaded.rules, g, &self.context(input))?),
         }
@@ -87,11 +181,11 @@ impl Working<'_> {
         comment: Option<String>,
     ) {
         self.record.version += 1;
-        self.record.updated_at = self.now;
+        self.record.updated_at = self.env.now;
         self.trace.push(TraceRecord {
             instance_id: self.record.id.clone(),
             seq: self.record.version,
-            at: self.now,
+            at: self.env.now,
             actor: self.actor.name.clone(),
             roles: self.actor.roles.clone(),
             kind,
@@ -140,7 +234,7 @@ impl Working<'_> {
             actor: self.actor.name.clone(),
             decision,
             comment: comment.clone(),
-            at: self.now,
+            at: self.env.now,
         });
         let mut written = input;
         written.insert(
@@ -183,7 +277,8 @@ impl Working<'_> {
         let quorum = match &approval.quorum {
             Quorum::Count(n) => *n,
             Quorum::Rule(script) => {
-                self.rules
+                self.env
+                    .rules
                     .count(&self.loaded.rules, script, &self.context(&empty))?
             }
         };
@@ -227,6 +322,12 @@ impl Working<'_> {
             apply(&mut self.record.data, &writes);
             written.extend(writes);
         }
+        for c in &t.creates {
+            if let Some((field, value)) = self.create_linked(c, &input)? {
+                self.record.data.insert(field.clone(), value.clone());
+                written.insert(field, value);
+            }
+        }
         let from = std::mem::replace(&mut self.record.state, t.to.clone());
         self.record.votes.clear();
         self.check_entry()?;
@@ -265,11 +366,127 @@ impl Working<'_> {
         Err(EngineError::AutomaticLoop(MAX_AUTOMATIC_DEPTH))
     }
 
+    /// Creates the instance `c` describes when its condition holds; returns the link field
+    /// of this instance and its new value.
+    fn create_linked(
+        &mut self,
+        c: &Create,
+        input: &Map<String, Value>,
+    ) -> Result<Option<(String, Value)>, EngineError> {
+        let rules = &self.loaded.rules;
+        if let Some(when) = &c.when
+            && !self.env.rules.guard(rules, when, &self.context(input))?
+        {
+            return Ok(None);
+        }
+        let data = match &c.data {
+            Some(script) => self.env.rules.action(rules, script, &self.context(input))?,
+            None => Map::new(),
+        };
+        let target: &'a Loaded = self
+            .env
+            .catalog
+            .get(&c.process)
+            .ok_or_else(|| EngineError::UnknownProcess(c.process.clone()))?;
+        let tdef = &target.definition;
+        let mut problems = check_input(tdef, &data, Writer::Caller);
+        problems.extend(missing(
+            &data,
+            tdef.fields.values().filter(|f| f.required).map(|f| &f.name),
+        ));
+        if let Some(p) = problems.first() {
+            let message = format!("the new `{}` instance's field `{}` {}", c.process, p.field, p.message);
+            return Err(match &c.data {
+                Some(script) => self.rule_error(script, message),
+                None => EngineError::InvalidData(problems),
+            });
+        }
+        let comment = Some(format!("created by {} {}", self.record.process, self.record.id));
+        let child = Working::start(self.env, target, self.actor, data, comment)?;
+        let id = Value::String(child.record.id.clone());
+        self.created.push(child);
+        let value = match &self.loaded.definition.fields[&c.link].field_type {
+            crate::definition::FieldType::Links { .. } => {
+                let mut ids = match self.record.data.get(&c.link) {
+                    Some(Value::Array(a)) => a.clone(),
+                    _ => Vec::new(),
+                };
+                ids.push(id);
+                Value::Array(ids)
+            }
+            _ => id,
+        };
+        Ok(Some((c.link.clone(), value)))
+    }
+
+    /// Link fields whose targets changed in this step, for every instance it writes.
+    pub(crate) fn link_checks(&self) -> Vec<LinkCheck> {
+        let mut checks = Vec::new();
+        let current = link_values(self.loaded, &self.record.data);
+        for (field, f) in &self.loaded.definition.fields {
+            let Some(process) = f.field_type.linked_process() else {
+                continue;
+            };
+            if current.get(field) != self.original_links.get(field) {
+                checks.push(LinkCheck {
+                    field: field.clone(),
+                    process: process.to_owned(),
+                    ids: current.get(field).map(|v| f.field_type.linked_ids(v)).unwrap_or_default(),
+                });
+            }
+        }
+        for c in &self.created {
+            checks.extend(c.link_checks());
+        }
+        checks
+    }
+
+    /// The instances of this step created in it, by id, with their process.
+    pub(crate) fn created_ids(&self) -> Vec<(String, String)> {
+        let mut ids = Vec::new();
+        for c in &self.created {
+            ids.push((c.record.id.clone(), c.record.process.clone()));
+            ids.extend(c.created_ids());
+        }
+        ids
+    }
+
+    /// Everything the step writes, this instance first.
     pub(crate) fn into_step(self) -> Step {
-        Step {
+        let mut step = Step::default();
+        self.collect(&mut step);
+        step
+    }
+
+    fn collect(self, step: &mut Step) {
+        let current = link_values(self.loaded, &self.record.data);
+        for (field, f) in &self.loaded.definition.fields {
+            if f.field_type.linked_process().is_some() && current.get(field) != self.original_links.get(field) {
+                step.links.push(LinkChange {
+                    from: self.record.id.clone(),
+                    relation: field.clone(),
+                    to: current.get(field).map(|v| f.field_type.linked_ids(v)).unwrap_or_default(),
+                });
+            }
+        }
+        step.writes.push(InstanceWrite {
             instance: self.record,
             previous_version: self.previous_version,
-            trace: self.trace,
+        });
+        step.trace.extend(self.trace);
+        for c in self.created {
+            c.collect(step);
         }
     }
+}
+
+/// The values of a definition's link fields in `data`.
+fn link_values(loaded: &Loaded, data: &Map<String, Value>) -> Map<String, Value> {
+    loaded
+        .definition
+        .fields
+        .values()
+        .filter(|f| f.field_type.linked_process().is_some())
+        .filter_map(|f| data.get(&f.name).map(|v| (f.name.clone(), v.clone())))
+        .collect()
 }

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::Actor;
 use crate::clock::format_ms;
 use crate::definition::Definition;
-use crate::store::{InstanceRecord, Vote};
+use crate::store::{InstanceRecord, Links, Vote};
 
 /// A transition the caller may fire now.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -54,6 +54,9 @@ pub struct InstanceView {
     pub allowed_transitions: Vec<AllowedTransition>,
     /// Votes cast in the open approval round of the current state.
     pub votes: Vec<Vote>,
+    /// Linked instances both ways (on `GET` of one instance).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub links: Option<Links>,
 }
 
 impl InstanceView {
@@ -83,6 +86,7 @@ impl InstanceView {
             updated_at: format_ms(record.updated_at),
             allowed_transitions,
             votes: record.votes,
+            links: None,
         }
     }
 }

@@ -28,11 +28,13 @@ pub struct Context<'a> {
     pub data: &'a Map<String, Value>,
     /// The data given with this step.
     pub input: &'a Map<String, Value>,
+    /// Linked instances: link field → list of `{id, process, state}`.
+    pub links: &'a Value,
 }
 
 /// Names visible to inline scripts, and the keys of the map passed to rule functions.
-const CONTEXT_NAMES: [&str; 8] = [
-    "data", "input", "state", "actor", "roles", "instance", "tables", "process",
+const CONTEXT_NAMES: [&str; 9] = [
+    "data", "input", "state", "actor", "roles", "instance", "tables", "process", "links",
 ];
 
 /// The sandboxed Rhai engine shared by every definition.
@@ -312,7 +314,7 @@ fn scope_template() -> Scope<'static> {
 fn context_values(
     ctx: &Context<'_>,
     tables: &Dynamic,
-) -> Result<[Dynamic; 8], Box<rhai::EvalAltResult>> {
+) -> Result<[Dynamic; 9], Box<rhai::EvalAltResult>> {
     let mut instance = rhai::Map::new();
     instance.insert("id".into(), ctx.instance_id.into());
     instance.insert("process".into(), ctx.process.into());
@@ -327,6 +329,7 @@ fn context_values(
         instance.into(),
         tables.clone(),
         ctx.process.into(),
+        rhai::serde::to_dynamic(ctx.links)?,
     ])
 }
 

@@ -19,6 +19,7 @@ fn context(data: &Map<String, serde_json::Value>) -> Context<'_> {
         roles: &[],
         data,
         input: data,
+        links: &serde_json::Value::Null,
     }
 }
 

@@ -1,13 +1,14 @@
 //! An in-memory store: no durability. For the benchmark's engine-only figure and for unit
 //! tests of the engine.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
 use super::{
-    InstanceQuery, InstanceRecord, Step, Store, StoreError, StoredDefinition, TraceRecord,
+    InstanceQuery, InstanceRecord, LinkedInstance, Links, Step, Store, StoreError,
+    StoredDefinition, TraceRecord,
 };
 
 #[derive(Debug, Default)]
@@ -15,6 +16,7 @@ struct Tables {
     definitions: HashMap<String, StoredDefinition>,
     instances: BTreeMap<String, InstanceRecord>,
     trace: HashMap<String, Vec<TraceRecord>>,
+    links: BTreeSet<(String, String, String)>,
 }
 
 /// Keeps everything in process memory, behind one lock.
@@ -65,15 +67,56 @@ impl Store for MemoryStore {
         Ok(self.tables().trace.get(id).cloned().unwrap_or_default())
     }
 
+    async fn links(&self, id: &str) -> Result<Links, StoreError> {
+        let t = self.tables();
+        let linked = |relation: &str, other: &str| {
+            t.instances.get(other).map(|i| LinkedInstance {
+                relation: relation.to_owned(),
+                id: i.id.clone(),
+                process: i.process.clone(),
+                state: i.state.clone(),
+            })
+        };
+        let mut links = Links::default();
+        for (from, relation, to) in &t.links {
+            if from == id {
+                links.outgoing.extend(linked(relation, to));
+            }
+            if to == id {
+                links.incoming.extend(linked(relation, from));
+            }
+        }
+        Ok(links)
+    }
+
+    async fn processes_of(&self, ids: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+        let t = self.tables();
+        Ok(ids
+            .iter()
+            .filter_map(|id| t.instances.get(id).map(|i| (id.clone(), i.process.clone())))
+            .collect())
+    }
+
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
         let mut t = self.tables();
-        let current = t.instances.get(&step.instance.id).map(|i| i.version);
-        if current != step.previous_version {
-            return Err(StoreError::Conflict);
+        for w in &step.writes {
+            let current = t.instances.get(&w.instance.id).map(|i| i.version);
+            if current != w.previous_version {
+                return Err(StoreError::Conflict);
+            }
         }
-        let id = step.instance.id.clone();
-        t.instances.insert(id.clone(), step.instance);
-        t.trace.entry(id).or_default().extend(step.trace);
+        for w in step.writes {
+            t.instances.insert(w.instance.id.clone(), w.instance);
+        }
+        for c in step.links {
+            t.links.retain(|(f, r, _)| !(*f == c.from && *r == c.relation));
+            for to in c.to {
+                t.links.insert((c.from.clone(), c.relation.clone(), to));
+            }
+        }
+        for r in step.trace {
+            t.trace.entry(r.instance_id.clone()).or_default().push(r);
+        }
         Ok(())
     }
 }

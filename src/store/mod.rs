@@ -143,15 +143,58 @@ pub struct StoredDefinition {
     pub source: String,
 }
 
-/// One step to make durable: the instance as it is after the step, and its trace records.
+/// One instance written by a step.
 #[derive(Debug, Clone)]
-pub struct Step {
+pub struct InstanceWrite {
     /// The instance after the step (its `version` already incremented).
     pub instance: InstanceRecord,
     /// `None` to create the instance; otherwise the version it must still have.
     pub previous_version: Option<i64>,
-    /// Trace records of the step, in order.
+}
+
+/// The new targets of one link field of an instance (they replace the old ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkChange {
+    /// The instance holding the link field.
+    pub from: String,
+    /// The link field.
+    pub relation: String,
+    /// The linked instances.
+    pub to: Vec<String>,
+}
+
+/// One step to make durable, all or nothing: the instances it writes (the one fired on,
+/// and any it created), their trace records and link changes.
+#[derive(Debug, Clone, Default)]
+pub struct Step {
+    /// Instances written, the fired one first.
+    pub writes: Vec<InstanceWrite>,
+    /// Trace records of every instance written, in order.
     pub trace: Vec<TraceRecord>,
+    /// Link fields whose targets changed.
+    pub links: Vec<LinkChange>,
+}
+
+/// An instance at the other end of a link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkedInstance {
+    /// The link field (of the linking instance).
+    pub relation: String,
+    /// The other instance.
+    pub id: String,
+    /// Its process.
+    pub process: String,
+    /// Its current state.
+    pub state: String,
+}
+
+/// An instance's links both ways.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Links {
+    /// Instances this one links to.
+    pub outgoing: Vec<LinkedInstance>,
+    /// Instances that link to this one.
+    pub incoming: Vec<LinkedInstance>,
 }
 
 /// Filters and paging for listing instances.
@@ -201,7 +244,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<InstanceRecord>, StoreError>;
     /// An instance's trace, in order.
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError>;
-    /// Makes one step durable, all or nothing. Fails with [`StoreError::Conflict`] when the
-    /// instance no longer has `previous_version` (or already exists, on creation).
+    /// An instance's links both ways, with the other ends' current states.
+    async fn links(&self, id: &str) -> Result<Links, StoreError>;
+    /// The processes of the instances with these ids that exist (id → process).
+    async fn processes_of(&self, ids: &[String]) -> Result<Vec<(String, String)>, StoreError>;
+    /// Makes one step durable, all or nothing. Fails with [`StoreError::Conflict`] when an
+    /// instance no longer has its `previous_version` (or already exists, on creation).
     async fn commit(&self, step: Step) -> Result<(), StoreError>;
 }

@@ -12,8 +12,8 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    InstanceQuery, InstanceRecord, Step, Store, StoreError, StoredDefinition, TraceKind,
-    TraceRecord,
+    InstanceQuery, InstanceRecord, InstanceWrite, LinkedInstance, Links, Step, Store, StoreError,
+    StoredDefinition, TraceKind, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -195,48 +195,72 @@ impl Store for SqliteStore {
         rows.iter().map(trace_from_row).collect()
     }
 
-    async fn commit(&self, step: Step) -> Result<(), StoreError> {
-        let i = &step.instance;
-        let data = serde_json::Value::Object(i.data.clone()).to_string();
-        let votes =
-            serde_json::to_string(&i.votes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut tx = self.pool.begin().await?;
-        match step.previous_version {
-            None => {
-                sqlx::query(&format!(
-                    "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                ))
-                .bind(&i.id)
-                .bind(&i.process)
-                .bind(&i.definition_hash)
-                .bind(&i.state)
-                .bind(&data)
-                .bind(i.version)
-                .bind(&i.created_by)
-                .bind(i.created_at)
-                .bind(i.updated_at)
-                .bind(&votes)
-                .execute(&mut *tx)
-                .await
-                .map_err(conflict_on_unique)?;
+    async fn links(&self, id: &str) -> Result<Links, StoreError> {
+        let rows = sqlx::query(
+            "SELECT 'out' AS direction, l.relation, i.id, i.process, i.state
+               FROM links l JOIN instances i ON i.id = l.to_id WHERE l.from_id = ?
+             UNION ALL
+             SELECT 'in', l.relation, i.id, i.process, i.state
+               FROM links l JOIN instances i ON i.id = l.from_id WHERE l.to_id = ?
+             ORDER BY 1, 2, 3",
+        )
+        .bind(id)
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut links = Links::default();
+        for r in rows {
+            let linked = LinkedInstance {
+                relation: r.try_get("relation")?,
+                id: r.try_get("id")?,
+                process: r.try_get("process")?,
+                state: r.try_get("state")?,
+            };
+            let direction: &str = r.try_get("direction")?;
+            if direction == "out" {
+                links.outgoing.push(linked);
+            } else {
+                links.incoming.push(linked);
             }
-            Some(previous) => {
-                let done = sqlx::query(
-                    "UPDATE instances SET state = ?, data = ?, version = ?, updated_at = ?, votes = ?
-                     WHERE id = ? AND version = ?",
-                )
-                .bind(&i.state)
-                .bind(&data)
-                .bind(i.version)
-                .bind(i.updated_at)
-                .bind(&votes)
-                .bind(&i.id)
-                .bind(previous)
+        }
+        Ok(links)
+    }
+
+    async fn processes_of(&self, ids: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT id, process FROM instances WHERE id IN (");
+        let mut list = q.separated(", ");
+        for id in ids {
+            list.push_bind(id);
+        }
+        q.push(")");
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("process")?)))
+            .collect()
+    }
+
+    async fn commit(&self, step: Step) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for w in &step.writes {
+            write_instance(&mut tx, w).await?;
+        }
+        for change in &step.links {
+            sqlx::query("DELETE FROM links WHERE from_id = ? AND relation = ?")
+                .bind(&change.from)
+                .bind(&change.relation)
                 .execute(&mut *tx)
                 .await?;
-                if done.rows_affected() != 1 {
-                    return Err(StoreError::Conflict);
-                }
+            for to in &change.to {
+                sqlx::query("INSERT INTO links (from_id, relation, to_id) VALUES (?, ?, ?)")
+                    .bind(&change.from)
+                    .bind(&change.relation)
+                    .bind(to)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(conflict_on_unique)?;
             }
         }
         if !step.trace.is_empty() {
@@ -266,4 +290,53 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Inserts a new instance or updates one still at its previous version.
+async fn write_instance(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    w: &InstanceWrite,
+) -> Result<(), StoreError> {
+    let i = &w.instance;
+    let data = serde_json::Value::Object(i.data.clone()).to_string();
+    let votes = serde_json::to_string(&i.votes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    match w.previous_version {
+        None => {
+            sqlx::query(&format!(
+                "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .bind(&i.id)
+            .bind(&i.process)
+            .bind(&i.definition_hash)
+            .bind(&i.state)
+            .bind(&data)
+            .bind(i.version)
+            .bind(&i.created_by)
+            .bind(i.created_at)
+            .bind(i.updated_at)
+            .bind(&votes)
+            .execute(&mut **tx)
+            .await
+            .map_err(conflict_on_unique)?;
+        }
+        Some(previous) => {
+            let done = sqlx::query(
+                "UPDATE instances SET state = ?, data = ?, version = ?, updated_at = ?, votes = ?
+                 WHERE id = ? AND version = ?",
+            )
+            .bind(&i.state)
+            .bind(&data)
+            .bind(i.version)
+            .bind(i.updated_at)
+            .bind(&votes)
+            .bind(&i.id)
+            .bind(previous)
+            .execute(&mut **tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict);
+            }
+        }
+    }
+    Ok(())
 }
