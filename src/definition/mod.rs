@@ -16,7 +16,8 @@ pub use error::{DefinitionError, DefinitionErrors};
 pub use field::{Field, FieldType, describe_json};
 pub use graph::GraphFormat;
 pub use model::{
-    Approval, Create, Definition, Quorum, RuleSource, Script, ScriptRef, Source, Start, State, Transition,
+    Approval, Create, Definition, Quorum, RuleSource, Script, ScriptRef, Source, Start, State,
+    Transition,
 };
 pub use parse::parse;
 pub use source_map::{Position, SourceMap, YamlPath};

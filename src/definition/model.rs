@@ -256,9 +256,17 @@ impl Definition {
                 .chain(t.creates.iter().flat_map(move |c| {
                     c.when
                         .iter()
-                        .map(move |s| (format!("transition `{}` creates {} when", t.name, c.process), s))
+                        .map(move |s| {
+                            (
+                                format!("transition `{}` creates {} when", t.name, c.process),
+                                s,
+                            )
+                        })
                         .chain(c.data.iter().map(move |s| {
-                            (format!("transition `{}` creates {} data", t.name, c.process), s)
+                            (
+                                format!("transition `{}` creates {} data", t.name, c.process),
+                                s,
+                            )
                         }))
                 }))
         });

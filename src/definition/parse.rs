@@ -10,7 +10,8 @@ use super::error::DefinitionError;
 use super::field::{Field, FieldType, TYPE_NAMES};
 use super::graph::{Edge, StateGraph};
 use super::model::{
-    Approval, Create, Definition, Quorum, RuleSource, Script, ScriptRef, Source, Start, State, Transition,
+    Approval, Create, Definition, Quorum, RuleSource, Script, ScriptRef, Source, Start, State,
+    Transition,
 };
 use super::raw::{RawField, RawProcess, RawQuorum, RawStart, RawState, RawTransition};
 use super::source_map::{Position, SourceMap, YamlPath};
@@ -363,7 +364,10 @@ pub fn parse(
                     ),
                     Some(Some(target)) if target != c.process => p.at_value(
                         &cpath.key("link"),
-                        format!("field `{}` links to `{target}`, not to `{}`", c.link, c.process),
+                        format!(
+                            "field `{}` links to `{target}`, not to `{}`",
+                            c.link, c.process
+                        ),
                     ),
                     Some(Some(_)) => {}
                 }
@@ -522,7 +526,10 @@ fn check_field(p: &mut Problems<'_>, path: &YamlPath, name: &str, f: RawField) -
         );
     }
     if !matches!(f.kind.as_str(), "link" | "links") && f.process.is_some() {
-        p.at_key(&path.key("process"), format!("`process` applies to link fields, not to `{}`", f.kind));
+        p.at_key(
+            &path.key("process"),
+            format!("`process` applies to link fields, not to `{}`", f.kind),
+        );
     }
     if f.kind != "enum" && f.values.is_some() {
         p.at_key(
@@ -547,7 +554,13 @@ fn check_field(p: &mut Problems<'_>, path: &YamlPath, name: &str, f: RawField) -
         "datetime" => FieldType::Datetime,
         "link" | "links" => {
             let Some(process) = f.process.clone() else {
-                p.at_key(path, format!("{} field `{name}` needs `process:` (the linked process)", f.kind));
+                p.at_key(
+                    path,
+                    format!(
+                        "{} field `{name}` needs `process:` (the linked process)",
+                        f.kind
+                    ),
+                );
                 return None;
             };
             if f.kind == "link" {

@@ -89,7 +89,25 @@ impl Catalog {
                 Err(mut e) => errors.append(&mut e),
             }
         }
-        errors.extend(catalog.cross_process_problems());
+        // A file given alone may link to processes defined beside it.
+        let mut known: std::collections::HashSet<String> =
+            catalog.processes.keys().cloned().collect();
+        for p in processes.iter().filter(|p| p.is_file()) {
+            let mut siblings = Vec::new();
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                collect_process_files(dir, &mut siblings, &mut Vec::new());
+            } else {
+                collect_process_files(Path::new("."), &mut siblings, &mut Vec::new());
+            }
+            for s in siblings {
+                if let Ok(yaml) = std::fs::read_to_string(&s)
+                    && let Ok(d) = definition::parse(&s.display().to_string(), &yaml, &library)
+                {
+                    known.insert(d.id);
+                }
+            }
+        }
+        errors.extend(catalog.cross_process_problems(&known));
         if errors.is_empty() {
             Ok(catalog)
         } else {
@@ -98,14 +116,17 @@ impl Catalog {
     }
 
     /// Link fields and `creates:` entries that name a process not in this catalog.
-    fn cross_process_problems(&self) -> Vec<DefinitionError> {
+    fn cross_process_problems(
+        &self,
+        known: &std::collections::HashSet<String>,
+    ) -> Vec<DefinitionError> {
         let mut errors = Vec::new();
         for l in self.iter() {
             let d = &l.definition;
             let unknown = |p: &str| format!("unknown process `{p}`: no process file defines it");
             for f in d.fields.values() {
                 if let Some(p) = f.field_type.linked_process()
-                    && self.get(p).is_none()
+                    && !known.contains(p)
                 {
                     let path = YamlPath::root().key("fields").key(&f.name).key("process");
                     errors.push(d.error_at(&path, unknown(p)));
@@ -113,7 +134,7 @@ impl Catalog {
             }
             for t in d.transitions.values() {
                 for (i, c) in t.creates.iter().enumerate() {
-                    if self.get(&c.process).is_none() {
+                    if !known.contains(&c.process) {
                         let path = YamlPath::root()
                             .key("transitions")
                             .key(&t.name)

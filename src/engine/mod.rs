@@ -379,11 +379,17 @@ impl Engine {
                         Some(p) if *p == c.process => None,
                         Some(p) => Some(FieldProblem {
                             field: c.field.clone(),
-                            message: format!("links `{id}`, a `{p}` instance, where a `{}` instance is expected", c.process),
+                            message: format!(
+                                "links `{id}`, a `{p}` instance, where a `{}` instance is expected",
+                                c.process
+                            ),
                         }),
                         None => Some(FieldProblem {
                             field: c.field.clone(),
-                            message: format!("links `{id}`, but no `{}` instance has that id", c.process),
+                            message: format!(
+                                "links `{id}`, but no `{}` instance has that id",
+                                c.process
+                            ),
                         }),
                     })
                 })

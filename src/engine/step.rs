@@ -395,13 +395,19 @@ impl<'a> Working<'a> {
             tdef.fields.values().filter(|f| f.required).map(|f| &f.name),
         ));
         if let Some(p) = problems.first() {
-            let message = format!("the new `{}` instance's field `{}` {}", c.process, p.field, p.message);
+            let message = format!(
+                "the new `{}` instance's field `{}` {}",
+                c.process, p.field, p.message
+            );
             return Err(match &c.data {
                 Some(script) => self.rule_error(script, message),
                 None => EngineError::InvalidData(problems),
             });
         }
-        let comment = Some(format!("created by {} {}", self.record.process, self.record.id));
+        let comment = Some(format!(
+            "created by {} {}",
+            self.record.process, self.record.id
+        ));
         let child = Working::start(self.env, target, self.actor, data, comment)?;
         let id = Value::String(child.record.id.clone());
         self.created.push(child);
@@ -431,7 +437,10 @@ impl<'a> Working<'a> {
                 checks.push(LinkCheck {
                     field: field.clone(),
                     process: process.to_owned(),
-                    ids: current.get(field).map(|v| f.field_type.linked_ids(v)).unwrap_or_default(),
+                    ids: current
+                        .get(field)
+                        .map(|v| f.field_type.linked_ids(v))
+                        .unwrap_or_default(),
                 });
             }
         }
@@ -461,11 +470,16 @@ impl<'a> Working<'a> {
     fn collect(self, step: &mut Step) {
         let current = link_values(self.loaded, &self.record.data);
         for (field, f) in &self.loaded.definition.fields {
-            if f.field_type.linked_process().is_some() && current.get(field) != self.original_links.get(field) {
+            if f.field_type.linked_process().is_some()
+                && current.get(field) != self.original_links.get(field)
+            {
                 step.links.push(LinkChange {
                     from: self.record.id.clone(),
                     relation: field.clone(),
-                    to: current.get(field).map(|v| f.field_type.linked_ids(v)).unwrap_or_default(),
+                    to: current
+                        .get(field)
+                        .map(|v| f.field_type.linked_ids(v))
+                        .unwrap_or_default(),
                 });
             }
         }

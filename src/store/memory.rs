@@ -109,7 +109,8 @@ impl Store for MemoryStore {
             t.instances.insert(w.instance.id.clone(), w.instance);
         }
         for c in step.links {
-            t.links.retain(|(f, r, _)| !(*f == c.from && *r == c.relation));
+            t.links
+                .retain(|(f, r, _)| !(*f == c.from && *r == c.relation));
             for to in c.to {
                 t.links.insert((c.from.clone(), c.relation.clone(), to));
             }

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, repo_path, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, processes_copy, repo_path, spawn_app, spawn_app_with};
 
 fn plans() -> Value {
     json!({
@@ -293,16 +293,14 @@ async fn a_change_can_be_withdrawn_before_implementation() {
 
 #[tokio::test]
 async fn a_process_owner_changes_the_cab_quorum_by_editing_yaml_only() {
-    let files = tempfile::tempdir().unwrap();
-    let processes = files.path().join("processes");
-    std::fs::create_dir(&processes).unwrap();
-    let yaml = std::fs::read_to_string(repo_path("processes/change.yaml")).unwrap();
-    let edited = yaml.replace(
-        "cab_quorum: { low: 1, medium: 2, high: 3 }",
-        "cab_quorum: { low: 1, medium: 1, high: 3 }",
-    );
-    assert_ne!(yaml, edited);
-    std::fs::write(processes.join("change.yaml"), edited).unwrap();
+    let (_files, processes) = processes_copy("change.yaml", |yaml| {
+        let edited = yaml.replace(
+            "cab_quorum: { low: 1, medium: 2, high: 3 }",
+            "cab_quorum: { low: 1, medium: 1, high: 3 }",
+        );
+        assert_ne!(yaml, edited);
+        edited
+    });
 
     let app = spawn_app_with(&processes, &repo_path("rules"), None).await;
     let id = at_cab(&app, "medium").await;

@@ -20,11 +20,22 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A copy of the shipped event process, edited by `edit`, next to the shipped rules.
+/// A copy of the shipped processes with event.yaml edited by `edit`.
 fn broken_copy(edit: impl Fn(String) -> String) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(repo_path("processes/event.yaml")).unwrap();
-    std::fs::write(dir.path().join("event.yaml"), edit(text)).unwrap();
+    for entry in std::fs::read_dir(repo_path("processes")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) == Some("yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let name = path.file_name().unwrap();
+            let text = if name == "event.yaml" {
+                edit(text)
+            } else {
+                text
+            };
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+    }
     dir
 }
 

@@ -12,10 +12,29 @@ use tempfile::TempDir;
 pub const TOKENS: &str = "desk=dana:service_desk;req=rui:requester;l2=lee:l2_engineer;\
 l3=vic:l3_vendor;lead=lin:l1_lead;boss=max:duty_manager;nobody=nora:auditor;\
 cm=carla:change_manager;cab1=ann:cab_member;cab2=ben:cab_member;cab3=cai:cab_member;\
-ecab=eve:ecab_member;impl=ivan:implementer";
+ecab=eve:ecab_member;impl=ivan:implementer;pm=paul:problem_manager;an=anna:analyst";
 
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A copy of the shipped `processes/` folder in which `file` is edited by `edit`; returns
+/// the temporary folder (keep it alive) and the copied processes folder.
+pub fn processes_copy(file: &str, edit: impl Fn(String) -> String) -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let processes = dir.path().join("processes");
+    std::fs::create_dir(&processes).unwrap();
+    for entry in std::fs::read_dir(repo_path("processes")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let name = path.file_name().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = if name == file { edit(text) } else { text };
+        std::fs::write(processes.join(name), text).unwrap();
+    }
+    (dir, processes)
 }
 
 /// A running server with its own database file.

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, repo_path, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, processes_copy, repo_path, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn an_event_walks_from_creation_to_closed_through_escalation() {
@@ -327,11 +327,8 @@ async fn instances_survive_a_restart_on_the_same_database_file() {
 
 #[tokio::test]
 async fn a_running_instance_keeps_its_definition_version_after_the_file_changes() {
-    let files = tempfile::tempdir().unwrap();
-    let processes = files.path().join("processes");
-    std::fs::create_dir(&processes).unwrap();
+    let (_files, processes) = processes_copy("event.yaml", |t| t);
     let original = std::fs::read_to_string(repo_path("processes/event.yaml")).unwrap();
-    std::fs::write(processes.join("event.yaml"), &original).unwrap();
 
     let app = spawn_app_with(&processes, &repo_path("rules"), None).await;
     let id = app.event_at_l1().await;

@@ -9,5 +9,6 @@ mod cli;
 mod errors;
 mod helpers;
 mod lifecycle;
+mod problem;
 mod processes;
 mod rules;
