@@ -20,10 +20,11 @@ pub use error::{EngineError, FieldProblem};
 pub use view::{AllowedTransition, InstanceView};
 
 use crate::clock::Clock;
+use crate::definition::Definition;
 use crate::definition::Source;
 use crate::rules::RuleEngine;
 use crate::store::{
-    Decision, InstanceQuery, InstanceRecord, Links, Store, StoredDefinition, TraceRecord,
+    Decision, InstanceHead, InstanceQuery, InstanceRecord, Store, StoredDefinition, TraceRecord,
 };
 use data::{Writer, check_input, missing};
 use step::{Env, Working};
@@ -317,7 +318,7 @@ impl Engine {
         }
 
         let links = if def.has_link_fields() {
-            rule_links(&self.store.links(id).await?)
+            self.rule_links(def, &merged).await?
         } else {
             Value::Object(Map::new())
         };
@@ -349,6 +350,58 @@ impl Engine {
         Ok(view)
     }
 
+    /// Linked instances as rules see them: link field → `[{id, process, state}]`, read
+    /// from the link fields of `data` (so a link given with this step is already visible).
+    /// A link to a missing instance, or to one of the wrong process, is refused here.
+    async fn rule_links(
+        &self,
+        def: &Definition,
+        data: &Map<String, Value>,
+    ) -> Result<Value, EngineError> {
+        let fields: Vec<_> = def
+            .fields
+            .values()
+            .filter_map(|f| Some((f, f.field_type.linked_process()?)))
+            .collect();
+        let ids: Vec<String> = fields
+            .iter()
+            .flat_map(|(f, _)| {
+                data.get(&f.name)
+                    .map(|v| f.field_type.linked_ids(v))
+                    .unwrap_or_default()
+            })
+            .collect();
+        let heads: HashMap<String, InstanceHead> = self
+            .store
+            .heads(&ids)
+            .await?
+            .into_iter()
+            .map(|h| (h.id.clone(), h))
+            .collect();
+        let mut links = Map::new();
+        let mut problems = Vec::new();
+        for (f, process) in fields {
+            let mut items = Vec::new();
+            for id in data
+                .get(&f.name)
+                .map(|v| f.field_type.linked_ids(v))
+                .unwrap_or_default()
+            {
+                let head = heads.get(&id);
+                match link_problem(&f.name, &id, process, head.map(|h| h.process.as_str())) {
+                    Some(problem) => problems.push(problem),
+                    None => items.extend(head.map(|h| serde_json::json!(h))),
+                }
+            }
+            links.insert(f.name.clone(), Value::Array(items));
+        }
+        if problems.is_empty() {
+            Ok(Value::Object(links))
+        } else {
+            Err(EngineError::InvalidData(problems))
+        }
+    }
+
     fn env(&self) -> Env<'_> {
         Env {
             rules: &self.rules,
@@ -370,27 +423,19 @@ impl Engine {
                 .filter(|id| !known.contains_key(*id))
                 .cloned()
                 .collect();
-            known.extend(self.store.processes_of(&unknown).await?);
+            known.extend(
+                self.store
+                    .heads(&unknown)
+                    .await?
+                    .into_iter()
+                    .map(|h| (h.id, h.process)),
+            );
             let problems: Vec<FieldProblem> = checks
                 .iter()
                 .flat_map(|c| {
                     let known = &known;
-                    c.ids.iter().filter_map(move |id| match known.get(id) {
-                        Some(p) if *p == c.process => None,
-                        Some(p) => Some(FieldProblem {
-                            field: c.field.clone(),
-                            message: format!(
-                                "links `{id}`, a `{p}` instance, where a `{}` instance is expected",
-                                c.process
-                            ),
-                        }),
-                        None => Some(FieldProblem {
-                            field: c.field.clone(),
-                            message: format!(
-                                "links `{id}`, but no `{}` instance has that id",
-                                c.process
-                            ),
-                        }),
+                    c.ids.iter().filter_map(move |id| {
+                        link_problem(&c.field, id, &c.process, known.get(id).map(String::as_str))
                     })
                 })
                 .collect();
@@ -441,16 +486,23 @@ impl Engine {
     }
 }
 
-/// Links as rules see them: link field → list of `{id, process, state}`.
-fn rule_links(links: &Links) -> Value {
-    let mut by_relation = Map::new();
-    for l in &links.outgoing {
-        let entry = by_relation
-            .entry(l.relation.clone())
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(items) = entry {
-            items.push(serde_json::json!({"id": l.id, "process": l.process, "state": l.state}));
+/// The problem with a link from `field` to `id`, whose process is `found` (`None`: no such
+/// instance), where an instance of `expected` is needed.
+fn link_problem(
+    field: &str,
+    id: &str,
+    expected: &str,
+    found: Option<&str>,
+) -> Option<FieldProblem> {
+    let message = match found {
+        Some(p) if p == expected => return None,
+        Some(p) => {
+            format!("links `{id}`, a `{p}` instance, where a `{expected}` instance is expected")
         }
-    }
-    Value::Object(by_relation)
+        None => format!("links `{id}`, but no `{expected}` instance has that id"),
+    };
+    Some(FieldProblem {
+        field: field.to_owned(),
+        message,
+    })
 }

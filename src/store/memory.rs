@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    InstanceQuery, InstanceRecord, LinkedInstance, Links, Step, Store, StoreError,
+    InstanceHead, InstanceQuery, InstanceRecord, LinkedInstance, Links, Step, Store, StoreError,
     StoredDefinition, TraceRecord,
 };
 
@@ -89,11 +89,17 @@ impl Store for MemoryStore {
         Ok(links)
     }
 
-    async fn processes_of(&self, ids: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+    async fn heads(&self, ids: &[String]) -> Result<Vec<InstanceHead>, StoreError> {
         let t = self.tables();
         Ok(ids
             .iter()
-            .filter_map(|id| t.instances.get(id).map(|i| (id.clone(), i.process.clone())))
+            .filter_map(|id| {
+                t.instances.get(id).map(|i| InstanceHead {
+                    id: id.clone(),
+                    process: i.process.clone(),
+                    state: i.state.clone(),
+                })
+            })
             .collect())
     }
 

@@ -188,6 +188,17 @@ pub struct LinkedInstance {
     pub state: String,
 }
 
+/// Who an instance is and where it stands, without its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InstanceHead {
+    /// Instance id.
+    pub id: String,
+    /// Its process.
+    pub process: String,
+    /// Its current state.
+    pub state: String,
+}
+
 /// An instance's links both ways.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Links {
@@ -246,8 +257,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError>;
     /// An instance's links both ways, with the other ends' current states.
     async fn links(&self, id: &str) -> Result<Links, StoreError>;
-    /// The processes of the instances with these ids that exist (id → process).
-    async fn processes_of(&self, ids: &[String]) -> Result<Vec<(String, String)>, StoreError>;
+    /// Id, process and state of the instances with these ids that exist.
+    async fn heads(&self, ids: &[String]) -> Result<Vec<InstanceHead>, StoreError>;
     /// Makes one step durable, all or nothing. Fails with [`StoreError::Conflict`] when an
     /// instance no longer has its `previous_version` (or already exists, on creation).
     async fn commit(&self, step: Step) -> Result<(), StoreError>;

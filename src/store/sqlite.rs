@@ -12,8 +12,8 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    InstanceQuery, InstanceRecord, InstanceWrite, LinkedInstance, Links, Step, Store, StoreError,
-    StoredDefinition, TraceKind, TraceRecord,
+    InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, LinkedInstance, Links, Step, Store,
+    StoreError, StoredDefinition, TraceKind, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -226,11 +226,12 @@ impl Store for SqliteStore {
         Ok(links)
     }
 
-    async fn processes_of(&self, ids: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+    async fn heads(&self, ids: &[String]) -> Result<Vec<InstanceHead>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT id, process FROM instances WHERE id IN (");
+        let mut q =
+            QueryBuilder::<Sqlite>::new("SELECT id, process, state FROM instances WHERE id IN (");
         let mut list = q.separated(", ");
         for id in ids {
             list.push_bind(id);
@@ -238,7 +239,13 @@ impl Store for SqliteStore {
         q.push(")");
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter()
-            .map(|r| Ok((r.try_get("id")?, r.try_get("process")?)))
+            .map(|r| {
+                Ok(InstanceHead {
+                    id: r.try_get("id")?,
+                    process: r.try_get("process")?,
+                    state: r.try_get("state")?,
+                })
+            })
             .collect()
     }
 
