@@ -12,7 +12,11 @@ use tempfile::TempDir;
 pub const TOKENS: &str = "desk=dana:service_desk;req=rui:requester;l2=lee:l2_engineer;\
 l3=vic:l3_vendor;lead=lin:l1_lead;boss=max:duty_manager;nobody=nora:auditor;\
 cm=carla:change_manager;cab1=ann:cab_member;cab2=ben:cab_member;cab3=cai:cab_member;\
-ecab=eve:ecab_member;impl=ivan:implementer;pm=paul:problem_manager;an=anna:analyst";
+ecab=eve:ecab_member;impl=ivan:implementer;pm=paul:problem_manager;an=anna:analyst;\
+rm=rita:release_manager;be=bo:build_engineer;qa=quinn:tester;ra1=ray:release_approver;\
+ra2=rose:release_approver;dep=dev:deployer;so=sol:service_owner;\
+slm=sam:service_level_manager;cr=cora:customer_representative;ps=pat:provider_signatory;\
+cs=cy:customer_signatory;ro=ron:report_owner;dm=dora:department_manager;exec=lea:leadership";
 
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -251,6 +255,14 @@ impl TestApp {
             .await;
         assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
         a.body
+    }
+
+    /// Creates an instance of `process` as `token`; returns its id.
+    pub async fn create_id(&self, process: &str, token: &str, data: Value) -> String {
+        self.create(process, token, data).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// Casts a vote on an approval transition.

@@ -11,4 +11,7 @@ mod helpers;
 mod lifecycle;
 mod problem;
 mod processes;
+mod release;
+mod report;
 mod rules;
+mod service_level;
