@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::clock::SystemClock;
-use crate::definition::GraphFormat;
+use crate::definition::{GraphFormat, render_markdown};
 use crate::engine::Catalog;
 use crate::rules::{Limits, RuleEngine};
 use crate::server::{Server, StartError};
@@ -44,6 +44,15 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "mermaid")]
         format: GraphFormat,
+        /// Folder of process files.
+        #[arg(long, env = "OPSFLOW_PROCESSES", default_value = "processes")]
+        processes: PathBuf,
+        /// Folder of rule modules.
+        #[arg(long, env = "OPSFLOW_RULES", default_value = "rules")]
+        rules: PathBuf,
+    },
+    /// Print a Markdown page of every process: diagram, states and transitions.
+    Doc {
         /// Folder of process files.
         #[arg(long, env = "OPSFLOW_PROCESSES", default_value = "processes")]
         processes: PathBuf,
@@ -163,6 +172,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("unknown process `{process}`"))?;
             print!("{}", loaded.definition.render_graph(format));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Doc { processes, rules } => {
+            match Catalog::load(&rule_engine(), &[processes], &rules) {
+                Ok(catalog) => {
+                    print!("{}", render_markdown(catalog.iter().map(|l| &l.definition)));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(errors) => {
+                    print_definition_errors(&errors);
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Migrate { db } => {
             if !db.starts_with("sqlite:") {

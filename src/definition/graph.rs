@@ -190,12 +190,8 @@ pub(crate) fn render(def: &Definition, format: GraphFormat) -> String {
             out.push_str("stateDiagram-v2\n");
             out.push_str(&format!("    [*] --> {}\n", g.initial()));
             for (from, to, name) in g.edges() {
-                let auto = if def.transitions[name].auto {
-                    " (auto)"
-                } else {
-                    ""
-                };
-                out.push_str(&format!("    {from} --> {to}: {name}{auto}\n"));
+                let note = edge_note(def, name, to);
+                out.push_str(&format!("    {from} --> {to}: {name}{note}\n"));
             }
             for s in def.states.values().filter(|s| s.is_final) {
                 out.push_str(&format!("    {} --> [*]\n", s.name));
@@ -224,12 +220,24 @@ pub(crate) fn render(def: &Definition, format: GraphFormat) -> String {
                 } else {
                     ""
                 };
+                let note = edge_note(def, name, to);
                 out.push_str(&format!(
-                    "    \"{from}\" -> \"{to}\" [label=\"{name}\"{style}];\n"
+                    "    \"{from}\" -> \"{to}\" [label=\"{name}{note}\"{style}];\n"
                 ));
             }
             out.push_str("}\n");
         }
     }
     out
+}
+
+/// What an edge's label adds to the transition name: automatic, or an approval's outcome.
+fn edge_note(def: &Definition, transition: &str, to: &str) -> &'static str {
+    let t = &def.transitions[transition];
+    match &t.approval {
+        _ if t.auto => " (auto)",
+        Some(a) if a.reject_to == to && t.to != to => " (rejected)",
+        Some(_) => " (approved)",
+        None => "",
+    }
 }

@@ -3,6 +3,7 @@
 //! This module knows nothing of scripts' meaning, storage or HTTP. Rule scripts are checked
 //! by [`crate::rules`], which reports through the same [`DefinitionError`].
 
+mod document;
 mod error;
 mod field;
 mod graph;
@@ -12,6 +13,7 @@ mod raw;
 mod source_map;
 mod suggest;
 
+pub use document::render_markdown;
 pub use error::{DefinitionError, DefinitionErrors};
 pub use field::{Field, FieldType, describe_json};
 pub use graph::GraphFormat;

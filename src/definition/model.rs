@@ -56,6 +56,9 @@ pub struct State {
     /// A human title.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// What happens in this state, in a sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     /// Instances start here.
     pub initial: bool,
     /// Instances end here; no transition leaves a final state.

@@ -229,6 +229,7 @@ pub fn parse(
                 State {
                     name,
                     title: s.title,
+                    description: s.description,
                     initial: s.initial,
                     is_final: s.is_final,
                     requires: s.requires,

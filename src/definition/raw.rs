@@ -76,6 +76,8 @@ pub(crate) struct RawState {
     #[serde(default)]
     pub(crate) title: Option<String>,
     #[serde(default)]
+    pub(crate) description: Option<String>,
+    #[serde(default)]
     pub(crate) initial: bool,
     #[serde(default, rename = "final")]
     pub(crate) is_final: bool,

@@ -345,7 +345,7 @@ async fn a_running_instance_keeps_its_definition_version_after_the_file_changes(
         "",
     )
     .replace("  resume:\n    title: Resume work\n    from: pending\n    to: routing\n    roles: [service_desk, requester]\n    action: '#{ pending_reason: () }'\n", "")
-    .replace("  pending:   { title: 挂起 }\n", "")
+    .replace("  pending:\n    title: 挂起\n    description: Waiting for the requester or for information, with a reason; resuming routes it back to its tier.\n", "")
     .replace("from: [new, l1, l2, l3, pending]", "from: [new, l1, l2, l3]");
     assert_ne!(edited, original);
     std::fs::write(processes.join("event.yaml"), &edited).unwrap();
