@@ -369,3 +369,82 @@ async fn a_running_instance_keeps_its_definition_version_after_the_file_changes(
         "new instances get the new version"
     );
 }
+
+#[tokio::test]
+async fn a_process_owner_reroutes_a_category_by_editing_the_routing_table() {
+    let (_files, processes) = processes_copy("event.yaml", |yaml| {
+        let edited = yaml.replace(
+            "order_consultation:    { tier: L1, group: service_desk }",
+            "order_consultation:    { tier: L2, group: order_team }",
+        );
+        assert_ne!(yaml, edited);
+        edited
+    });
+    let app = spawn_app_with(&processes, &repo_path("rules"), None).await;
+    let id = app.new_event().await;
+    let v = app
+        .fire_ok(
+            &id,
+            "classify",
+            "desk",
+            json!({"category": "order_consultation", "impact": "low", "urgency": "low"}),
+        )
+        .await;
+    assert_eq!(v["state"], "l2");
+    assert_eq!(v["data"]["group"], "order_team");
+}
+
+#[tokio::test]
+async fn a_process_owner_changes_the_priority_matrix_by_editing_yaml() {
+    let (_files, processes) = processes_copy("event.yaml", |yaml| {
+        let edited = yaml.replace(
+            "low:    { high: P3, medium: P4, low: P4 }",
+            "low:    { high: P3, medium: P4, low: P3 }",
+        );
+        assert_ne!(yaml, edited);
+        edited
+    });
+    let app = spawn_app_with(&processes, &repo_path("rules"), None).await;
+    let id = app.new_event().await;
+    let v = app
+        .fire_ok(
+            &id,
+            "classify",
+            "desk",
+            json!({"category": "order_consultation", "impact": "low", "urgency": "low"}),
+        )
+        .await;
+    assert_eq!(v["data"]["priority"], "P3");
+}
+
+#[tokio::test]
+async fn a_process_owner_changes_escalation_in_rhai_without_a_rebuild() {
+    let files = tempfile::tempdir().unwrap();
+    let rules = files.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    for entry in std::fs::read_dir(repo_path("rules")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if path.file_name().unwrap() == "event.rhai" {
+            // Escalation skips the second line and goes straight to the vendor.
+            let edited = text.replace(
+                r#"let next = if ctx.data.tier == "L1" { "L2" } else { "L3" };"#,
+                r#"let next = "L3";"#,
+            );
+            assert_ne!(text, edited);
+            text = edited;
+        }
+        std::fs::write(rules.join(path.file_name().unwrap()), text).unwrap();
+    }
+    let app = spawn_app_with(&repo_path("processes"), &rules, None).await;
+    let id = app.event_at_l1().await;
+    let v = app
+        .fire_ok(
+            &id,
+            "escalate",
+            "desk",
+            json!({"escalation_reason": "vendor product"}),
+        )
+        .await;
+    assert_eq!(v["state"], "l3");
+}
