@@ -9,9 +9,11 @@ mod field;
 mod graph;
 mod model;
 mod parse;
+mod problems;
 mod raw;
 mod source_map;
 mod suggest;
+mod transition;
 
 pub use document::render_markdown;
 pub use error::{DefinitionError, DefinitionErrors};

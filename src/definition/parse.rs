@@ -3,75 +3,16 @@
 use std::collections::HashSet;
 
 use indexmap::IndexMap;
-use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use super::error::DefinitionError;
 use super::field::{Field, FieldType, TYPE_NAMES};
-use super::graph::{Edge, StateGraph};
-use super::model::{
-    Approval, Create, Definition, Quorum, RuleSource, Script, ScriptRef, Source, Start, State,
-    Transition,
-};
-use super::raw::{RawField, RawProcess, RawQuorum, RawStart, RawState, RawTransition};
+use super::graph::StateGraph;
+use super::model::{Definition, RuleSource, Script, ScriptRef, Source, Start, State};
+use super::problems::Problems;
+use super::raw::{RawField, RawProcess, RawStart, RawState};
 use super::source_map::{Position, SourceMap, YamlPath};
-
-/// Collects problems and places them in the source.
-struct Problems<'a> {
-    file: &'a str,
-    map: &'a SourceMap,
-    list: Vec<DefinitionError>,
-}
-
-impl Problems<'_> {
-    fn at_key(&mut self, path: &YamlPath, message: impl Into<String>) {
-        let position = self.map.key_position(path);
-        self.list
-            .push(DefinitionError::new(self.file, position, message));
-    }
-
-    fn at_value(&mut self, path: &YamlPath, message: impl Into<String>) {
-        let position = self.map.value_position(path);
-        self.list
-            .push(DefinitionError::new(self.file, position, message));
-    }
-
-    /// Deserializes one node; a failure is reported at the node it concerns.
-    fn deserialize<T: DeserializeOwned>(
-        &mut self,
-        base: &YamlPath,
-        value: serde_yaml::Value,
-    ) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let mut path = base.clone();
-                for segment in e.path().iter() {
-                    match segment {
-                        serde_path_to_error::Segment::Map { key } => path = path.key(key),
-                        serde_path_to_error::Segment::Seq { index } => path = path.index(*index),
-                        _ => {}
-                    }
-                }
-                let message = e.into_inner().to_string();
-                if let Some(key) = unknown_key(&message) {
-                    self.at_key(&path.key(key), message);
-                } else if message.starts_with("missing field") {
-                    self.at_key(&path, message);
-                } else {
-                    self.at_value(&path, message);
-                }
-                None
-            }
-        }
-    }
-}
-
-/// serde names an unknown key only in its message (`unknown field `gaurd`, expected ...`).
-fn unknown_key(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split('`').next()
-}
+use super::transition::{Known, check_transition, unknown_role};
 
 /// SHA-256 over the YAML and the rule modules it uses, in order.
 pub(crate) fn content_hash(yaml: &str, rules: &IndexMap<String, RuleSource>) -> String {
@@ -241,192 +182,16 @@ pub fn parse(
 
     let mut transitions = IndexMap::new();
     let mut edges = Vec::new();
-    // The state a name most likely meant: itself if known, else a close match.
-    let meant = |s: &str| -> String {
-        if states.contains_key(s) {
-            s.to_owned()
-        } else {
-            super::suggest::closest(s, states.keys().map(String::as_str))
-                .unwrap_or(s)
-                .to_owned()
-        }
+    let known = Known {
+        states: &states,
+        fields: &fields,
+        roles: &roles,
+        map: &map,
     };
     for (name, v) in raw.transitions {
-        let path = root.key("transitions").key(&name);
-        let shadow = shadow_edge(&name, &v);
-        let Some(t) = p.deserialize::<RawTransition>(&path, v) else {
-            if let Some(mut e) = shadow {
-                e.from = e.from.iter().map(|s| meant(s)).collect();
-                e.to = meant(&e.to);
-                edges.push(e);
-            }
-            continue;
-        };
-        let from = t.from.into_vec();
-        if from.is_empty() {
-            p.at_value(&path.key("from"), "`from` names no state");
+        if let Some(t) = check_transition(&mut p, &known, &name, v, &mut edges) {
+            transitions.insert(name, t);
         }
-        let mut seen = HashSet::new();
-        for (i, s) in from.iter().enumerate() {
-            let at = if from.len() == 1 && map_is_scalar(&map, &path.key("from")) {
-                path.key("from")
-            } else {
-                path.key("from").index(i)
-            };
-            if !states.contains_key(s) {
-                p.at_value(&at, unknown_state(s, &states));
-            } else if !seen.insert(s) {
-                p.at_value(&at, format!("state `{s}` is listed twice in `from`"));
-            }
-        }
-        if !states.contains_key(&t.to) {
-            p.at_value(&path.key("to"), unknown_state(&t.to, &states));
-        }
-        for (i, r) in t.roles.iter().enumerate() {
-            if !known_role(r) {
-                p.at_value(&path.key("roles").index(i), unknown_role(r));
-            }
-        }
-        if t.auto && !t.roles.is_empty() {
-            p.at_key(
-                &path.key("roles"),
-                "an automatic transition is fired by the engine and takes no roles",
-            );
-        }
-        let approval = t.approval.map(|a| {
-            let apath = path.key("approval");
-            if !t.roles.is_empty() {
-                p.at_key(
-                    &path.key("roles"),
-                    "an approval transition takes its voters from `approval.roles`; remove `roles`",
-                );
-            }
-            if t.auto {
-                p.at_key(
-                    &path.key("auto"),
-                    "an approval transition cannot be automatic",
-                );
-            }
-            if a.roles.is_empty() {
-                p.at_key(
-                    &apath.key("roles"),
-                    "an approval needs at least one voting role",
-                );
-            }
-            for (i, r) in a.roles.iter().enumerate() {
-                if !known_role(r) {
-                    p.at_value(&apath.key("roles").index(i), unknown_role(r));
-                }
-            }
-            if !states.contains_key(&a.reject_to) {
-                p.at_value(
-                    &apath.key("reject_to"),
-                    unknown_state(&a.reject_to, &states),
-                );
-            }
-            let quorum = match a.quorum {
-                RawQuorum::Count(0) => {
-                    p.at_value(&apath.key("quorum"), "quorum must be at least 1");
-                    Quorum::Count(1)
-                }
-                RawQuorum::Count(n) => Quorum::Count(n),
-                RawQuorum::Rule(text) => Quorum::Rule(Script {
-                    script: ScriptRef::from_text(&text),
-                    path: apath.key("quorum"),
-                }),
-            };
-            let rejections = a.rejections.unwrap_or(1);
-            if rejections == 0 {
-                p.at_value(&apath.key("rejections"), "rejections must be at least 1");
-            }
-            edges.push(Edge {
-                name: name.clone(),
-                from: from.iter().map(|s| meant(s)).collect(),
-                to: meant(&a.reject_to),
-            });
-            Approval {
-                roles: a.roles,
-                quorum,
-                rejections: rejections.max(1),
-                reject_to: a.reject_to,
-            }
-        });
-        let creates = t
-            .creates
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let cpath = path.key("creates").index(i);
-                match fields.get(&c.link).map(|f| f.field_type.linked_process()) {
-                    None => p.at_value(&cpath.key("link"), format!("unknown field `{}`", c.link)),
-                    Some(None) => p.at_value(
-                        &cpath.key("link"),
-                        format!("field `{}` is not a `link` or `links` field", c.link),
-                    ),
-                    Some(Some(target)) if target != c.process => p.at_value(
-                        &cpath.key("link"),
-                        format!(
-                            "field `{}` links to `{target}`, not to `{}`",
-                            c.link, c.process
-                        ),
-                    ),
-                    Some(Some(_)) => {}
-                }
-                Create {
-                    process: c.process,
-                    link: c.link,
-                    when: c.when.map(|w| Script {
-                        script: ScriptRef::from_text(&w),
-                        path: cpath.key("when"),
-                    }),
-                    data: c.data.map(|d| Script {
-                        script: ScriptRef::from_text(&d),
-                        path: cpath.key("data"),
-                    }),
-                }
-            })
-            .collect();
-        if !t.auto && t.roles.is_empty() && approval.is_none() {
-            p.at_key(
-                &path,
-                format!("transition `{name}` names no roles, so nobody could fire it; add `roles:` or `auto: true`"),
-            );
-        }
-        for (i, f) in t.requires.iter().enumerate() {
-            if !fields.contains_key(f) {
-                p.at_value(
-                    &path.key("requires").index(i),
-                    format!("unknown field `{f}` in `requires`"),
-                );
-            }
-        }
-        edges.push(Edge {
-            name: name.clone(),
-            from: from.iter().map(|s| meant(s)).collect(),
-            to: meant(&t.to),
-        });
-        transitions.insert(
-            name.clone(),
-            Transition {
-                name,
-                title: t.title,
-                from,
-                to: t.to,
-                roles: t.roles,
-                requires: t.requires,
-                auto: t.auto,
-                guard: t.guard.map(|g| Script {
-                    script: ScriptRef::from_text(&g),
-                    path: path.key("guard"),
-                }),
-                action: t.action.map(|a| Script {
-                    script: ScriptRef::from_text(&a),
-                    path: path.key("action"),
-                }),
-                approval,
-                creates,
-            },
-        );
     }
 
     let graph = match StateGraph::build(&states, &edges) {
@@ -466,30 +231,6 @@ pub fn parse(
         source_map: map,
         graph,
     })
-}
-
-/// `from` and `to` of a transition entry that did not deserialize, when they can be read.
-fn shadow_edge(name: &str, value: &serde_yaml::Value) -> Option<Edge> {
-    let to = value.get("to")?.as_str()?.to_owned();
-    let from = match value.get("from")? {
-        serde_yaml::Value::String(s) => vec![s.clone()],
-        serde_yaml::Value::Sequence(items) => items
-            .iter()
-            .filter_map(|i| i.as_str().map(str::to_owned))
-            .collect(),
-        _ => return None,
-    };
-    Some(Edge {
-        name: name.to_owned(),
-        from,
-        to,
-    })
-}
-
-fn map_is_scalar(map: &SourceMap, path: &YamlPath) -> bool {
-    // A list has its items mapped at `path.0`; a plain scalar does not.
-    map.value_position(&path.index(0)) == map.value_position(path)
-        || map.key_position(&path.index(0)) == map.key_position(path)
 }
 
 fn check_roles(p: &mut Problems<'_>, roles: &[String]) -> HashSet<String> {
@@ -607,15 +348,4 @@ fn check_field(p: &mut Problems<'_>, path: &YamlPath, name: &str, f: RawField) -
         required: f.required,
         computed: f.computed,
     })
-}
-
-fn unknown_role(role: &str) -> String {
-    format!("unknown role `{role}`: declare it under `roles:`")
-}
-
-fn unknown_state(name: &str, states: &IndexMap<String, State>) -> String {
-    match super::suggest::closest(name, states.keys().map(String::as_str)) {
-        Some(s) => format!("unknown state `{name}`; did you mean `{s}`?"),
-        None => format!("unknown state `{name}`"),
-    }
 }
