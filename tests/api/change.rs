@@ -130,6 +130,7 @@ async fn a_medium_risk_change_needs_two_cab_approvals_and_each_vote_is_traced() 
     assert_eq!(last["to"], "approved");
     assert_eq!(last["data"]["outcome"], "approved");
     assert_eq!(last["data"]["approvals"], 2);
+    app.assert_trace_consistent(&id).await;
 }
 
 #[tokio::test]

@@ -291,6 +291,33 @@ impl TestApp {
             .collect()
     }
 
+    /// Asserts the trace tells the instance's whole story: numbered 1..n without gaps,
+    /// each step starting where the one before ended, ending in the current state at the
+    /// current version.
+    pub async fn assert_trace_consistent(&self, id: &str) {
+        let trace = self.trace(id).await;
+        let current = self
+            .get(&format!("/api/v1/instances/{id}"), "desk")
+            .await
+            .body;
+        assert!(!trace.is_empty());
+        assert_eq!(trace[0]["kind"], "created");
+        for (i, r) in trace.iter().enumerate() {
+            assert_eq!(r["seq"], i as i64 + 1, "gapless sequence");
+            if i > 0 {
+                assert_eq!(
+                    r["from"],
+                    trace[i - 1]["to"],
+                    "step {} starts where {} ended",
+                    i + 1,
+                    i
+                );
+            }
+        }
+        assert_eq!(trace.last().unwrap()["to"], current["state"]);
+        assert_eq!(current["version"], trace.len() as i64);
+    }
+
     pub async fn trace(&self, id: &str) -> Vec<Value> {
         let a = self
             .get(&format!("/api/v1/instances/{id}/trace"), "desk")

@@ -111,6 +111,7 @@ async fn an_event_walks_from_creation_to_closed_through_escalation() {
     assert_eq!(trace[11]["actor"], "rui");
     assert_eq!(trace[11]["data"]["satisfaction"], 95);
     assert_eq!(closed["version"], trace.len() as i64);
+    app.assert_trace_consistent(&id).await;
 }
 
 #[tokio::test]

@@ -171,6 +171,8 @@ async fn a_problem_raises_a_change_and_closes_once_the_change_is_closed() {
     assert_eq!(v["state"], "resolved");
     let v = app.fire_ok(&id, "close", "pm", json!({})).await;
     assert_eq!(v["state"], "closed");
+    app.assert_trace_consistent(&id).await;
+    app.assert_trace_consistent(&change).await;
     assert_eq!(
         links(&app, &id).await["outgoing"],
         json!([{"relation": "change", "id": change, "process": "change", "state": "closed"}])

@@ -81,6 +81,7 @@ async fn a_release_goes_from_plan_to_closed_when_all_its_changes_are_approved() 
         )
         .await;
     assert_eq!(v["state"], "closed");
+    app.assert_trace_consistent(&id).await;
 
     let r = app.get(&format!("/api/v1/instances/{id}"), "rm").await;
     let out = r.body["links"]["outgoing"].as_array().unwrap();

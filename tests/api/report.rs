@@ -72,6 +72,7 @@ async fn a_monthly_report_is_reviewed_by_the_manager_submitted_and_archived() {
         .fire_ok(&id, "archive", "ro", json!({"archive_ref": "RPT-2026-11"}))
         .await;
     assert_eq!(v["state"], "archived");
+    app.assert_trace_consistent(&id).await;
 }
 
 #[tokio::test]

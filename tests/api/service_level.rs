@@ -169,4 +169,5 @@ async fn an_active_sla_is_reviewed_revised_and_terminated() {
         )
         .await;
     assert_eq!(v["state"], "terminated");
+    app.assert_trace_consistent(&id).await;
 }
