@@ -12,7 +12,7 @@ use crate::definition::DefinitionError;
 use crate::engine::{Catalog, Engine, EngineError};
 use crate::rules::{Limits, RuleEngine};
 use crate::settings::Settings;
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{PgStore, SqliteStore, Store, StoreError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +21,7 @@ pub enum StartError {
     #[error("{} problem(s) in process definitions", .0.len())]
     Definitions(Vec<DefinitionError>),
     /// The database URL is not one this build supports.
-    #[error("unsupported database URL `{0}`: use sqlite://PATH")]
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedDatabase(String),
     /// The database could not be opened or migrated.
     #[error("cannot open the database")]
@@ -37,13 +37,45 @@ pub enum StartError {
     Bind(SocketAddr, #[source] std::io::Error),
 }
 
-/// Opens the store a database URL names.
-pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StartError> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::open(url).await?))
-    } else {
-        Err(StartError::UnsupportedDatabase(url.to_owned()))
+/// The databases a URL can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// `sqlite://PATH`
+    Sqlite,
+    /// `postgres://...` or `postgresql://...`
+    Postgres,
+}
+
+impl DatabaseKind {
+    /// The kind of database `url` names.
+    pub fn of(url: &str) -> Result<Self, StartError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(StartError::UnsupportedDatabase(url.to_owned()))
+        }
     }
+}
+
+/// Connections a server keeps to PostgreSQL.
+const PG_CONNECTIONS: u32 = 16;
+
+/// Opens the store a database URL names, applying pending migrations.
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StartError> {
+    Ok(match DatabaseKind::of(url)? {
+        DatabaseKind::Sqlite => Arc::new(SqliteStore::open(url).await?),
+        DatabaseKind::Postgres => Arc::new(PgStore::open(url, PG_CONNECTIONS).await?),
+    })
+}
+
+/// Applies pending migrations to the database `url` names; returns how many ran.
+pub async fn migrate(url: &str) -> Result<usize, StartError> {
+    Ok(match DatabaseKind::of(url)? {
+        DatabaseKind::Sqlite => SqliteStore::migrate(url).await?,
+        DatabaseKind::Postgres => PgStore::migrate(url).await?,
+    })
 }
 
 /// A built, bound server that has not started serving yet.

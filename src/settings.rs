@@ -36,7 +36,7 @@ impl std::str::FromStr for Secret {
 /// How to run the server.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
-    /// Database URL: `sqlite://PATH` (created if missing).
+    /// Database URL: `sqlite://PATH` (created if missing) or `postgres://USER@HOST/DB`.
     #[arg(long, env = "OPSFLOW_DB", default_value = "sqlite://opsflow.db")]
     pub db: String,
     /// Folder (or file) of process definitions.

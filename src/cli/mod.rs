@@ -15,7 +15,6 @@ use crate::engine::Catalog;
 use crate::rules::{Limits, RuleEngine};
 use crate::server::{Server, StartError};
 use crate::settings::Settings;
-use crate::store::SqliteStore;
 
 /// opsflow: a workflow and rules engine for IT service management.
 #[derive(Debug, Parser)]
@@ -186,13 +185,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Migrate { db } => {
-            if !db.starts_with("sqlite:") {
-                anyhow::bail!("unsupported database URL `{db}`: use sqlite://PATH");
-            }
-            let applied = SqliteStore::migrate(&db)
+            let applied = crate::server::migrate(&db)
                 .await
-                .with_context(|| format!("cannot migrate {db}"))?;
-            println!("{db}: {applied} migration(s) applied, schema up to date");
+                .with_context(|| format!("cannot migrate {}", redact(&db)))?;
+            println!("{}: {applied} migration(s) applied, schema up to date", redact(&db));
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args).await,
@@ -217,7 +213,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|l| l.definition.id.clone())
         .collect();
-    tracing::info!(addr = %server.addr(), db = %settings.db, processes = ?processes, "opsflow listening");
+    tracing::info!(addr = %server.addr(), db = %redact(&settings.db), processes = ?processes, "opsflow listening");
     eprintln!(
         "opsflow listening on http://{} ({})",
         server.addr(),
@@ -249,5 +245,19 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = terminate => {},
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
     }
 }

@@ -6,6 +6,8 @@
 
 mod baseline;
 mod memory;
+mod postgres;
+mod rows;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -14,6 +16,7 @@ use serde_json::{Map, Value};
 
 pub use baseline::raw_sqlite_steps;
 pub use memory::MemoryStore;
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// An instance as stored.

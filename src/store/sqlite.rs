@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::rows::{instance_from_row, trace_from_row};
 use super::{
     InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, LinkedInstance, Links, Step, Store,
-    StoreError, StoredDefinition, TraceKind, TraceRecord,
+    StoreError, StoredDefinition, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -66,47 +67,6 @@ async fn applied(pool: &SqlitePool) -> usize {
         .await
         .map(|n| n as usize)
         .unwrap_or(0)
-}
-
-fn json_map(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("JSON object: {e}")))
-}
-
-fn instance_from_row(row: &SqliteRow) -> Result<InstanceRecord, StoreError> {
-    Ok(InstanceRecord {
-        id: row.try_get("id")?,
-        process: row.try_get("process")?,
-        definition_hash: row.try_get("definition_hash")?,
-        state: row.try_get("state")?,
-        data: json_map(row.try_get("data")?)?,
-        version: row.try_get("version")?,
-        created_by: row.try_get("created_by")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        votes: serde_json::from_str(row.try_get("votes")?)
-            .map_err(|e| StoreError::Corrupt(format!("votes: {e}")))?,
-    })
-}
-
-fn trace_from_row(row: &SqliteRow) -> Result<TraceRecord, StoreError> {
-    let kind: &str = row.try_get("kind")?;
-    let roles: &str = row.try_get("roles")?;
-    Ok(TraceRecord {
-        instance_id: row.try_get("instance_id")?,
-        seq: row.try_get("seq")?,
-        at: row.try_get("at")?,
-        actor: row.try_get("actor")?,
-        roles: serde_json::from_str(roles)
-            .map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?,
-        kind: TraceKind::parse(kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("trace kind `{kind}`")))?,
-        transition: row.try_get("transition")?,
-        from: row.try_get("from_state")?,
-        to: row.try_get("to_state")?,
-        data: json_map(row.try_get("data")?)?,
-        comment: row.try_get("comment")?,
-        definition_hash: row.try_get("definition_hash")?,
-    })
 }
 
 /// A unique or primary key violation means the step lost a race.

@@ -45,7 +45,7 @@ pub fn processes_copy(file: &str, edit: impl Fn(String) -> String) -> (TempDir, 
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    pub dir: TempDir,
+    pub db: TestDb,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     serving: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -93,10 +93,85 @@ pub async fn spawn_app() -> TestApp {
 }
 
 /// Starts a server on `processes` and `rules`, on a fresh database or on `reuse`'s.
-pub async fn spawn_app_with(processes: &Path, rules: &Path, reuse: Option<TempDir>) -> TestApp {
-    let dir = reuse.unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
+/// The database of one test: a SQLite file in a temporary folder, or, when
+/// `OPSFLOW_TEST_POSTGRES_URL` is set, a PostgreSQL database of its own on that server
+/// (dropped when the test ends).
+pub struct TestDb {
+    pub url: String,
+    _dir: TempDir,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match std::env::var("OPSFLOW_TEST_POSTGRES_URL") {
+            Ok(admin) if !admin.is_empty() => {
+                use sqlx::{Connection, Executor};
+                let name = format!("opsflow_t_{}", uuid::Uuid::now_v7().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("OPSFLOW_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}"));
+                conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+                    .await
+                    .expect("create the test database");
+                let url = with_database(&admin, &name);
+                TestDb {
+                    url,
+                    _dir: dir,
+                    postgres: Some((admin, name)),
+                }
+            }
+            _ => TestDb {
+                url: format!("sqlite://{}", dir.path().join("opsflow.db").display()),
+                _dir: dir,
+                postgres: None,
+            },
+        }
+    }
+}
+
+/// `url` naming database `name` instead of its own.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let root = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    format!("{root}/{name}{query}")
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.postgres.take() {
+            // Drop runs inside the test's runtime; use a thread with a runtime of its own.
+            let _ = std::thread::spawn(move || {
+                use sqlx::{Connection, Executor};
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                        let _ = conn
+                            .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub async fn spawn_app_with(processes: &Path, rules: &Path, reuse: Option<TestDb>) -> TestApp {
+    let db = match reuse {
+        Some(db) => db,
+        None => TestDb::new().await,
+    };
     let settings = Settings {
-        db: format!("sqlite://{}", dir.path().join("opsflow.db").display()),
+        db: db.url.clone(),
         processes: processes.to_path_buf(),
         rules: rules.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -111,17 +186,17 @@ pub async fn spawn_app_with(processes: &Path, rules: &Path, reuse: Option<TempDi
     TestApp {
         base,
         client: reqwest::Client::new(),
-        dir,
+        db,
         stop: Some(stop),
         serving: Some(serving),
     }
 }
 
 impl TestApp {
-    /// Stops the server and hands back its folder (and database) for a restart.
-    pub async fn shut_down(self) -> TempDir {
+    /// Stops the server and hands back its database for a restart.
+    pub async fn shut_down(self) -> TestDb {
         let TestApp {
-            dir, stop, serving, ..
+            db, stop, serving, ..
         } = self;
         if let Some(s) = stop {
             let _ = s.send(());
@@ -129,7 +204,7 @@ impl TestApp {
         if let Some(h) = serving {
             h.await.expect("server task").expect("server stops cleanly");
         }
-        dir
+        db
     }
 
     pub async fn request(

@@ -1,0 +1,297 @@
+//! The PostgreSQL store: for teams and for several engine nodes sharing one database.
+//!
+//! Same tables as SQLite, with JSONB for JSON values (selected as text, so rows decode the
+//! same way on both). A step is one transaction; concurrent steps on one instance are
+//! serialized by the row lock of `UPDATE ... WHERE version = $n`, and the loser sees no row.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use super::rows::{instance_from_row, trace_from_row};
+use super::{
+    InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, LinkedInstance, Links, Step,
+    Store, StoreError, StoredDefinition, TraceRecord,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Instances and traces in a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host/db`) and applies pending migrations.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations to the database at `url`; returns how many were applied.
+    pub async fn migrate(url: &str) -> Result<usize, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(PgConnectOptions::from_str(url)?)
+            .await?;
+        let count = |pool: PgPool| async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&pool)
+                .await
+                .map(|n| n as usize)
+                .unwrap_or(0)
+        };
+        let before = count(pool.clone()).await;
+        MIGRATOR.run(&pool).await?;
+        let after = count(pool.clone()).await;
+        pool.close().await;
+        Ok(after.saturating_sub(before))
+    }
+}
+
+fn conflict_on_unique(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        _ => StoreError::Database(e),
+    }
+}
+
+const INSTANCE_COLUMNS: &str = "id, process, definition_hash, state, data::text AS data, version, \
+     created_by, created_at, updated_at, votes::text AS votes";
+
+#[async_trait]
+impl Store for PgStore {
+    async fn save_definition(&self, d: &StoredDefinition) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO definitions (hash, process, source, first_seen) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (hash) DO NOTHING",
+        )
+        .bind(&d.hash)
+        .bind(&d.process)
+        .bind(&d.source)
+        .bind(chrono::Utc::now().timestamp_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn load_definition(&self, hash: &str) -> Result<Option<StoredDefinition>, StoreError> {
+        let row = sqlx::query("SELECT hash, process, source FROM definitions WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(StoredDefinition {
+                hash: r.try_get("hash")?,
+                process: r.try_get("process")?,
+                source: r.try_get("source")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(instance_from_row).transpose()
+    }
+
+    async fn list_instances(
+        &self,
+        query: &InstanceQuery,
+    ) -> Result<Vec<InstanceRecord>, StoreError> {
+        let mut q = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE TRUE"
+        ));
+        if let Some(p) = &query.process {
+            q.push(" AND process = ").push_bind(p);
+        }
+        if let Some(s) = &query.state {
+            q.push(" AND state = ").push_bind(s);
+        }
+        if let Some(after) = &query.after {
+            q.push(" AND id > ").push_bind(after);
+        }
+        q.push(" ORDER BY id LIMIT ").push_bind(i64::from(query.limit));
+        let rows = q.build().fetch_all(&self.pool).await?;
+        rows.iter().map(instance_from_row).collect()
+    }
+
+    async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance_id, seq, at, actor, roles::text AS roles, kind, transition,
+                    from_state, to_state, data::text AS data, comment, definition_hash
+             FROM trace WHERE instance_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(trace_from_row).collect()
+    }
+
+    async fn links(&self, id: &str) -> Result<Links, StoreError> {
+        let rows = sqlx::query(
+            "SELECT 'out' AS direction, l.relation, i.id, i.process, i.state
+               FROM links l JOIN instances i ON i.id = l.to_id WHERE l.from_id = $1
+             UNION ALL
+             SELECT 'in', l.relation, i.id, i.process, i.state
+               FROM links l JOIN instances i ON i.id = l.from_id WHERE l.to_id = $1
+             ORDER BY 1, 2, 3",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut links = Links::default();
+        for r in rows {
+            let linked = LinkedInstance {
+                relation: r.try_get("relation")?,
+                id: r.try_get("id")?,
+                process: r.try_get("process")?,
+                state: r.try_get("state")?,
+            };
+            let direction: &str = r.try_get("direction")?;
+            if direction == "out" {
+                links.outgoing.push(linked);
+            } else {
+                links.incoming.push(linked);
+            }
+        }
+        Ok(links)
+    }
+
+    async fn heads(&self, ids: &[String]) -> Result<Vec<InstanceHead>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query("SELECT id, process, state FROM instances WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(InstanceHead {
+                    id: r.try_get("id")?,
+                    process: r.try_get("process")?,
+                    state: r.try_get("state")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn commit(&self, step: Step) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for w in &step.writes {
+            write_instance(&mut tx, w).await?;
+        }
+        for change in &step.links {
+            sqlx::query("DELETE FROM links WHERE from_id = $1 AND relation = $2")
+                .bind(&change.from)
+                .bind(&change.relation)
+                .execute(&mut *tx)
+                .await?;
+            if !change.to.is_empty() {
+                let mut q = QueryBuilder::<Postgres>::new(
+                    "INSERT INTO links (from_id, relation, to_id) ",
+                );
+                q.push_values(&change.to, |mut b, to| {
+                    b.push_bind(&change.from).push_bind(&change.relation).push_bind(to);
+                });
+                q.build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(conflict_on_unique)?;
+            }
+        }
+        if !step.trace.is_empty() {
+            let mut q = QueryBuilder::<Postgres>::new(
+                "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
+                 from_state, to_state, data, comment, definition_hash) ",
+            );
+            q.push_values(&step.trace, |mut b, t| {
+                b.push_bind(&t.instance_id)
+                    .push_bind(t.seq)
+                    .push_bind(t.at)
+                    .push_bind(&t.actor)
+                    .push_bind(sqlx::types::Json(&t.roles))
+                    .push_bind(t.kind.as_str())
+                    .push_bind(&t.transition)
+                    .push_bind(&t.from)
+                    .push_bind(&t.to)
+                    .push_bind(sqlx::types::Json(&t.data))
+                    .push_bind(&t.comment)
+                    .push_bind(&t.definition_hash);
+            });
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict_on_unique)?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Inserts a new instance or updates one still at its previous version.
+async fn write_instance(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    w: &InstanceWrite,
+) -> Result<(), StoreError> {
+    let i = &w.instance;
+    let data = sqlx::types::Json(&i.data);
+    let votes = sqlx::types::Json(&i.votes);
+    match w.previous_version {
+        None => {
+            sqlx::query(
+                "INSERT INTO instances (id, process, definition_hash, state, data, version,
+                 created_by, created_at, updated_at, votes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&i.id)
+            .bind(&i.process)
+            .bind(&i.definition_hash)
+            .bind(&i.state)
+            .bind(data)
+            .bind(i.version)
+            .bind(&i.created_by)
+            .bind(i.created_at)
+            .bind(i.updated_at)
+            .bind(votes)
+            .execute(&mut **tx)
+            .await
+            .map_err(conflict_on_unique)?;
+        }
+        Some(previous) => {
+            let done = sqlx::query(
+                "UPDATE instances SET state = $1, data = $2, version = $3, updated_at = $4,
+                 votes = $5 WHERE id = $6 AND version = $7",
+            )
+            .bind(&i.state)
+            .bind(data)
+            .bind(i.version)
+            .bind(i.updated_at)
+            .bind(votes)
+            .bind(&i.id)
+            .bind(previous)
+            .execute(&mut **tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::Conflict);
+            }
+        }
+    }
+    Ok(())
+}

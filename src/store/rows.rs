@@ -1,0 +1,60 @@
+//! Reading rows back into records, for every database: JSON columns are selected as text.
+
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use super::{InstanceRecord, StoreError, TraceKind, TraceRecord};
+
+fn json_map(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("JSON object: {e}")))
+}
+
+pub(super) fn instance_from_row<'r, R>(row: &'r R) -> Result<InstanceRecord, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R> + Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(InstanceRecord {
+        id: row.try_get("id")?,
+        process: row.try_get("process")?,
+        definition_hash: row.try_get("definition_hash")?,
+        state: row.try_get("state")?,
+        data: json_map(row.try_get("data")?)?,
+        version: row.try_get("version")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        votes: serde_json::from_str(row.try_get("votes")?)
+            .map_err(|e| StoreError::Corrupt(format!("votes: {e}")))?,
+    })
+}
+
+pub(super) fn trace_from_row<'r, R>(row: &'r R) -> Result<TraceRecord, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R> + Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let kind: &str = row.try_get("kind")?;
+    let roles: &str = row.try_get("roles")?;
+    Ok(TraceRecord {
+        instance_id: row.try_get("instance_id")?,
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        roles: serde_json::from_str(roles)
+            .map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?,
+        kind: TraceKind::parse(kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("trace kind `{kind}`")))?,
+        transition: row.try_get("transition")?,
+        from: row.try_get("from_state")?,
+        to: row.try_get("to_state")?,
+        data: json_map(row.try_get("data")?)?,
+        comment: row.try_get("comment")?,
+        definition_hash: row.try_get("definition_hash")?,
+    })
+}
+
