@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -59,6 +60,9 @@ impl DatabaseKind {
     }
 }
 
+/// How often expired idempotency answers are deleted.
+const PURGE_INTERVAL: Duration = Duration::from_secs(300);
+
 /// Connections a server keeps to PostgreSQL.
 const PG_CONNECTIONS: u32 = 16;
 
@@ -113,7 +117,10 @@ impl Server {
         )
         .map_err(StartError::Definitions)?;
         let store = open_store(&settings.db).await?;
-        let engine = Arc::new(Engine::new(catalog, rules, store, clock));
+        let engine = Arc::new(
+            Engine::new(catalog, rules, store, clock)
+                .with_answer_ttl(Duration::from_secs(settings.idempotency_ttl)),
+        );
         engine.register_definitions().await?;
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -145,12 +152,28 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then finishes requests in flight.
+    ///
+    /// Background work (purging expired idempotency answers) runs meanwhile.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
+        let engine = self.engine.clone();
+        let background = tokio::spawn(async move {
+            let mut every = tokio::time::interval(PURGE_INTERVAL);
+            loop {
+                every.tick().await;
+                match engine.purge_expired_answers().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "expired idempotency answers purged"),
+                    Err(e) => tracing::warn!(error = %e, "purging idempotency answers failed"),
+                }
+            }
+        });
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        background.abort();
+        served
     }
 }

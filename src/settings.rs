@@ -48,6 +48,9 @@ pub struct Settings {
     /// Address to listen on.
     #[arg(long, env = "OPSFLOW_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// How long the answer to a request with an `Idempotency-Key` is kept, in seconds.
+    #[arg(long, env = "OPSFLOW_IDEMPOTENCY_TTL", default_value_t = 86_400)]
+    pub idempotency_ttl: u64,
     /// Bearer tokens: `token=actor:role,role;token2=actor2:role`.
     #[arg(
         long,

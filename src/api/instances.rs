@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::AppState;
@@ -13,7 +13,7 @@ use super::auth::Caller;
 use super::json::{ApiJson, ApiQuery};
 use super::problem::Problem;
 use crate::clock::format_ms;
-use crate::engine::{FireRequest, InstanceView};
+use crate::engine::{FireRequest, Idempotency, InstanceView};
 use crate::store::{Decision, InstanceQuery, TraceRecord};
 
 /// Page size when the caller does not say.
@@ -30,7 +30,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/instances/{id}/trace", get(trace))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     process: String,
@@ -40,7 +40,7 @@ struct CreateBody {
     comment: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 struct FireBody {
     #[serde(default)]
@@ -55,7 +55,15 @@ fn etag(version: i64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
+/// The answer for a view: its status (that of the first answer when replayed), `ETag`,
+/// `Location` on creation, and `Idempotency-Replayed: true` on a replayed answer.
 fn with_etag(status: StatusCode, view: InstanceView) -> Response {
+    let status = if view.replayed {
+        StatusCode::from_u16(view.status).unwrap_or(status)
+    } else {
+        status
+    };
+    let replayed = view.replayed;
     let tag = etag(view.version);
     let location = HeaderValue::from_str(&format!("/api/v1/instances/{}", view.id)).ok();
     let mut response = (status, axum::Json(view)).into_response();
@@ -65,7 +73,39 @@ fn with_etag(status: StatusCode, view: InstanceView) -> Response {
     {
         response.headers_mut().insert(header::LOCATION, l);
     }
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotency-replayed", HeaderValue::from_static("true"));
+    }
     response
+}
+
+/// The `Idempotency-Key` of a request, with the request's fingerprint.
+fn idempotency(
+    headers: &HeaderMap,
+    method: &str,
+    path: &str,
+    body: &impl serde::Serialize,
+) -> Result<Option<Idempotency>, Problem> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or("").trim();
+    if key.is_empty()
+        || key.len() > Idempotency::MAX_KEY_LEN
+        || !key.chars().all(|c| c.is_ascii_graphic())
+    {
+        return Err(Problem::new(
+            "malformed-request",
+            format!(
+                "Idempotency-Key must be 1 to {} visible ASCII characters",
+                Idempotency::MAX_KEY_LEN
+            ),
+        ));
+    }
+    let body = serde_json::to_value(body).unwrap_or(Value::Null);
+    Ok(Some(Idempotency::new(key, method, path, &body)))
 }
 
 /// `If-Match: "7"` → Some(7); `*` or absent → None.
@@ -92,11 +132,13 @@ fn expected_version(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
 async fn create(
     State(app): State<AppState>,
     Caller(actor): Caller,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, Problem> {
+    let idem = idempotency(&headers, "POST", "/api/v1/instances", &body)?;
     let view = app
         .engine
-        .create(&actor, &body.process, body.data, body.comment)
+        .create(&actor, &body.process, body.data, body.comment, idem)
         .await?;
     Ok(with_etag(StatusCode::CREATED, view))
 }
@@ -149,11 +191,14 @@ async fn fire(
     headers: HeaderMap,
     ApiJson(body): ApiJson<FireBody>,
 ) -> Result<Response, Problem> {
+    let path = format!("/api/v1/instances/{id}/transitions/{name}");
+    let idem = idempotency(&headers, "POST", &path, &body)?;
     let request = FireRequest {
         data: body.data,
         comment: body.comment,
         expected_version: expected_version(&headers)?,
         vote: body.vote,
+        idempotency: idem,
     };
     let view = app.engine.fire(&actor, &id, &name, request).await?;
     Ok(with_etag(StatusCode::OK, view))

@@ -80,6 +80,11 @@ pub const PROBLEM_TYPES: &[(&str, u16, &str)] = &[
         422,
         "The data does not fit the process's fields",
     ),
+    (
+        "idempotency-key-reused",
+        422,
+        "The idempotency key was used for another request",
+    ),
     ("internal", 500, "Internal error"),
 ];
 
@@ -91,11 +96,13 @@ pub fn type_uri(slug: &str) -> String {
 impl Problem {
     /// A problem of a known type.
     pub fn new(slug: &'static str, detail: impl Into<String>) -> Self {
-        let (_, status, title) = PROBLEM_TYPES
-            .iter()
-            .find(|(s, ..)| *s == slug)
-            .copied()
-            .unwrap_or(("internal", 500, "Internal error"));
+        let known = PROBLEM_TYPES.iter().find(|(s, ..)| *s == slug).copied();
+        // Every slug used in the code must be listed above; tests run with debug asserts.
+        debug_assert!(
+            known.is_some(),
+            "problem type `{slug}` is not in PROBLEM_TYPES"
+        );
+        let (_, status, title) = known.unwrap_or(("internal", 500, "Internal error"));
         Self(Box::new(Body {
             kind: type_uri(slug),
             title,
@@ -216,6 +223,9 @@ impl From<EngineError> for Problem {
                 Problem::new("invalid-data", field_problems(&problems))
                     .with("field", field)
                     .with("errors", problems)
+            }
+            EngineError::KeyReused(key) => {
+                Problem::new("idempotency-key-reused", detail).with("idempotency_key", key)
             }
             EngineError::DefinitionUnavailable(_) | EngineError::Store(_) => Problem::internal(&e),
         }

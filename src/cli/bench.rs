@@ -78,7 +78,9 @@ fn trace_rows(i: u64) -> u64 {
 
 async fn engine_run(engine: &Engine, transitions: u64) -> anyhow::Result<Duration> {
     let actor = Actor::new("bench", ["service_desk", "requester"]);
-    let created = engine.create(&actor, "event", new_event(), None).await?;
+    let created = engine
+        .create(&actor, "event", new_event(), None, None)
+        .await?;
     let fire = |name: &'static str, data| {
         engine.fire(
             &actor,
@@ -125,6 +127,7 @@ async fn http_run(args: &BenchArgs, db: String) -> anyhow::Result<Duration> {
         processes: args.processes.clone(),
         rules: args.rules.clone(),
         listen: "127.0.0.1:0".parse()?,
+        idempotency_ttl: 86_400,
         tokens: Secret::new(format!("{token}=bench:service_desk,requester")),
     };
     let server = Server::build(&settings).await?;

@@ -188,7 +188,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let applied = crate::server::migrate(&db)
                 .await
                 .with_context(|| format!("cannot migrate {}", redact(&db)))?;
-            println!("{}: {applied} migration(s) applied, schema up to date", redact(&db));
+            println!(
+                "{}: {applied} migration(s) applied, schema up to date",
+                redact(&db)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args).await,

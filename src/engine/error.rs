@@ -92,6 +92,9 @@ pub enum EngineError {
     /// 422: submitted data does not fit the process's fields.
     #[error("{} field problem(s)", .0.len())]
     InvalidData(Vec<FieldProblem>),
+    /// 422: the idempotency key was used before with a different request.
+    #[error("idempotency key `{0}` was used for a different request; use a new key")]
+    KeyReused(String),
     /// 500: the definition version an instance is pinned to cannot be loaded.
     #[error("definition version {0} of this instance cannot be loaded")]
     DefinitionUnavailable(String),

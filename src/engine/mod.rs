@@ -7,6 +7,7 @@
 mod catalog;
 mod data;
 mod error;
+mod idempotency;
 mod links;
 mod step;
 mod view;
@@ -18,12 +19,14 @@ use serde_json::{Map, Value};
 
 pub use catalog::{Catalog, Loaded, read_rule_library};
 pub use error::{EngineError, FieldProblem};
+pub use idempotency::Idempotency;
 pub use view::{AllowedTransition, InstanceView};
 
 use crate::clock::Clock;
+use crate::definition::Definition;
 use crate::definition::Source;
 use crate::rules::RuleEngine;
-use crate::store::{Decision, InstanceQuery, InstanceRecord, Store, StoredDefinition, TraceRecord};
+use crate::store::{Decision, InstanceQuery, Store, StoreError, StoredDefinition, TraceRecord};
 use data::{Writer, check_input, missing};
 use step::{Env, Working};
 
@@ -54,6 +57,9 @@ impl Actor {
     }
 }
 
+/// How long answers to requests with an idempotency key are kept unless configured.
+pub const DEFAULT_ANSWER_TTL_MS: i64 = 24 * 3600 * 1000;
+
 /// A request to fire a transition.
 #[derive(Debug, Clone, Default)]
 pub struct FireRequest {
@@ -65,6 +71,8 @@ pub struct FireRequest {
     pub expected_version: Option<i64>,
     /// The caller's vote, for an approval transition.
     pub vote: Option<Decision>,
+    /// The caller's idempotency key and the request's fingerprint.
+    pub idempotency: Option<Idempotency>,
 }
 
 /// A page of instances.
@@ -85,6 +93,8 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     /// Definition versions pinned by running instances, by hash.
     versions: RwLock<HashMap<String, Arc<Loaded>>>,
+    /// How long answers to requests with an idempotency key are kept, in ms.
+    answer_ttl_ms: i64,
 }
 
 impl Engine {
@@ -106,7 +116,14 @@ impl Engine {
             store,
             clock,
             versions: RwLock::new(versions),
+            answer_ttl_ms: DEFAULT_ANSWER_TTL_MS,
         }
+    }
+
+    /// Keeps answers to requests with an idempotency key for `ttl` (default 24 hours).
+    pub fn with_answer_ttl(mut self, ttl: std::time::Duration) -> Self {
+        self.answer_ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self
     }
 
     /// Stores every current definition version, so instances pinned to it can run after
@@ -183,7 +200,11 @@ impl Engine {
         process: &str,
         data: Map<String, Value>,
         comment: Option<String>,
+        idempotency: Option<Idempotency>,
     ) -> Result<InstanceView, EngineError> {
+        if let Some(view) = self.replay(actor, idempotency.as_ref()).await? {
+            return Ok(view);
+        }
         let loaded = self
             .catalog
             .get(process)
@@ -214,9 +235,9 @@ impl Engine {
 
         tracing::Span::current().record("process", process);
         let w = Working::start(self.env(), loaded, actor, data, comment)?;
-        let record = self.commit(w).await?;
-        tracing::info!(instance = %record.id, state = %record.state, "instance created");
-        Ok(InstanceView::new(record, def, actor))
+        let view = self.commit(w, def, actor, idempotency, 201).await?;
+        tracing::info!(instance = %view.id, state = %view.state, "instance created");
+        Ok(view)
     }
 
     /// Fires `transition` on instance `id`.
@@ -228,6 +249,9 @@ impl Engine {
         transition: &str,
         request: FireRequest,
     ) -> Result<InstanceView, EngineError> {
+        if let Some(view) = self.replay(actor, request.idempotency.as_ref()).await? {
+            return Ok(view);
+        }
         let record = self
             .store
             .get_instance(id)
@@ -329,9 +353,9 @@ impl Engine {
             _ => w.fire(t, request.data, request.comment)?,
         }
         w.settle()?;
-        let record = self.commit(w).await?;
-        tracing::info!(instance = %record.id, transition, state = %record.state, "transition fired");
-        Ok(InstanceView::new(record, def, actor))
+        let view = self.commit(w, def, actor, request.idempotency, 200).await?;
+        tracing::info!(instance = %view.id, transition, state = %view.state, "transition fired");
+        Ok(view)
     }
 
     /// One instance as `actor` sees it, with its links both ways.
@@ -358,11 +382,31 @@ impl Engine {
 
     /// Checks the step's new links, then commits it; returns the fired (or created)
     /// instance as written.
-    async fn commit(&self, w: Working<'_>) -> Result<InstanceRecord, EngineError> {
+    /// Checks the step's links and commits it, with the answer when the request carries an
+    /// idempotency key; returns the answer. `status` is the HTTP status of a first answer.
+    async fn commit(
+        &self,
+        w: Working<'_>,
+        def: &Definition,
+        actor: &Actor,
+        idempotency: Option<Idempotency>,
+        status: u16,
+    ) -> Result<InstanceView, EngineError> {
         self.verify_links(&w).await?;
-        let record = w.record.clone();
-        self.store.commit(w.into_step()).await?;
-        Ok(record)
+        let view = InstanceView::new(w.record.clone(), def, actor);
+        let mut step = w.into_step();
+        if let Some(idem) = &idempotency {
+            step.answer = Some(self.answer_write(actor, idem, status, &view)?);
+        }
+        match self.store.commit(step).await {
+            Ok(()) => Ok(view),
+            // A concurrent request with the same key committed first: answer as it did.
+            Err(StoreError::KeyTaken) => self
+                .replay(actor, idempotency.as_ref())
+                .await?
+                .ok_or(EngineError::Conflict),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A page of instances, ordered by id (creation time).

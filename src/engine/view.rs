@@ -9,7 +9,7 @@ use crate::definition::Definition;
 use crate::store::{InstanceRecord, Links, Vote};
 
 /// A transition the caller may fire now.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct AllowedTransition {
     /// Its name.
     pub name: String,
@@ -27,7 +27,7 @@ pub struct AllowedTransition {
 }
 
 /// An instance as answered to a caller.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct InstanceView {
     /// Instance id.
     pub id: String,
@@ -55,8 +55,14 @@ pub struct InstanceView {
     /// Votes cast in the open approval round of the current state.
     pub votes: Vec<Vote>,
     /// Linked instances both ways (on `GET` of one instance).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub links: Option<Links>,
+    /// This is the stored answer to an earlier request with the same idempotency key.
+    #[serde(skip)]
+    pub replayed: bool,
+    /// The HTTP status of the answer, when it is a stored one.
+    #[serde(skip)]
+    pub status: u16,
 }
 
 impl InstanceView {
@@ -87,6 +93,8 @@ impl InstanceView {
             allowed_transitions,
             votes: record.votes,
             links: None,
+            replayed: false,
+            status: 0,
         }
     }
 }

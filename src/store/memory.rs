@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use super::{
     InstanceHead, InstanceQuery, InstanceRecord, LinkedInstance, Links, Step, Store, StoreError,
-    StoredDefinition, TraceRecord,
+    StoredAnswer, StoredDefinition, TraceRecord,
 };
 
 #[derive(Debug, Default)]
@@ -17,6 +17,7 @@ struct Tables {
     instances: BTreeMap<String, InstanceRecord>,
     trace: HashMap<String, Vec<TraceRecord>>,
     links: BTreeSet<(String, String, String)>,
+    answers: HashMap<(String, String), StoredAnswer>,
 }
 
 /// Keeps everything in process memory, behind one lock.
@@ -103,6 +104,21 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn answer(&self, actor: &str, key: &str) -> Result<Option<StoredAnswer>, StoreError> {
+        Ok(self
+            .tables()
+            .answers
+            .get(&(actor.to_owned(), key.to_owned()))
+            .cloned())
+    }
+
+    async fn purge_answers(&self, before: i64) -> Result<u64, StoreError> {
+        let mut t = self.tables();
+        let n = t.answers.len();
+        t.answers.retain(|_, a| a.created_at >= before);
+        Ok((n - t.answers.len()) as u64)
+    }
+
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
         let mut t = self.tables();
         for w in &step.writes {
@@ -110,6 +126,16 @@ impl Store for MemoryStore {
             if current != w.previous_version {
                 return Err(StoreError::Conflict);
             }
+        }
+        if let Some(w) = step.answer {
+            let k = (w.answer.actor.clone(), w.answer.key.clone());
+            if t.answers
+                .get(&k)
+                .is_some_and(|a| a.created_at >= w.replaces_before)
+            {
+                return Err(StoreError::KeyTaken);
+            }
+            t.answers.insert(k, w.answer);
         }
         for w in step.writes {
             t.instances.insert(w.instance.id.clone(), w.instance);

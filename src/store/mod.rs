@@ -167,7 +167,8 @@ pub struct LinkChange {
 }
 
 /// One step to make durable, all or nothing: the instances it writes (the one fired on,
-/// and any it created), their trace records and link changes.
+/// and any it created), their trace records and link changes, and the answer to keep for
+/// retries of the request.
 #[derive(Debug, Clone, Default)]
 pub struct Step {
     /// Instances written, the fired one first.
@@ -176,10 +177,39 @@ pub struct Step {
     pub trace: Vec<TraceRecord>,
     /// Link fields whose targets changed.
     pub links: Vec<LinkChange>,
+    /// The answer to a request sent with an `Idempotency-Key`.
+    pub answer: Option<AnswerWrite>,
+}
+
+/// An answer to store with a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerWrite {
+    /// The answer.
+    pub answer: StoredAnswer,
+    /// An answer already stored under the same key is replaced only when it was given
+    /// before this time (ms): it has expired.
+    pub replaces_before: i64,
+}
+
+/// The first answer to a request sent with an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    /// The caller.
+    pub actor: String,
+    /// The caller's key.
+    pub key: String,
+    /// SHA-256 of the request's method, path and body.
+    pub fingerprint: String,
+    /// The answer's HTTP status.
+    pub status: u16,
+    /// The answer's JSON body.
+    pub response: String,
+    /// When it was given, ms since the epoch.
+    pub created_at: i64,
 }
 
 /// An instance at the other end of a link.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LinkedInstance {
     /// The link field (of the linking instance).
     pub relation: String,
@@ -203,7 +233,7 @@ pub struct InstanceHead {
 }
 
 /// An instance's links both ways.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Links {
     /// Instances this one links to.
     pub outgoing: Vec<LinkedInstance>,
@@ -231,6 +261,9 @@ pub enum StoreError {
     /// with that id already exists.
     #[error("the instance was changed by another step")]
     Conflict,
+    /// Another request with the same idempotency key committed first.
+    #[error("the idempotency key was used by another request")]
+    KeyTaken,
     /// The database failed.
     #[error("database error")]
     Database(#[from] sqlx::Error),
@@ -262,7 +295,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn links(&self, id: &str) -> Result<Links, StoreError>;
     /// Id, process and state of the instances with these ids that exist.
     async fn heads(&self, ids: &[String]) -> Result<Vec<InstanceHead>, StoreError>;
+    /// The stored answer for a caller's idempotency key.
+    async fn answer(&self, actor: &str, key: &str) -> Result<Option<StoredAnswer>, StoreError>;
+    /// Deletes stored answers given before `before` (ms); returns how many.
+    async fn purge_answers(&self, before: i64) -> Result<u64, StoreError>;
     /// Makes one step durable, all or nothing. Fails with [`StoreError::Conflict`] when an
-    /// instance no longer has its `previous_version` (or already exists, on creation).
+    /// instance no longer has its `previous_version` (or already exists, on creation), and
+    /// with [`StoreError::KeyTaken`] when its answer's key already holds an answer that has
+    /// not expired.
     async fn commit(&self, step: Step) -> Result<(), StoreError>;
 }

@@ -11,10 +11,10 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder, Row};
 
-use super::rows::{instance_from_row, trace_from_row};
+use super::rows::{answer_from_row, instance_from_row, trace_from_row};
 use super::{
-    InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, LinkedInstance, Links, Step,
-    Store, StoreError, StoredDefinition, TraceRecord,
+    InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, LinkedInstance, Links, Step, Store,
+    StoreError, StoredAnswer, StoredDefinition, TraceRecord,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -126,7 +126,8 @@ impl Store for PgStore {
         if let Some(after) = &query.after {
             q.push(" AND id > ").push_bind(after);
         }
-        q.push(" ORDER BY id LIMIT ").push_bind(i64::from(query.limit));
+        q.push(" ORDER BY id LIMIT ")
+            .push_bind(i64::from(query.limit));
         let rows = q.build().fetch_all(&self.pool).await?;
         rows.iter().map(instance_from_row).collect()
     }
@@ -192,8 +193,53 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn answer(&self, actor: &str, key: &str) -> Result<Option<StoredAnswer>, StoreError> {
+        let row = sqlx::query(
+            "SELECT actor, key, fingerprint, status::BIGINT AS status, response, created_at
+             FROM idempotency_keys WHERE actor = $1 AND key = $2",
+        )
+        .bind(actor)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(answer_from_row).transpose()
+    }
+
+    async fn purge_answers(&self, before: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        if let Some(w) = &step.answer {
+            let a = &w.answer;
+            // Insert, or replace an expired answer; a live one means another request won.
+            // A concurrent insert of the same key waits for the first to commit.
+            let done = sqlx::query(
+                "INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (actor, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                     status = excluded.status, response = excluded.response,
+                     created_at = excluded.created_at
+                 WHERE idempotency_keys.created_at < $7",
+            )
+            .bind(&a.actor)
+            .bind(&a.key)
+            .bind(&a.fingerprint)
+            .bind(i32::from(a.status))
+            .bind(&a.response)
+            .bind(a.created_at)
+            .bind(w.replaces_before)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::KeyTaken);
+            }
+        }
         for w in &step.writes {
             write_instance(&mut tx, w).await?;
         }
@@ -204,11 +250,12 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await?;
             if !change.to.is_empty() {
-                let mut q = QueryBuilder::<Postgres>::new(
-                    "INSERT INTO links (from_id, relation, to_id) ",
-                );
+                let mut q =
+                    QueryBuilder::<Postgres>::new("INSERT INTO links (from_id, relation, to_id) ");
                 q.push_values(&change.to, |mut b, to| {
-                    b.push_bind(&change.from).push_bind(&change.relation).push_bind(to);
+                    b.push_bind(&change.from)
+                        .push_bind(&change.relation)
+                        .push_bind(to);
                 });
                 q.build()
                     .execute(&mut *tx)

@@ -2,7 +2,7 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{InstanceRecord, StoreError, TraceKind, TraceRecord};
+use super::{InstanceRecord, StoreError, StoredAnswer, TraceKind, TraceRecord};
 
 fn json_map(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("JSON object: {e}")))
@@ -58,3 +58,21 @@ where
     })
 }
 
+pub(super) fn answer_from_row<'r, R>(row: &'r R) -> Result<StoredAnswer, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R> + Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let status: i64 = row.try_get("status")?;
+    Ok(StoredAnswer {
+        actor: row.try_get("actor")?,
+        key: row.try_get("key")?,
+        fingerprint: row.try_get("fingerprint")?,
+        status: u16::try_from(status)
+            .map_err(|_| StoreError::Corrupt(format!("status {status}")))?,
+        response: row.try_get("response")?,
+        created_at: row.try_get("created_at")?,
+    })
+}

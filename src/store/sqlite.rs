@@ -6,15 +6,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::rows::{instance_from_row, trace_from_row};
+use super::rows::{answer_from_row, instance_from_row, trace_from_row};
 use super::{
     InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, LinkedInstance, Links, Step, Store,
-    StoreError, StoredDefinition, TraceRecord,
+    StoreError, StoredAnswer, StoredDefinition, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -209,8 +208,52 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn answer(&self, actor: &str, key: &str) -> Result<Option<StoredAnswer>, StoreError> {
+        let row = sqlx::query(
+            "SELECT actor, key, fingerprint, status, response, created_at
+             FROM idempotency_keys WHERE actor = ? AND key = ?",
+        )
+        .bind(actor)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(answer_from_row).transpose()
+    }
+
+    async fn purge_answers(&self, before: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        if let Some(w) = &step.answer {
+            let a = &w.answer;
+            // Insert, or replace an expired answer; a live one means another request won.
+            let done = sqlx::query(
+                "INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (actor, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                     status = excluded.status, response = excluded.response,
+                     created_at = excluded.created_at
+                 WHERE idempotency_keys.created_at < ?",
+            )
+            .bind(&a.actor)
+            .bind(&a.key)
+            .bind(&a.fingerprint)
+            .bind(i64::from(a.status))
+            .bind(&a.response)
+            .bind(a.created_at)
+            .bind(w.replaces_before)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::KeyTaken);
+            }
+        }
         for w in &step.writes {
             write_instance(&mut tx, w).await?;
         }

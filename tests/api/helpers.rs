@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use opsflow::clock::{Clock, SystemClock};
 use opsflow::server::Server;
 use opsflow::settings::{Secret, Settings};
 use reqwest::{Method, StatusCode};
@@ -111,7 +114,11 @@ impl TestDb {
                 let name = format!("opsflow_t_{}", uuid::Uuid::now_v7().simple());
                 let mut conn = sqlx::PgConnection::connect(&admin)
                     .await
-                    .unwrap_or_else(|e| panic!("OPSFLOW_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}"));
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "OPSFLOW_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}"
+                        )
+                    });
                 conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
                     .await
                     .expect("create the test database");
@@ -151,11 +158,16 @@ impl Drop for TestDb {
             // Drop runs inside the test's runtime; use a thread with a runtime of its own.
             let _ = std::thread::spawn(move || {
                 use sqlx::{Connection, Executor};
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
                         let _ = conn
-                            .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                            .execute(
+                                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str(),
+                            )
                             .await;
                     }
                 });
@@ -166,6 +178,16 @@ impl Drop for TestDb {
 }
 
 pub async fn spawn_app_with(processes: &Path, rules: &Path, reuse: Option<TestDb>) -> TestApp {
+    spawn_app_on_clock(processes, rules, reuse, Arc::new(SystemClock)).await
+}
+
+/// A server whose engine reads time from `clock`.
+pub async fn spawn_app_on_clock(
+    processes: &Path,
+    rules: &Path,
+    reuse: Option<TestDb>,
+    clock: Arc<dyn Clock>,
+) -> TestApp {
     let db = match reuse {
         Some(db) => db,
         None => TestDb::new().await,
@@ -175,9 +197,12 @@ pub async fn spawn_app_with(processes: &Path, rules: &Path, reuse: Option<TestDb
         processes: processes.to_path_buf(),
         rules: rules.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
+        idempotency_ttl: 3600,
         tokens: Secret::new(TOKENS),
     };
-    let server = Server::build(&settings).await.expect("server starts");
+    let server = Server::build_with_clock(&settings, clock)
+        .await
+        .expect("server starts");
     let base = format!("http://{}", server.addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run_until(async {
@@ -238,6 +263,17 @@ impl TestApp {
             .bearer_auth(token)
             .header("content-type", content_type)
             .body(body.to_owned());
+        finish(req).await
+    }
+
+    /// A POST with an `Idempotency-Key` header.
+    pub async fn post_with_key(&self, path: &str, token: &str, key: &str, body: Value) -> Answer {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .json(&body);
         finish(req).await
     }
 

@@ -8,6 +8,7 @@ mod change;
 mod cli;
 mod errors;
 mod helpers;
+mod idempotency;
 mod lifecycle;
 mod problem;
 mod processes;
