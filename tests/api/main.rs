@@ -10,6 +10,7 @@ mod errors;
 mod helpers;
 mod idempotency;
 mod lifecycle;
+mod nodes;
 mod problem;
 mod processes;
 mod release;
