@@ -17,7 +17,9 @@ use crate::engine::{Actor, Catalog, Engine, FireRequest};
 use crate::rules::{Limits, RuleEngine};
 use crate::server::Server;
 use crate::settings::{Secret, Settings};
-use crate::store::{MemoryStore, SqliteStore, Store, raw_sqlite_steps};
+use crate::store::{
+    MemoryStore, PgStore, SqliteStore, Store, raw_postgres_steps, raw_sqlite_steps,
+};
 
 /// Options of `opsflow bench`.
 #[derive(Debug, clap::Args)]
@@ -37,6 +39,10 @@ pub(crate) struct BenchArgs {
     /// Folder of rule modules.
     #[arg(long, default_value = "rules")]
     rules: PathBuf,
+    /// Also measure PostgreSQL: a server URL (`postgres://postgres@127.0.0.1/test`); the
+    /// bench creates a database of its own there and drops it afterwards.
+    #[arg(long, env = "OPSFLOW_BENCH_POSTGRES_URL")]
+    postgres: Option<String>,
 }
 
 fn object(v: Value) -> Map<String, Value> {
@@ -74,6 +80,91 @@ fn step(i: u64) -> (&'static str, Map<String, Value>) {
 
 fn trace_rows(i: u64) -> u64 {
     if i.is_multiple_of(2) { 1 } else { 2 }
+}
+
+/// `clients` tasks, each driving an instance of its own through its share of
+/// `transitions`, on one shared engine.
+async fn engine_run_concurrent(
+    engine: Arc<Engine>,
+    transitions: u64,
+    clients: u64,
+) -> anyhow::Result<Duration> {
+    let clients = clients.max(1);
+    let actor = Actor::new("bench", ["service_desk", "requester"]);
+    let mut ids = Vec::new();
+    for _ in 0..clients {
+        let created = engine
+            .create(&actor, "event", new_event(), None, None)
+            .await?;
+        let request = FireRequest {
+            data: classification(),
+            ..FireRequest::default()
+        };
+        engine
+            .fire(&actor, &created.id, "classify", request)
+            .await?;
+        ids.push(created.id);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, id) in ids.into_iter().enumerate() {
+        let engine = engine.clone();
+        let actor = actor.clone();
+        let share = transitions / clients + u64::from((c as u64) < transitions % clients);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..share {
+                let (name, data) = step(i);
+                let request = FireRequest {
+                    data,
+                    ..FireRequest::default()
+                };
+                engine.fire(&actor, &id, name, request).await?;
+            }
+            Ok::<_, crate::engine::EngineError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(started.elapsed())
+}
+
+/// The PostgreSQL figures: engine and raw baseline, with one client and with `clients`.
+async fn postgres_figures(args: &BenchArgs, server: &str) -> anyhow::Result<Value> {
+    use sqlx::{Connection, Executor};
+    let n = args.transitions;
+    let clients = args.clients.max(1);
+    let mut admin = sqlx::PgConnection::connect(server)
+        .await
+        .context("cannot reach PostgreSQL for the bench")?;
+    let mut figures = Map::new();
+    for (label, raw) in [("engine", false), ("raw", true)] {
+        for c in [1, clients] {
+            let name = format!("opsflow_bench_{}", uuid::Uuid::now_v7().simple());
+            admin
+                .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+                .await?;
+            let url = crate::store::database_url(server, &name);
+            let elapsed = if raw {
+                let data = Value::Object(new_event()).to_string();
+                raw_postgres_steps(&url, n, c, &data, trace_rows).await
+            } else {
+                let store =
+                    Arc::new(PgStore::open(&url, u32::try_from(c).unwrap_or(64).max(2)).await?);
+                let engine = Arc::new(engine_with(store, args)?);
+                engine.register_definitions().await?;
+                engine_run_concurrent(engine, n, c)
+                    .await
+                    .map_err(|e| crate::store::StoreError::Corrupt(format!("{e:#}")))
+            };
+            admin
+                .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                .await?;
+            let key = format!("postgres_{label}_{c}_clients_tps");
+            figures.insert(key, json!(rate(n, elapsed?).round()));
+        }
+    }
+    Ok(Value::Object(figures))
 }
 
 async fn engine_run(engine: &Engine, transitions: u64) -> anyhow::Result<Duration> {
@@ -217,7 +308,11 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let data_json = Value::Object(new_event()).to_string();
     let raw = raw_sqlite_steps(&url("raw.db"), n, &data_json, trace_rows).await?;
 
-    let figures = json!({
+    let postgres = match &args.postgres {
+        Some(server) => Some(postgres_figures(&args, server).await?),
+        None => None,
+    };
+    let mut figures = json!({
         "process": "event",
         "transitions": n,
         "http_clients": args.clients,
@@ -227,6 +322,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "raw_sqlite_tps": rate(n, raw).round(),
         "engine_raw_ratio": (rate(n, sqlite) / rate(n, raw) * 100.0).round() / 100.0,
     });
+    if let (Some(Value::Object(pg)), Value::Object(all)) = (&postgres, &mut figures) {
+        all.extend(pg.clone());
+    }
     if args.json {
         println!("{figures}");
     } else {
@@ -252,6 +350,17 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "  engine/raw (b/d)                  {:>10.2}",
             figures["engine_raw_ratio"]
         );
+        if postgres.is_some() {
+            let f = |k: String| figures[&k].as_f64().unwrap_or(0.0);
+            for c in [1, args.clients.max(1)] {
+                let engine = f(format!("postgres_engine_{c}_clients_tps"));
+                let raw = f(format!("postgres_raw_{c}_clients_tps"));
+                println!(
+                    "  PostgreSQL, {c:>2} client(s): engine {engine:>7.0}/s, raw {raw:>7.0}/s, engine/raw {:.2}",
+                    engine / raw.max(1.0)
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

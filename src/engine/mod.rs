@@ -236,7 +236,7 @@ impl Engine {
         tracing::Span::current().record("process", process);
         let w = Working::start(self.env(), loaded, actor, data, comment)?;
         let view = self.commit(w, def, actor, idempotency, 201).await?;
-        tracing::info!(instance = %view.id, state = %view.state, "instance created");
+        tracing::debug!(instance = %view.id, state = %view.state, "instance created");
         Ok(view)
     }
 
@@ -354,7 +354,7 @@ impl Engine {
         }
         w.settle()?;
         let view = self.commit(w, def, actor, request.idempotency, 200).await?;
-        tracing::info!(instance = %view.id, transition, state = %view.state, "transition fired");
+        tracing::debug!(instance = %view.id, transition, state = %view.state, "transition fired");
         Ok(view)
     }
 

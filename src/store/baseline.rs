@@ -76,3 +76,85 @@ pub async fn raw_sqlite_steps(
     pool.close().await;
     Ok(elapsed)
 }
+
+/// The PostgreSQL baseline: `clients` connections, each writing its share of `steps` steps
+/// to an instance of its own, with the rows and transactions of the SQLite baseline.
+/// `url` must name an empty database; the schema is migrated first.
+pub async fn raw_postgres_steps(
+    url: &str,
+    steps: u64,
+    clients: u64,
+    data_json: &str,
+    trace_rows: impl Fn(u64) -> u64 + Copy + Send + 'static,
+) -> Result<Duration, StoreError> {
+    use sqlx::postgres::PgPoolOptions;
+    let clients = clients.max(1);
+    let pool = PgPoolOptions::new()
+        .max_connections(u32::try_from(clients).unwrap_or(u32::MAX))
+        .connect(url)
+        .await?;
+    super::postgres::MIGRATOR.run(&pool).await?;
+    sqlx::query("INSERT INTO definitions (hash, process, source, first_seen) VALUES ('raw', 'raw', '{}', 0) ON CONFLICT DO NOTHING")
+        .execute(&pool)
+        .await?;
+    for c in 0..clients {
+        sqlx::query(
+            "INSERT INTO instances (id, process, definition_hash, state, data, version, created_by, created_at, updated_at)
+             VALUES ($1, 'raw', 'raw', 'a', $2::jsonb, 0, 'bench', 0, 0)",
+        )
+        .bind(format!("raw-{c}"))
+        .bind(data_json)
+        .execute(&pool)
+        .await?;
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let pool = pool.clone();
+        let data = data_json.to_owned();
+        let share = steps / clients + u64::from(c < steps % clients);
+        tasks.push(tokio::spawn(async move {
+            let id = format!("raw-{c}");
+            let mut version: i64 = 0;
+            for i in 0..share {
+                let mut tx = pool.begin().await?;
+                let rows = trace_rows(i) as i64;
+                sqlx::query(
+                    "UPDATE instances SET state = $1, data = $2::jsonb, version = $3, updated_at = $4
+                     WHERE id = $5 AND version = $6",
+                )
+                .bind(if i % 2 == 0 { "b" } else { "a" })
+                .bind(&data)
+                .bind(version + rows)
+                .bind(i as i64)
+                .bind(&id)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+                for r in 0..rows {
+                    sqlx::query(
+                        "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
+                         from_state, to_state, data, comment, definition_hash)
+                         VALUES ($1, $2, $3, 'bench', '[\"service_desk\"]', 'transition', 't', 'a', 'b',
+                                 '{\"pending_reason\":\"awaiting_customer\"}', NULL, 'raw')",
+                    )
+                    .bind(&id)
+                    .bind(version + r + 1)
+                    .bind(i as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                version += rows;
+            }
+            Ok::<_, StoreError>(())
+        }));
+    }
+    for t in tasks {
+        t.await
+            .map_err(|e| StoreError::Corrupt(format!("benchmark task failed: {e}")))??;
+    }
+    let elapsed = started.elapsed();
+    pool.close().await;
+    Ok(elapsed)
+}

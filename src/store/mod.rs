@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-pub use baseline::raw_sqlite_steps;
+pub use baseline::{raw_postgres_steps, raw_sqlite_steps};
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -304,4 +304,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// with [`StoreError::KeyTaken`] when its answer's key already holds an answer that has
     /// not expired.
     async fn commit(&self, step: Step) -> Result<(), StoreError>;
+}
+
+/// A PostgreSQL `url` naming database `name` instead of its own.
+pub fn database_url(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let root = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    format!("{root}/{name}{query}")
 }

@@ -17,7 +17,7 @@ use super::{
     StoreError, StoredAnswer, StoredDefinition, TraceRecord,
 };
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Instances and traces in a PostgreSQL database.
 #[derive(Debug, Clone)]

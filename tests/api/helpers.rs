@@ -122,7 +122,7 @@ impl TestDb {
                 conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
                     .await
                     .expect("create the test database");
-                let url = with_database(&admin, &name);
+                let url = opsflow::store::database_url(&admin, &name);
                 TestDb {
                     url,
                     _dir: dir,
@@ -136,20 +136,6 @@ impl TestDb {
             },
         }
     }
-}
-
-/// `url` naming database `name` instead of its own.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let root = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    format!("{root}/{name}{query}")
 }
 
 impl Drop for TestDb {
