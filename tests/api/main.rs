@@ -17,3 +17,4 @@ mod release;
 mod report;
 mod rules;
 mod service_level;
+mod store_contract;

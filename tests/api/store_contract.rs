@@ -1,0 +1,218 @@
+//! The `Store` contract, checked on the database under test (SQLite, or PostgreSQL when
+//! `OPSFLOW_TEST_POSTGRES_URL` is set): what every implementation must do the same way.
+
+use std::sync::Arc;
+
+use opsflow::server::open_store;
+use opsflow::store::{
+    AnswerWrite, InstanceRecord, InstanceWrite, LinkChange, Step, Store, StoreError, StoredAnswer,
+    StoredDefinition, TraceKind, TraceRecord,
+};
+use serde_json::{Map, json};
+
+use crate::helpers::TestDb;
+
+async fn store() -> (Arc<dyn Store>, TestDb) {
+    let db = TestDb::new().await;
+    let store = open_store(&db.url).await.expect("store opens");
+    store
+        .save_definition(&StoredDefinition {
+            hash: "h1".into(),
+            process: "p".into(),
+            source: "{}".into(),
+        })
+        .await
+        .unwrap();
+    (store, db)
+}
+
+fn instance(id: &str, state: &str, version: i64) -> InstanceRecord {
+    let mut data = Map::new();
+    data.insert("n".into(), json!(version));
+    InstanceRecord {
+        id: id.into(),
+        process: "p".into(),
+        definition_hash: "h1".into(),
+        state: state.into(),
+        data,
+        version,
+        created_by: "alice".into(),
+        created_at: 1,
+        updated_at: version,
+        votes: Vec::new(),
+    }
+}
+
+fn record(id: &str, seq: i64, to: &str) -> TraceRecord {
+    TraceRecord {
+        instance_id: id.into(),
+        seq,
+        at: seq,
+        actor: "alice".into(),
+        roles: vec!["r".into()],
+        kind: if seq == 1 {
+            TraceKind::Created
+        } else {
+            TraceKind::Transition
+        },
+        transition: (seq > 1).then(|| "t".to_owned()),
+        from: (seq > 1).then(|| "a".to_owned()),
+        to: to.into(),
+        data: Map::new(),
+        comment: None,
+        definition_hash: "h1".into(),
+    }
+}
+
+fn create(id: &str) -> Step {
+    Step {
+        writes: vec![InstanceWrite {
+            instance: instance(id, "a", 1),
+            previous_version: None,
+        }],
+        trace: vec![record(id, 1, "a")],
+        ..Step::default()
+    }
+}
+
+fn advance(id: &str, from_version: i64) -> Step {
+    Step {
+        writes: vec![InstanceWrite {
+            instance: instance(id, "b", from_version + 1),
+            previous_version: Some(from_version),
+        }],
+        trace: vec![record(id, from_version + 1, "b")],
+        ..Step::default()
+    }
+}
+
+#[tokio::test]
+async fn a_committed_step_reads_back_exactly() {
+    let (store, _db) = store().await;
+    store.commit(create("i1")).await.unwrap();
+    store.commit(advance("i1", 1)).await.unwrap();
+    let got = store.get_instance("i1").await.unwrap().unwrap();
+    assert_eq!(got, instance("i1", "b", 2));
+    let trace = store.trace("i1").await.unwrap();
+    assert_eq!(trace, vec![record("i1", 1, "a"), record("i1", 2, "b")]);
+}
+
+#[tokio::test]
+async fn a_step_from_a_stale_version_is_a_conflict_and_writes_nothing() {
+    let (store, _db) = store().await;
+    store.commit(create("i1")).await.unwrap();
+    store.commit(advance("i1", 1)).await.unwrap();
+    let stale = advance("i1", 1);
+    assert!(matches!(
+        store.commit(stale).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.trace("i1").await.unwrap().len(), 2);
+    assert!(
+        matches!(store.commit(create("i1")).await, Err(StoreError::Conflict)),
+        "an id is created once"
+    );
+}
+
+#[tokio::test]
+async fn a_step_is_all_or_nothing_across_instances() {
+    let (store, _db) = store().await;
+    store.commit(create("i1")).await.unwrap();
+    // A step creating i2 and advancing i1 from a stale version: neither happens.
+    let mut step = create("i2");
+    step.writes.push(InstanceWrite {
+        instance: instance("i1", "b", 9),
+        previous_version: Some(8),
+    });
+    assert!(store.commit(step).await.is_err());
+    assert!(store.get_instance("i2").await.unwrap().is_none());
+    assert!(store.trace("i2").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn links_are_replaced_per_field_and_read_both_ways() {
+    let (store, _db) = store().await;
+    for id in ["a", "b", "c"] {
+        store.commit(create(id)).await.unwrap();
+    }
+    let mut step = advance("a", 1);
+    step.links.push(LinkChange {
+        from: "a".into(),
+        relation: "rel".into(),
+        to: vec!["b".into(), "c".into()],
+    });
+    store.commit(step).await.unwrap();
+    let links = store.links("a").await.unwrap();
+    assert_eq!(
+        links
+            .outgoing
+            .iter()
+            .map(|l| l.id.as_str())
+            .collect::<Vec<_>>(),
+        ["b", "c"]
+    );
+    assert_eq!(store.links("c").await.unwrap().incoming[0].id, "a");
+
+    let mut step = advance("a", 2);
+    step.links.push(LinkChange {
+        from: "a".into(),
+        relation: "rel".into(),
+        to: vec!["c".into()],
+    });
+    store.commit(step).await.unwrap();
+    assert_eq!(store.links("a").await.unwrap().outgoing.len(), 1);
+    assert!(store.links("b").await.unwrap().incoming.is_empty());
+    let heads = store.heads(&["c".into(), "zz".into()]).await.unwrap();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].state, "a");
+}
+
+#[tokio::test]
+async fn an_answer_is_kept_once_per_key_until_it_expires() {
+    let (store, _db) = store().await;
+    let answer = |at: i64| AnswerWrite {
+        answer: StoredAnswer {
+            actor: "alice".into(),
+            key: "k".into(),
+            fingerprint: "f".into(),
+            status: 201,
+            response: "{}".into(),
+            created_at: at,
+        },
+        replaces_before: at - 100,
+    };
+    let mut first = create("i1");
+    first.answer = Some(answer(1_000));
+    store.commit(first).await.unwrap();
+    assert_eq!(
+        store.answer("alice", "k").await.unwrap().unwrap().status,
+        201
+    );
+    assert!(store.answer("bob", "k").await.unwrap().is_none());
+
+    let mut twin = create("i2");
+    twin.answer = Some(answer(1_050));
+    assert!(matches!(
+        store.commit(twin).await,
+        Err(StoreError::KeyTaken)
+    ));
+    assert!(
+        store.get_instance("i2").await.unwrap().is_none(),
+        "the twin's step is not written"
+    );
+
+    let mut later = create("i3");
+    later.answer = Some(answer(1_200));
+    store.commit(later).await.unwrap();
+    assert_eq!(
+        store
+            .answer("alice", "k")
+            .await
+            .unwrap()
+            .unwrap()
+            .created_at,
+        1_200
+    );
+    assert_eq!(store.purge_answers(1_201).await.unwrap(), 1);
+    assert!(store.answer("alice", "k").await.unwrap().is_none());
+}
