@@ -2,7 +2,10 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{InstanceRecord, StoreError, StoredAnswer, TraceKind, TraceRecord};
+use super::{
+    InstanceHead, InstanceRecord, LinkedInstance, Links, StoreError, StoredAnswer,
+    StoredDefinition, TraceKind, TraceRecord,
+};
 
 fn json_map(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("JSON object: {e}")))
@@ -75,4 +78,55 @@ where
         response: row.try_get("response")?,
         created_at: row.try_get("created_at")?,
     })
+}
+
+pub(super) fn definition_from_row<'r, R>(row: &'r R) -> Result<StoredDefinition, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(StoredDefinition {
+        hash: row.try_get("hash")?,
+        process: row.try_get("process")?,
+        source: row.try_get("source")?,
+    })
+}
+
+pub(super) fn head_from_row<'r, R>(row: &'r R) -> Result<InstanceHead, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(InstanceHead {
+        id: row.try_get("id")?,
+        process: row.try_get("process")?,
+        state: row.try_get("state")?,
+    })
+}
+
+/// Links from rows of `direction` (`out` or `in`), `relation`, `id`, `process`, `state`.
+pub(super) fn links_from_rows<'r, R>(rows: &'r [R]) -> Result<Links, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R> + Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut links = Links::default();
+    for r in rows {
+        let linked = LinkedInstance {
+            relation: r.try_get("relation")?,
+            id: r.try_get("id")?,
+            process: r.try_get("process")?,
+            state: r.try_get("state")?,
+        };
+        let direction: &str = r.try_get("direction")?;
+        if direction == "out" {
+            links.outgoing.push(linked);
+        } else {
+            links.incoming.push(linked);
+        }
+    }
+    Ok(links)
 }

@@ -8,12 +8,15 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
-use super::rows::{answer_from_row, instance_from_row, trace_from_row};
+use super::rows::{
+    answer_from_row, definition_from_row, head_from_row, instance_from_row, links_from_rows,
+    trace_from_row,
+};
 use super::{
-    InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, LinkedInstance, Links, Step, Store,
-    StoreError, StoredAnswer, StoredDefinition, TraceRecord,
+    InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError,
+    StoredAnswer, StoredDefinition, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -100,14 +103,7 @@ impl Store for SqliteStore {
             .bind(hash)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(StoredDefinition {
-                hash: r.try_get("hash")?,
-                process: r.try_get("process")?,
-                source: r.try_get("source")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(definition_from_row).transpose()
     }
 
     async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
@@ -167,22 +163,7 @@ impl Store for SqliteStore {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        let mut links = Links::default();
-        for r in rows {
-            let linked = LinkedInstance {
-                relation: r.try_get("relation")?,
-                id: r.try_get("id")?,
-                process: r.try_get("process")?,
-                state: r.try_get("state")?,
-            };
-            let direction: &str = r.try_get("direction")?;
-            if direction == "out" {
-                links.outgoing.push(linked);
-            } else {
-                links.incoming.push(linked);
-            }
-        }
-        Ok(links)
+        links_from_rows(&rows)
     }
 
     async fn heads(&self, ids: &[String]) -> Result<Vec<InstanceHead>, StoreError> {
@@ -197,15 +178,7 @@ impl Store for SqliteStore {
         }
         q.push(")");
         let rows = q.build().fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(InstanceHead {
-                    id: r.try_get("id")?,
-                    process: r.try_get("process")?,
-                    state: r.try_get("state")?,
-                })
-            })
-            .collect()
+        rows.iter().map(head_from_row).collect()
     }
 
     async fn answer(&self, actor: &str, key: &str) -> Result<Option<StoredAnswer>, StoreError> {
