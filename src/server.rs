@@ -13,7 +13,7 @@ use crate::definition::DefinitionError;
 use crate::engine::{Catalog, Engine, EngineError};
 use crate::rules::{Limits, RuleEngine};
 use crate::settings::Settings;
-use crate::store::{PgStore, SqliteStore, Store, StoreError};
+use crate::store::{GroupCommit, PgStore, SqliteStore, Store, StoreError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +116,10 @@ impl Server {
             &settings.rules,
         )
         .map_err(StartError::Definitions)?;
-        let store = open_store(&settings.db).await?;
+        let store: Arc<dyn Store> = Arc::new(GroupCommit::new(
+            open_store(&settings.db).await?,
+            settings.group_commit(),
+        ));
         let engine = Arc::new(
             Engine::new(catalog, rules, store, clock)
                 .with_answer_ttl(Duration::from_secs(settings.idempotency_ttl)),

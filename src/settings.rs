@@ -26,6 +26,17 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+impl Settings {
+    /// The group-commit settings.
+    pub fn group_commit(&self) -> crate::store::GroupCommitConfig {
+        crate::store::GroupCommitConfig {
+            max_batch: self.group_commit_max.max(1),
+            max_wait: std::time::Duration::from_micros(self.group_commit_wait_us),
+            queue: self.write_queue.max(1),
+        }
+    }
+}
+
 impl std::str::FromStr for Secret {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -51,6 +62,16 @@ pub struct Settings {
     /// How long the answer to a request with an `Idempotency-Key` is kept, in seconds.
     #[arg(long, env = "OPSFLOW_IDEMPOTENCY_TTL", default_value_t = 86_400)]
     pub idempotency_ttl: u64,
+    /// Most steps committed together by the group-commit writer (1 turns grouping off).
+    #[arg(long, env = "OPSFLOW_GROUP_COMMIT_MAX", default_value_t = 128)]
+    pub group_commit_max: usize,
+    /// Microseconds the writer waits for more steps after the first of a batch (0: it
+    /// takes only what is already queued, so a lone client never waits).
+    #[arg(long, env = "OPSFLOW_GROUP_COMMIT_WAIT_US", default_value_t = 0)]
+    pub group_commit_wait_us: u64,
+    /// Steps that may queue for the writer; beyond that, requests get 503 and Retry-After.
+    #[arg(long, env = "OPSFLOW_WRITE_QUEUE", default_value_t = 4096)]
+    pub write_queue: usize,
     /// Bearer tokens: `token=actor:role,role;token2=actor2:role`.
     #[arg(
         long,

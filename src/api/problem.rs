@@ -86,6 +86,7 @@ pub const PROBLEM_TYPES: &[(&str, u16, &str)] = &[
         "The idempotency key was used for another request",
     ),
     ("internal", 500, "Internal error"),
+    ("busy", 503, "The server is busy; retry shortly"),
 ];
 
 /// The URI of a problem type.
@@ -145,7 +146,13 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status();
+        let busy = status == StatusCode::SERVICE_UNAVAILABLE;
         let mut response = (status, axum::Json(self)).into_response();
+        if busy {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
@@ -227,6 +234,7 @@ impl From<EngineError> for Problem {
             EngineError::KeyReused(key) => {
                 Problem::new("idempotency-key-reused", detail).with("idempotency_key", key)
             }
+            EngineError::Busy => Problem::new("busy", detail).with("retry_after_seconds", 1),
             EngineError::DefinitionUnavailable(_) | EngineError::Store(_) => Problem::internal(&e),
         }
     }

@@ -219,6 +219,9 @@ async fn http_run(args: &BenchArgs, db: String) -> anyhow::Result<Duration> {
         rules: args.rules.clone(),
         listen: "127.0.0.1:0".parse()?,
         idempotency_ttl: 86_400,
+        group_commit_max: 128,
+        group_commit_wait_us: 0,
+        write_queue: 4096,
         tokens: Secret::new(format!("{token}=bench:service_desk,requester")),
     };
     let server = Server::build(&settings).await?;

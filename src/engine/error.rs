@@ -95,6 +95,9 @@ pub enum EngineError {
     /// 422: the idempotency key was used before with a different request.
     #[error("idempotency key `{0}` was used for a different request; use a new key")]
     KeyReused(String),
+    /// 503: too many steps are waiting to be written; retry later.
+    #[error("the server is busy writing other steps; retry shortly")]
+    Busy,
     /// 500: the definition version an instance is pinned to cannot be loaded.
     #[error("definition version {0} of this instance cannot be loaded")]
     DefinitionUnavailable(String),
@@ -107,6 +110,7 @@ impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict => EngineError::Conflict,
+            StoreError::Busy => EngineError::Busy,
             other => EngineError::Store(other),
         }
     }

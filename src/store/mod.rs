@@ -5,6 +5,8 @@
 //! there without touching the engine.
 
 mod baseline;
+mod batch;
+mod group;
 mod memory;
 mod postgres;
 mod rows;
@@ -15,6 +17,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use baseline::{raw_postgres_steps, raw_sqlite_steps};
+pub use group::{GroupCommit, GroupCommitConfig};
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -270,6 +273,12 @@ pub enum StoreError {
     /// The database could not be prepared.
     #[error("database migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The transaction of a batch of steps failed; none of its steps was written.
+    #[error("the batch's commit failed: {0}")]
+    Batch(String),
+    /// The write queue is full; the step was not accepted.
+    #[error("too many steps are waiting to be written")]
+    Busy,
     /// A stored value could not be read back.
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
@@ -304,6 +313,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// with [`StoreError::KeyTaken`] when its answer's key already holds an answer that has
     /// not expired.
     async fn commit(&self, step: Step) -> Result<(), StoreError>;
+    /// Makes several steps durable in one commit, each all or nothing on its own: a step
+    /// that fails is refused alone and the others are written. Results are in step order.
+    async fn commit_batch(&self, steps: &[Step]) -> Vec<Result<(), StoreError>> {
+        let mut results = Vec::with_capacity(steps.len());
+        for step in steps {
+            results.push(self.commit(step.clone()).await);
+        }
+        results
+    }
 }
 
 /// A PostgreSQL `url` naming database `name` instead of its own.

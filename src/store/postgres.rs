@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder};
 
+use super::batch::shared_failure;
 use super::rows::{
     answer_from_row, definition_from_row, head_from_row, instance_from_row, links_from_rows,
     trace_from_row,
@@ -188,81 +189,125 @@ impl Store for PgStore {
 
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        if let Some(w) = &step.answer {
-            let a = &w.answer;
-            // Insert, or replace an expired answer; a live one means another request won.
-            // A concurrent insert of the same key waits for the first to commit.
-            let done = sqlx::query(
-                "INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at)
+        apply_step(&mut tx, &step).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn commit_batch(&self, steps: &[Step]) -> Vec<Result<(), StoreError>> {
+        let mut tx = match self.pool.begin().await {
+            Ok(tx) => tx,
+            Err(e) => return steps.iter().map(|_| Err(shared_failure(&e))).collect(),
+        };
+        let mut results = Vec::with_capacity(steps.len());
+        for step in steps {
+            // Each step in a savepoint: one that fails is undone alone.
+            if let Err(e) = sqlx::query("SAVEPOINT step").execute(&mut *tx).await {
+                results.push(Err(e.into()));
+                continue;
+            }
+            let outcome = apply_step(&mut tx, step).await;
+            let close = if outcome.is_ok() {
+                "RELEASE SAVEPOINT step"
+            } else {
+                "ROLLBACK TO SAVEPOINT step"
+            };
+            match sqlx::query(close).execute(&mut *tx).await {
+                Ok(_) => results.push(outcome),
+                Err(e) => {
+                    // The transaction is unusable: nothing of the batch is written.
+                    let failure = shared_failure(&e);
+                    return steps.iter().map(|_| Err(failure.clone_kind())).collect();
+                }
+            }
+        }
+        if let Err(e) = tx.commit().await {
+            let failure = shared_failure(&e);
+            return steps.iter().map(|_| Err(failure.clone_kind())).collect();
+        }
+        results
+    }
+}
+
+/// Writes one step inside an open transaction: its answer first (a live one under the same
+/// key refuses the step), then instances, links and trace rows.
+async fn apply_step(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    step: &Step,
+) -> Result<(), StoreError> {
+    if let Some(w) = &step.answer {
+        let a = &w.answer;
+        // Insert, or replace an expired answer; a live one means another request won.
+        // A concurrent insert of the same key waits for the first to commit.
+        let done = sqlx::query(
+            "INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (actor, key) DO UPDATE SET fingerprint = excluded.fingerprint,
                      status = excluded.status, response = excluded.response,
                      created_at = excluded.created_at
                  WHERE idempotency_keys.created_at < $7",
-            )
-            .bind(&a.actor)
-            .bind(&a.key)
-            .bind(&a.fingerprint)
-            .bind(i32::from(a.status))
-            .bind(&a.response)
-            .bind(a.created_at)
-            .bind(w.replaces_before)
-            .execute(&mut *tx)
+        )
+        .bind(&a.actor)
+        .bind(&a.key)
+        .bind(&a.fingerprint)
+        .bind(i32::from(a.status))
+        .bind(&a.response)
+        .bind(a.created_at)
+        .bind(w.replaces_before)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::KeyTaken);
+        }
+    }
+    for w in &step.writes {
+        write_instance(tx, w).await?;
+    }
+    for change in &step.links {
+        sqlx::query("DELETE FROM links WHERE from_id = $1 AND relation = $2")
+            .bind(&change.from)
+            .bind(&change.relation)
+            .execute(&mut **tx)
             .await?;
-            if done.rows_affected() != 1 {
-                return Err(StoreError::KeyTaken);
-            }
-        }
-        for w in &step.writes {
-            write_instance(&mut tx, w).await?;
-        }
-        for change in &step.links {
-            sqlx::query("DELETE FROM links WHERE from_id = $1 AND relation = $2")
-                .bind(&change.from)
-                .bind(&change.relation)
-                .execute(&mut *tx)
-                .await?;
-            if !change.to.is_empty() {
-                let mut q =
-                    QueryBuilder::<Postgres>::new("INSERT INTO links (from_id, relation, to_id) ");
-                q.push_values(&change.to, |mut b, to| {
-                    b.push_bind(&change.from)
-                        .push_bind(&change.relation)
-                        .push_bind(to);
-                });
-                q.build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(conflict_on_unique)?;
-            }
-        }
-        if !step.trace.is_empty() {
-            let mut q = QueryBuilder::<Postgres>::new(
-                "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
-                 from_state, to_state, data, comment, definition_hash) ",
-            );
-            q.push_values(&step.trace, |mut b, t| {
-                b.push_bind(&t.instance_id)
-                    .push_bind(t.seq)
-                    .push_bind(t.at)
-                    .push_bind(&t.actor)
-                    .push_bind(sqlx::types::Json(&t.roles))
-                    .push_bind(t.kind.as_str())
-                    .push_bind(&t.transition)
-                    .push_bind(&t.from)
-                    .push_bind(&t.to)
-                    .push_bind(sqlx::types::Json(&t.data))
-                    .push_bind(&t.comment)
-                    .push_bind(&t.definition_hash);
+        if !change.to.is_empty() {
+            let mut q =
+                QueryBuilder::<Postgres>::new("INSERT INTO links (from_id, relation, to_id) ");
+            q.push_values(&change.to, |mut b, to| {
+                b.push_bind(&change.from)
+                    .push_bind(&change.relation)
+                    .push_bind(to);
             });
             q.build()
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(conflict_on_unique)?;
         }
-        tx.commit().await?;
-        Ok(())
     }
+    if !step.trace.is_empty() {
+        let mut q = QueryBuilder::<Postgres>::new(
+            "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
+                 from_state, to_state, data, comment, definition_hash) ",
+        );
+        q.push_values(&step.trace, |mut b, t| {
+            b.push_bind(&t.instance_id)
+                .push_bind(t.seq)
+                .push_bind(t.at)
+                .push_bind(&t.actor)
+                .push_bind(sqlx::types::Json(&t.roles))
+                .push_bind(t.kind.as_str())
+                .push_bind(&t.transition)
+                .push_bind(&t.from)
+                .push_bind(&t.to)
+                .push_bind(sqlx::types::Json(&t.data))
+                .push_bind(&t.comment)
+                .push_bind(&t.definition_hash);
+        });
+        q.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(conflict_on_unique)?;
+    }
+    Ok(())
 }
 
 /// Inserts a new instance or updates one still at its previous version.

@@ -10,6 +10,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite};
 
+use super::batch::shared_failure;
 use super::rows::{
     answer_from_row, definition_from_row, head_from_row, instance_from_row, links_from_rows,
     trace_from_row,
@@ -203,76 +204,117 @@ impl Store for SqliteStore {
 
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        if let Some(w) = &step.answer {
-            let a = &w.answer;
-            // Insert, or replace an expired answer; a live one means another request won.
-            let done = sqlx::query(
-                "INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at)
+        apply_step(&mut tx, &step).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn commit_batch(&self, steps: &[Step]) -> Vec<Result<(), StoreError>> {
+        let mut tx = match self.pool.begin().await {
+            Ok(tx) => tx,
+            Err(e) => return steps.iter().map(|_| Err(shared_failure(&e))).collect(),
+        };
+        let mut results = Vec::with_capacity(steps.len());
+        for step in steps {
+            // Each step in a savepoint: one that fails is undone alone.
+            if let Err(e) = sqlx::query("SAVEPOINT step").execute(&mut *tx).await {
+                results.push(Err(e.into()));
+                continue;
+            }
+            let outcome = apply_step(&mut tx, step).await;
+            let close = if outcome.is_ok() {
+                "RELEASE SAVEPOINT step"
+            } else {
+                "ROLLBACK TO SAVEPOINT step"
+            };
+            match sqlx::query(close).execute(&mut *tx).await {
+                Ok(_) => results.push(outcome),
+                Err(e) => {
+                    // The transaction is unusable: nothing of the batch is written.
+                    let failure = shared_failure(&e);
+                    return steps.iter().map(|_| Err(failure.clone_kind())).collect();
+                }
+            }
+        }
+        if let Err(e) = tx.commit().await {
+            let failure = shared_failure(&e);
+            return steps.iter().map(|_| Err(failure.clone_kind())).collect();
+        }
+        results
+    }
+}
+
+/// Writes one step inside an open transaction: its answer first (a live one under the same
+/// key refuses the step), then instances, links and trace rows.
+async fn apply_step(tx: &mut sqlx::Transaction<'_, Sqlite>, step: &Step) -> Result<(), StoreError> {
+    if let Some(w) = &step.answer {
+        let a = &w.answer;
+        // Insert, or replace an expired answer; a live one means another request won.
+        let done = sqlx::query(
+            "INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at)
                  VALUES (?, ?, ?, ?, ?, ?)
                  ON CONFLICT (actor, key) DO UPDATE SET fingerprint = excluded.fingerprint,
                      status = excluded.status, response = excluded.response,
                      created_at = excluded.created_at
                  WHERE idempotency_keys.created_at < ?",
-            )
-            .bind(&a.actor)
-            .bind(&a.key)
-            .bind(&a.fingerprint)
-            .bind(i64::from(a.status))
-            .bind(&a.response)
-            .bind(a.created_at)
-            .bind(w.replaces_before)
-            .execute(&mut *tx)
+        )
+        .bind(&a.actor)
+        .bind(&a.key)
+        .bind(&a.fingerprint)
+        .bind(i64::from(a.status))
+        .bind(&a.response)
+        .bind(a.created_at)
+        .bind(w.replaces_before)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::KeyTaken);
+        }
+    }
+    for w in &step.writes {
+        write_instance(tx, w).await?;
+    }
+    for change in &step.links {
+        sqlx::query("DELETE FROM links WHERE from_id = ? AND relation = ?")
+            .bind(&change.from)
+            .bind(&change.relation)
+            .execute(&mut **tx)
             .await?;
-            if done.rows_affected() != 1 {
-                return Err(StoreError::KeyTaken);
-            }
-        }
-        for w in &step.writes {
-            write_instance(&mut tx, w).await?;
-        }
-        for change in &step.links {
-            sqlx::query("DELETE FROM links WHERE from_id = ? AND relation = ?")
+        for to in &change.to {
+            sqlx::query("INSERT INTO links (from_id, relation, to_id) VALUES (?, ?, ?)")
                 .bind(&change.from)
                 .bind(&change.relation)
-                .execute(&mut *tx)
-                .await?;
-            for to in &change.to {
-                sqlx::query("INSERT INTO links (from_id, relation, to_id) VALUES (?, ?, ?)")
-                    .bind(&change.from)
-                    .bind(&change.relation)
-                    .bind(to)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(conflict_on_unique)?;
-            }
-        }
-        if !step.trace.is_empty() {
-            let mut q = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
-                 from_state, to_state, data, comment, definition_hash) ",
-            );
-            q.push_values(&step.trace, |mut b, t| {
-                b.push_bind(&t.instance_id)
-                    .push_bind(t.seq)
-                    .push_bind(t.at)
-                    .push_bind(&t.actor)
-                    .push_bind(serde_json::to_string(&t.roles).unwrap_or_else(|_| "[]".into()))
-                    .push_bind(t.kind.as_str())
-                    .push_bind(&t.transition)
-                    .push_bind(&t.from)
-                    .push_bind(&t.to)
-                    .push_bind(serde_json::Value::Object(t.data.clone()).to_string())
-                    .push_bind(&t.comment)
-                    .push_bind(&t.definition_hash);
-            });
-            q.build()
-                .execute(&mut *tx)
+                .bind(to)
+                .execute(&mut **tx)
                 .await
                 .map_err(conflict_on_unique)?;
         }
-        tx.commit().await?;
-        Ok(())
     }
+    if !step.trace.is_empty() {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
+                 from_state, to_state, data, comment, definition_hash) ",
+        );
+        q.push_values(&step.trace, |mut b, t| {
+            b.push_bind(&t.instance_id)
+                .push_bind(t.seq)
+                .push_bind(t.at)
+                .push_bind(&t.actor)
+                .push_bind(serde_json::to_string(&t.roles).unwrap_or_else(|_| "[]".into()))
+                .push_bind(t.kind.as_str())
+                .push_bind(&t.transition)
+                .push_bind(&t.from)
+                .push_bind(&t.to)
+                .push_bind(serde_json::Value::Object(t.data.clone()).to_string())
+                .push_bind(&t.comment)
+                .push_bind(&t.definition_hash);
+        });
+        q.build()
+            .execute(&mut **tx)
+            .await
+            .map_err(conflict_on_unique)?;
+    }
+    Ok(())
 }
 
 /// Inserts a new instance or updates one still at its previous version.

@@ -184,6 +184,9 @@ pub async fn spawn_app_on_clock(
         rules: rules.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         idempotency_ttl: 3600,
+        group_commit_max: 128,
+        group_commit_wait_us: 0,
+        write_queue: 4096,
         tokens: Secret::new(TOKENS),
     };
     let server = Server::build_with_clock(&settings, clock)

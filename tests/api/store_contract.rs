@@ -216,3 +216,36 @@ async fn an_answer_is_kept_once_per_key_until_it_expires() {
     assert_eq!(store.purge_answers(1_201).await.unwrap(), 1);
     assert!(store.answer("alice", "k").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn a_batch_refuses_a_failing_step_alone_and_writes_the_others() {
+    let (store, _db) = store().await;
+    store.commit(create("i1")).await.unwrap();
+    // Two steps on i1 computed from the same version (a race inside one batch), a create,
+    // and a create of an id that exists.
+    let steps = vec![
+        advance("i1", 1),
+        advance("i1", 1),
+        create("i2"),
+        create("i1"),
+    ];
+    let results = store.commit_batch(&steps).await;
+    assert!(results[0].is_ok());
+    assert!(
+        matches!(results[1], Err(StoreError::Conflict)),
+        "{:?}",
+        results[1]
+    );
+    assert!(results[2].is_ok());
+    assert!(
+        matches!(results[3], Err(StoreError::Conflict)),
+        "{:?}",
+        results[3]
+    );
+    assert_eq!(
+        store.trace("i1").await.unwrap().len(),
+        2,
+        "one of the racing steps written"
+    );
+    assert_eq!(store.get_instance("i2").await.unwrap().unwrap().version, 1);
+}

@@ -1,0 +1,147 @@
+//! Group commit: one writer gathers the steps of concurrent requests and makes them durable
+//! in one transaction, then answers each. A lone step is written at once; under load, the
+//! steps that queue while a batch commits form the next batch. Each step keeps its own
+//! all-or-nothing outcome (savepoints), steps on one instance stay in arrival order, and a
+//! full queue refuses new steps ([`StoreError::Busy`]) instead of dropping accepted ones.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    InstanceHead, InstanceQuery, InstanceRecord, Links, Step, Store, StoreError, StoredAnswer,
+    StoredDefinition, TraceRecord,
+};
+
+/// How batches are formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupCommitConfig {
+    /// Most steps in one commit.
+    pub max_batch: usize,
+    /// After the first step of a batch, wait this long for more (zero: take only what is
+    /// already queued, so a lone client never waits).
+    pub max_wait: Duration,
+    /// Steps that may wait for the writer; more are refused as busy.
+    pub queue: usize,
+}
+
+impl Default for GroupCommitConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 128,
+            max_wait: Duration::ZERO,
+            queue: 4096,
+        }
+    }
+}
+
+struct Pending {
+    step: Step,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// A store whose steps are committed in groups by one writer task.
+pub struct GroupCommit {
+    inner: Arc<dyn Store>,
+    queue: mpsc::Sender<Pending>,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl GroupCommit {
+    /// Wraps `inner`; spawns the writer on the current Tokio runtime. The writer ends when
+    /// the store is dropped.
+    pub fn new(inner: Arc<dyn Store>, config: GroupCommitConfig) -> Self {
+        let (queue, rx) = mpsc::channel(config.queue.max(1));
+        tokio::spawn(write_batches(inner.clone(), rx, config));
+        Self { inner, queue }
+    }
+}
+
+async fn write_batches(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Pending>,
+    config: GroupCommitConfig,
+) {
+    let max = config.max_batch.max(1);
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) if config.max_wait.is_zero() => break,
+                Err(_) => match tokio::time::timeout(config.max_wait, rx.recv()).await {
+                    Ok(Some(p)) => batch.push(p),
+                    _ => break,
+                },
+            }
+        }
+        let (steps, replies): (Vec<Step>, Vec<_>) =
+            batch.into_iter().map(|p| (p.step, p.reply)).unzip();
+        let results = if steps.len() == 1 {
+            let step = steps.into_iter().next().unwrap_or_default();
+            vec![store.commit(step).await]
+        } else {
+            tracing::trace!(steps = steps.len(), "group commit");
+            store.commit_batch(&steps).await
+        };
+        for (reply, result) in replies.into_iter().zip(results) {
+            // A caller that went away still had its step written; nothing to undo.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+#[async_trait]
+impl Store for GroupCommit {
+    async fn save_definition(&self, d: &StoredDefinition) -> Result<(), StoreError> {
+        self.inner.save_definition(d).await
+    }
+    async fn load_definition(&self, hash: &str) -> Result<Option<StoredDefinition>, StoreError> {
+        self.inner.load_definition(hash).await
+    }
+    async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+        self.inner.get_instance(id).await
+    }
+    async fn list_instances(&self, q: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
+        self.inner.list_instances(q).await
+    }
+    async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
+        self.inner.trace(id).await
+    }
+    async fn links(&self, id: &str) -> Result<Links, StoreError> {
+        self.inner.links(id).await
+    }
+    async fn heads(&self, ids: &[String]) -> Result<Vec<InstanceHead>, StoreError> {
+        self.inner.heads(ids).await
+    }
+    async fn answer(&self, actor: &str, key: &str) -> Result<Option<StoredAnswer>, StoreError> {
+        self.inner.answer(actor, key).await
+    }
+    async fn purge_answers(&self, before: i64) -> Result<u64, StoreError> {
+        self.inner.purge_answers(before).await
+    }
+
+    async fn commit(&self, step: Step) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .try_send(Pending { step, reply })
+            .map_err(|_| StoreError::Busy)?;
+        // Once queued, the step is written or refused by the writer; never dropped.
+        answer
+            .await
+            .map_err(|_| StoreError::Batch("the writer stopped".into()))?
+    }
+
+    async fn commit_batch(&self, steps: &[Step]) -> Vec<Result<(), StoreError>> {
+        self.inner.commit_batch(steps).await
+    }
+}
