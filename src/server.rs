@@ -63,6 +63,9 @@ impl DatabaseKind {
 /// How often expired idempotency answers are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(300);
 
+/// Group-commit writers on PostgreSQL by default: batches commit in parallel.
+pub const PG_WRITE_SHARDS: usize = 32;
+
 /// Connections a server keeps to PostgreSQL.
 const PG_CONNECTIONS: u32 = 16;
 
@@ -116,9 +119,13 @@ impl Server {
             &settings.rules,
         )
         .map_err(StartError::Definitions)?;
+        let shards = match DatabaseKind::of(&settings.db)? {
+            DatabaseKind::Sqlite => 1,
+            DatabaseKind::Postgres => PG_WRITE_SHARDS,
+        };
         let store: Arc<dyn Store> = Arc::new(GroupCommit::new(
             open_store(&settings.db).await?,
-            settings.group_commit(),
+            settings.group_commit(shards),
         ));
         let engine = Arc::new(
             Engine::new(catalog, rules, store, clock)

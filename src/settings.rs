@@ -27,12 +27,17 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Settings {
-    /// The group-commit settings.
-    pub fn group_commit(&self) -> crate::store::GroupCommitConfig {
+    /// The group-commit settings; `default_shards` applies when none are configured.
+    pub fn group_commit(&self, default_shards: usize) -> crate::store::GroupCommitConfig {
         crate::store::GroupCommitConfig {
             max_batch: self.group_commit_max.max(1),
             max_wait: std::time::Duration::from_micros(self.group_commit_wait_us),
             queue: self.write_queue.max(1),
+            shards: if self.write_shards == 0 {
+                default_shards
+            } else {
+                self.write_shards
+            },
         }
     }
 }
@@ -69,6 +74,9 @@ pub struct Settings {
     /// takes only what is already queued, so a lone client never waits).
     #[arg(long, env = "OPSFLOW_GROUP_COMMIT_WAIT_US", default_value_t = 0)]
     pub group_commit_wait_us: u64,
+    /// Group-commit writers (0: 1 on SQLite, 8 on PostgreSQL).
+    #[arg(long, env = "OPSFLOW_WRITE_SHARDS", default_value_t = 0)]
+    pub write_shards: usize,
     /// Steps that may queue for the writer; beyond that, requests get 503 and Retry-After.
     #[arg(long, env = "OPSFLOW_WRITE_QUEUE", default_value_t = 4096)]
     pub write_queue: usize,

@@ -18,7 +18,8 @@ use crate::rules::{Limits, RuleEngine};
 use crate::server::Server;
 use crate::settings::{Secret, Settings};
 use crate::store::{
-    MemoryStore, PgStore, SqliteStore, Store, raw_postgres_steps, raw_sqlite_steps,
+    GroupCommit, GroupCommitConfig, MemoryStore, PgStore, SqliteStore, Store, raw_postgres_steps,
+    raw_sqlite_steps,
 };
 
 /// Options of `opsflow bench`.
@@ -129,42 +130,92 @@ async fn engine_run_concurrent(
     Ok(started.elapsed())
 }
 
-/// The PostgreSQL figures: engine and raw baseline, with one client and with `clients`.
-async fn postgres_figures(args: &BenchArgs, server: &str) -> anyhow::Result<Value> {
+/// Concurrent clients measured with group commit.
+const SWEEP: [u64; 4] = [1, 8, 32, 128];
+
+/// Connections the raw PostgreSQL baseline may open (the server's default limit is 100).
+const MAX_RAW_PG_CONNECTIONS: u64 = 64;
+
+/// Through the engine with group commit on, `c` clients, for each `c` of [`SWEEP`].
+async fn engine_sweep(
+    args: &BenchArgs,
+    open: impl AsyncFn(u64) -> anyhow::Result<Arc<dyn Store>>,
+    label: &str,
+    shards: usize,
+    figures: &mut Map<String, Value>,
+) -> anyhow::Result<()> {
+    for c in SWEEP {
+        let config = GroupCommitConfig {
+            shards,
+            ..GroupCommitConfig::default()
+        };
+        let store: Arc<dyn Store> = Arc::new(GroupCommit::new(open(c).await?, config));
+        let engine = Arc::new(engine_with(store, args)?);
+        engine.register_definitions().await?;
+        let elapsed = engine_run_concurrent(engine, args.transitions, c).await?;
+        figures.insert(
+            format!("{label}_engine_{c}_clients_tps"),
+            json!(rate(args.transitions, elapsed).round()),
+        );
+    }
+    Ok(())
+}
+
+/// The PostgreSQL figures: the engine (group commit) and the raw baseline (one commit per
+/// transition) at each concurrency.
+async fn postgres_figures(args: &BenchArgs, server: &str) -> anyhow::Result<Map<String, Value>> {
     use sqlx::{Connection, Executor};
     let n = args.transitions;
-    let clients = args.clients.max(1);
     let mut admin = sqlx::PgConnection::connect(server)
         .await
         .context("cannot reach PostgreSQL for the bench")?;
+    let mut made = Vec::new();
+    let mut fresh = async |admin: &mut sqlx::PgConnection| -> anyhow::Result<String> {
+        let name = format!("opsflow_bench_{}", uuid::Uuid::now_v7().simple());
+        admin
+            .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+            .await?;
+        made.push(name.clone());
+        Ok(crate::store::database_url(server, &name))
+    };
     let mut figures = Map::new();
-    for (label, raw) in [("engine", false), ("raw", true)] {
-        for c in [1, clients] {
-            let name = format!("opsflow_bench_{}", uuid::Uuid::now_v7().simple());
-            admin
-                .execute(format!("CREATE DATABASE \"{name}\"").as_str())
-                .await?;
-            let url = crate::store::database_url(server, &name);
-            let elapsed = if raw {
-                let data = Value::Object(new_event()).to_string();
-                raw_postgres_steps(&url, n, c, &data, trace_rows).await
-            } else {
-                let store =
-                    Arc::new(PgStore::open(&url, u32::try_from(c).unwrap_or(64).max(2)).await?);
-                let engine = Arc::new(engine_with(store, args)?);
-                engine.register_definitions().await?;
-                engine_run_concurrent(engine, n, c)
-                    .await
-                    .map_err(|e| crate::store::StoreError::Corrupt(format!("{e:#}")))
-            };
-            admin
-                .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
-                .await?;
-            let key = format!("postgres_{label}_{c}_clients_tps");
-            figures.insert(key, json!(rate(n, elapsed?).round()));
-        }
+    let mut urls = Vec::new();
+    for _ in SWEEP {
+        urls.push(fresh(&mut admin).await?);
     }
-    Ok(Value::Object(figures))
+    let urls = std::sync::Mutex::new(urls);
+    engine_sweep(
+        args,
+        async |c| {
+            let url = urls
+                .lock()
+                .map_err(|_| anyhow::anyhow!("lock"))?
+                .pop()
+                .unwrap_or_default();
+            let pool = u32::try_from(c.min(32)).unwrap_or(32).max(2);
+            Ok(Arc::new(PgStore::open(&url, pool).await?) as Arc<dyn Store>)
+        },
+        "postgres",
+        crate::server::PG_WRITE_SHARDS,
+        &mut figures,
+    )
+    .await?;
+    let data = Value::Object(new_event()).to_string();
+    for c in SWEEP {
+        let c = c.min(MAX_RAW_PG_CONNECTIONS);
+        let url = fresh(&mut admin).await?;
+        let elapsed = raw_postgres_steps(&url, n, c, &data, trace_rows).await?;
+        figures.insert(
+            format!("postgres_raw_{c}_clients_tps"),
+            json!(rate(n, elapsed).round()),
+        );
+    }
+    for name in made {
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+            .await?;
+    }
+    Ok(figures)
 }
 
 async fn engine_run(engine: &Engine, transitions: u64) -> anyhow::Result<Duration> {
@@ -221,6 +272,7 @@ async fn http_run(args: &BenchArgs, db: String) -> anyhow::Result<Duration> {
         idempotency_ttl: 86_400,
         group_commit_max: 128,
         group_commit_wait_us: 0,
+        write_shards: 0,
         write_queue: 4096,
         tokens: Secret::new(format!("{token}=bench:service_desk,requester")),
     };
@@ -311,6 +363,22 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let data_json = Value::Object(new_event()).to_string();
     let raw = raw_sqlite_steps(&url("raw.db"), n, &data_json, trace_rows).await?;
 
+    let mut sweep = Map::new();
+    let counter = std::sync::atomic::AtomicU64::new(0);
+    engine_sweep(
+        &args,
+        async |_| {
+            let i = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(
+                Arc::new(SqliteStore::open(&url(&format!("group-{i}.db"))).await?)
+                    as Arc<dyn Store>,
+            )
+        },
+        "sqlite",
+        1,
+        &mut sweep,
+    )
+    .await?;
     let postgres = match &args.postgres {
         Some(server) => Some(postgres_figures(&args, server).await?),
         None => None,
@@ -325,8 +393,11 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         "raw_sqlite_tps": rate(n, raw).round(),
         "engine_raw_ratio": (rate(n, sqlite) / rate(n, raw) * 100.0).round() / 100.0,
     });
-    if let (Some(Value::Object(pg)), Value::Object(all)) = (&postgres, &mut figures) {
-        all.extend(pg.clone());
+    if let Value::Object(all) = &mut figures {
+        all.extend(sweep.clone());
+        if let Some(pg) = &postgres {
+            all.extend(pg.clone());
+        }
     }
     if args.json {
         println!("{figures}");
@@ -353,16 +424,17 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "  engine/raw (b/d)                  {:>10.2}",
             figures["engine_raw_ratio"]
         );
-        if postgres.is_some() {
-            let f = |k: String| figures[&k].as_f64().unwrap_or(0.0);
-            for c in [1, args.clients.max(1)] {
-                let engine = f(format!("postgres_engine_{c}_clients_tps"));
-                let raw = f(format!("postgres_raw_{c}_clients_tps"));
-                println!(
-                    "  PostgreSQL, {c:>2} client(s): engine {engine:>7.0}/s, raw {raw:>7.0}/s, engine/raw {:.2}",
-                    engine / raw.max(1.0)
-                );
-            }
+        let f = |k: String| figures[&k].as_f64().unwrap_or(0.0);
+        println!("  group commit, through the engine (transitions/s):");
+        println!("    clients      SQLite   PostgreSQL   PostgreSQL raw (1 commit each)");
+        for c in SWEEP {
+            let raw = c.min(MAX_RAW_PG_CONNECTIONS);
+            println!(
+                "    {c:>7} {:>11.0} {:>12.0} {:>16.0}",
+                f(format!("sqlite_engine_{c}_clients_tps")),
+                f(format!("postgres_engine_{c}_clients_tps")),
+                f(format!("postgres_raw_{raw}_clients_tps")),
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -23,8 +23,12 @@ pub struct GroupCommitConfig {
     /// After the first step of a batch, wait this long for more (zero: take only what is
     /// already queued, so a lone client never waits).
     pub max_wait: Duration,
-    /// Steps that may wait for the writer; more are refused as busy.
+    /// Steps that may wait for the writers; more are refused as busy.
     pub queue: usize,
+    /// Writers, each owning the instances whose id hashes to it, so steps on one instance
+    /// stay in order. One suits SQLite (one writer at a time anyway); several let
+    /// PostgreSQL commit batches in parallel.
+    pub shards: usize,
 }
 
 impl Default for GroupCommitConfig {
@@ -33,6 +37,7 @@ impl Default for GroupCommitConfig {
             max_batch: 128,
             max_wait: Duration::ZERO,
             queue: 4096,
+            shards: 1,
         }
     }
 }
@@ -45,7 +50,7 @@ struct Pending {
 /// A store whose steps are committed in groups by one writer task.
 pub struct GroupCommit {
     inner: Arc<dyn Store>,
-    queue: mpsc::Sender<Pending>,
+    queues: Vec<mpsc::Sender<Pending>>,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -60,9 +65,25 @@ impl GroupCommit {
     /// Wraps `inner`; spawns the writer on the current Tokio runtime. The writer ends when
     /// the store is dropped.
     pub fn new(inner: Arc<dyn Store>, config: GroupCommitConfig) -> Self {
-        let (queue, rx) = mpsc::channel(config.queue.max(1));
-        tokio::spawn(write_batches(inner.clone(), rx, config));
-        Self { inner, queue }
+        let shards = config.shards.max(1);
+        let queues = (0..shards)
+            .map(|_| {
+                let (queue, rx) = mpsc::channel((config.queue / shards).max(1));
+                tokio::spawn(write_batches(inner.clone(), rx, config));
+                queue
+            })
+            .collect();
+        Self { inner, queues }
+    }
+
+    /// The writer that owns the step's (first) instance.
+    fn queue_for(&self, step: &Step) -> &mpsc::Sender<Pending> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        if let Some(w) = step.writes.first() {
+            w.instance.id.hash(&mut h);
+        }
+        &self.queues[(h.finish() % self.queues.len() as u64) as usize]
     }
 }
 
@@ -132,7 +153,7 @@ impl Store for GroupCommit {
 
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.queue
+        self.queue_for(&step)
             .try_send(Pending { step, reply })
             .map_err(|_| StoreError::Busy)?;
         // Once queued, the step is written or refused by the writer; never dropped.

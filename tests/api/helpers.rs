@@ -186,6 +186,7 @@ pub async fn spawn_app_on_clock(
         idempotency_ttl: 3600,
         group_commit_max: 128,
         group_commit_wait_us: 0,
+        write_shards: 0,
         write_queue: 4096,
         tokens: Secret::new(TOKENS),
     };

@@ -189,3 +189,104 @@ async fn three_nodes_on_one_database_lose_and_double_no_step() {
     );
     drop(nodes);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_killed_under_load_loses_no_acknowledged_step() {
+    let files = tempfile::tempdir().unwrap();
+    let processes = files.path().join("processes");
+    std::fs::create_dir(&processes).unwrap();
+    std::fs::write(processes.join("toggle.yaml"), TOGGLE).unwrap();
+    let db = TestDb::new().await;
+    let mut node = start_node(&db.url, &processes);
+    let base = node.base.clone();
+    let client = reqwest::Client::new();
+
+    const CLIENTS: usize = 8;
+    let mut ids = Vec::new();
+    for _ in 0..CLIENTS {
+        let created: Value = client
+            .post(format!("{base}/api/v1/instances"))
+            .bearer_auth("nobody")
+            .json(&json!({"process": "toggle"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+
+    // Each client ticks its own instance until the server dies, remembering the highest
+    // version the server acknowledged.
+    let mut tasks = Vec::new();
+    for id in ids.clone() {
+        let client = client.clone();
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acknowledged = 1;
+            loop {
+                let sent = client
+                    .post(format!("{base}/api/v1/instances/{id}/transitions/tick"))
+                    .bearer_auth("nobody")
+                    .send()
+                    .await;
+                let Ok(answer) = sent else { break };
+                if answer.status().as_u16() != 200 {
+                    break;
+                }
+                let Ok(body) = answer.json::<Value>().await else {
+                    break;
+                };
+                acknowledged = body["version"].as_i64().unwrap();
+            }
+            (id, acknowledged)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    node.child.kill().expect("SIGKILL the server");
+    let _ = node.child.wait();
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        acknowledged.push(t.await.unwrap());
+    }
+    let total: i64 = acknowledged.iter().map(|(_, v)| v - 1).sum();
+    eprintln!("killed after {total} acknowledged steps");
+    assert!(total > 0, "the load ran before the kill");
+
+    let node = start_node(&db.url, &processes);
+    for (id, acked) in acknowledged {
+        let trace: Value = client
+            .get(format!("{}/api/v1/instances/{id}/trace", node.base))
+            .bearer_auth("nobody")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let trace = trace["records"].as_array().unwrap();
+        assert!(
+            trace.len() as i64 >= acked,
+            "{id}: acknowledged version {acked}, trace has {}",
+            trace.len()
+        );
+        for (i, r) in trace.iter().enumerate() {
+            assert_eq!(r["seq"], i as i64 + 1, "{id}: gapless after the kill");
+        }
+        let instance: Value = client
+            .get(format!("{}/api/v1/instances/{id}", node.base))
+            .bearer_auth("nobody")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            instance["version"],
+            trace.len() as i64,
+            "{id}: no half-written step"
+        );
+    }
+}
