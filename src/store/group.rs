@@ -166,3 +166,106 @@ impl Store for GroupCommit {
         self.inner.commit_batch(steps).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{InstanceWrite, MemoryStore};
+
+    /// A store whose commits take a while, so the writer stays busy; it says when a commit
+    /// starts.
+    #[derive(Debug, Default)]
+    struct SlowStore(MemoryStore, tokio::sync::Notify);
+
+    #[async_trait]
+    impl Store for SlowStore {
+        async fn save_definition(&self, d: &StoredDefinition) -> Result<(), StoreError> {
+            self.0.save_definition(d).await
+        }
+        async fn load_definition(&self, h: &str) -> Result<Option<StoredDefinition>, StoreError> {
+            self.0.load_definition(h).await
+        }
+        async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
+            self.0.get_instance(id).await
+        }
+        async fn list_instances(
+            &self,
+            q: &InstanceQuery,
+        ) -> Result<Vec<InstanceRecord>, StoreError> {
+            self.0.list_instances(q).await
+        }
+        async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
+            self.0.trace(id).await
+        }
+        async fn links(&self, id: &str) -> Result<Links, StoreError> {
+            self.0.links(id).await
+        }
+        async fn heads(&self, ids: &[String]) -> Result<Vec<InstanceHead>, StoreError> {
+            self.0.heads(ids).await
+        }
+        async fn answer(&self, a: &str, k: &str) -> Result<Option<StoredAnswer>, StoreError> {
+            self.0.answer(a, k).await
+        }
+        async fn purge_answers(&self, before: i64) -> Result<u64, StoreError> {
+            self.0.purge_answers(before).await
+        }
+        async fn commit(&self, step: Step) -> Result<(), StoreError> {
+            self.1.notify_one();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            self.0.commit(step).await
+        }
+    }
+
+    fn create(id: &str) -> Step {
+        Step {
+            writes: vec![InstanceWrite {
+                instance: InstanceRecord {
+                    id: id.into(),
+                    process: "p".into(),
+                    definition_hash: "h".into(),
+                    state: "a".into(),
+                    data: Default::default(),
+                    version: 1,
+                    created_by: "x".into(),
+                    created_at: 0,
+                    updated_at: 0,
+                    votes: Vec::new(),
+                },
+                previous_version: None,
+            }],
+            ..Step::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_new_steps_and_keeps_every_accepted_one() {
+        let inner = Arc::new(SlowStore::default());
+        let config = GroupCommitConfig {
+            max_batch: 1,
+            queue: 1,
+            ..GroupCommitConfig::default()
+        };
+        let store = Arc::new(GroupCommit::new(inner.clone(), config));
+        let first = tokio::spawn({
+            let s = store.clone();
+            async move { s.commit(create("a")).await }
+        });
+        inner.1.notified().await; // the writer is writing `a`
+        let second = tokio::spawn({
+            let s = store.clone();
+            async move { s.commit(create("b")).await }
+        });
+        while store.queues[0].capacity() > 0 {
+            tokio::task::yield_now().await; // until `b` waits in the queue
+        }
+        assert!(matches!(
+            store.commit(create("c")).await,
+            Err(StoreError::Busy)
+        ));
+        assert!(first.await.unwrap().is_ok());
+        assert!(second.await.unwrap().is_ok());
+        assert!(inner.get_instance("a").await.unwrap().is_some());
+        assert!(inner.get_instance("b").await.unwrap().is_some());
+        assert!(inner.get_instance("c").await.unwrap().is_none());
+    }
+}
