@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::batch::shared_failure;
+use super::batch::commit_in_savepoints;
 use super::rows::{
     answer_from_row, definition_from_row, head_from_row, instance_from_row, links_from_rows,
     trace_from_row,
@@ -210,37 +210,7 @@ impl Store for SqliteStore {
     }
 
     async fn commit_batch(&self, steps: &[Step]) -> Vec<Result<(), StoreError>> {
-        let mut tx = match self.pool.begin().await {
-            Ok(tx) => tx,
-            Err(e) => return steps.iter().map(|_| Err(shared_failure(&e))).collect(),
-        };
-        let mut results = Vec::with_capacity(steps.len());
-        for step in steps {
-            // Each step in a savepoint: one that fails is undone alone.
-            if let Err(e) = sqlx::query("SAVEPOINT step").execute(&mut *tx).await {
-                results.push(Err(e.into()));
-                continue;
-            }
-            let outcome = apply_step(&mut tx, step).await;
-            let close = if outcome.is_ok() {
-                "RELEASE SAVEPOINT step"
-            } else {
-                "ROLLBACK TO SAVEPOINT step"
-            };
-            match sqlx::query(close).execute(&mut *tx).await {
-                Ok(_) => results.push(outcome),
-                Err(e) => {
-                    // The transaction is unusable: nothing of the batch is written.
-                    let failure = shared_failure(&e);
-                    return steps.iter().map(|_| Err(failure.clone_kind())).collect();
-                }
-            }
-        }
-        if let Err(e) = tx.commit().await {
-            let failure = shared_failure(&e);
-            return steps.iter().map(|_| Err(failure.clone_kind())).collect();
-        }
-        results
+        commit_in_savepoints!(self.pool, steps, apply_step)
     }
 }
 
