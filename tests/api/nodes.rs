@@ -66,6 +66,19 @@ fn start_node(db: &str, processes: &std::path::Path) -> Node {
     Node { child, base }
 }
 
+/// GET as the auditor, as JSON.
+async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    client
+        .get(url)
+        .bearer_auth("nobody")
+        .send()
+        .await
+        .expect("node answers")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_on_one_database_lose_and_double_no_step() {
     let files = tempfile::tempdir().unwrap();
@@ -154,15 +167,8 @@ async fn three_nodes_on_one_database_lose_and_double_no_step() {
 
     let mut records = 0;
     for id in &ids {
-        let trace: Value = client
-            .get(format!("{}/api/v1/instances/{id}/trace", bases[0]))
-            .bearer_auth("nobody")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let trace: Value =
+            get_json(&client, format!("{}/api/v1/instances/{id}/trace", bases[0])).await;
         let trace = trace["records"].as_array().unwrap();
         for (i, r) in trace.iter().enumerate() {
             assert_eq!(r["seq"], i as i64 + 1, "gapless trace of {id}");
@@ -170,15 +176,8 @@ async fn three_nodes_on_one_database_lose_and_double_no_step() {
                 assert_eq!(r["from"], trace[i - 1]["to"], "{id} step {} chains", i + 1);
             }
         }
-        let instance: Value = client
-            .get(format!("{}/api/v1/instances/{id}", bases[2]))
-            .bearer_auth("nobody")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let instance: Value =
+            get_json(&client, format!("{}/api/v1/instances/{id}", bases[2])).await;
         assert_eq!(instance["version"], trace.len() as i64);
         assert_eq!(instance["state"], trace.last().unwrap()["to"]);
         records += trace.len() - 1; // less the creation record
@@ -256,15 +255,11 @@ async fn a_server_killed_under_load_loses_no_acknowledged_step() {
 
     let node = start_node(&db.url, &processes);
     for (id, acked) in acknowledged {
-        let trace: Value = client
-            .get(format!("{}/api/v1/instances/{id}/trace", node.base))
-            .bearer_auth("nobody")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let trace: Value = get_json(
+            &client,
+            format!("{}/api/v1/instances/{id}/trace", node.base),
+        )
+        .await;
         let trace = trace["records"].as_array().unwrap();
         assert!(
             trace.len() as i64 >= acked,
@@ -274,15 +269,8 @@ async fn a_server_killed_under_load_loses_no_acknowledged_step() {
         for (i, r) in trace.iter().enumerate() {
             assert_eq!(r["seq"], i as i64 + 1, "{id}: gapless after the kill");
         }
-        let instance: Value = client
-            .get(format!("{}/api/v1/instances/{id}", node.base))
-            .bearer_auth("nobody")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let instance: Value =
+            get_json(&client, format!("{}/api/v1/instances/{id}", node.base)).await;
         assert_eq!(
             instance["version"],
             trace.len() as i64,
