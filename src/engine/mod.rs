@@ -4,6 +4,7 @@
 //! actor's roles → check the data → guard → action → automatic transitions (bounded) →
 //! commit the new state and its trace records in one store transaction → answer.
 
+mod admission;
 mod catalog;
 mod data;
 mod error;
@@ -260,85 +261,7 @@ impl Engine {
         tracing::Span::current().record("process", record.process.as_str());
         let loaded = self.version(&record.definition_hash).await?;
         let def = &loaded.definition;
-        let t = def
-            .transitions
-            .get(transition)
-            .ok_or_else(|| EngineError::UnknownTransition {
-                process: def.id.clone(),
-                transition: transition.to_owned(),
-            })?;
-        if t.auto {
-            return Err(EngineError::Automatic(t.name.clone()));
-        }
-        if !actor.has_any_role(t.callers()) {
-            let action = if t.approval.is_some() {
-                "vote on"
-            } else {
-                "fire"
-            };
-            return Err(EngineError::Forbidden {
-                actor: actor.name.clone(),
-                action: format!("{action} `{}`", t.name),
-                needed: t.callers().to_vec(),
-            });
-        }
-        if let Some(expected) = request.expected_version
-            && expected != record.version
-        {
-            return Err(EngineError::VersionMismatch {
-                expected,
-                actual: record.version,
-            });
-        }
-        if !t.from.contains(&record.state) {
-            return Err(EngineError::WrongState {
-                transition: t.name.clone(),
-                state: record.state.clone(),
-                from: t.from.clone(),
-            });
-        }
-        let mut problems = check_input(def, &request.data, Writer::Caller);
-        problems.extend(data::read_only(def, &record.state, &request.data));
-        match (&t.approval, request.vote) {
-            (Some(_), None) => problems.push(FieldProblem {
-                field: "vote".into(),
-                message: format!(
-                    "`{}` is an approval: send `\"vote\": \"approve\"` or `\"reject\"`",
-                    t.name
-                ),
-            }),
-            (None, Some(_)) => problems.push(FieldProblem {
-                field: "vote".into(),
-                message: format!("`{}` is not an approval; votes are not taken", t.name),
-            }),
-            _ => {}
-        }
-        let mut merged = record.data.clone();
-        data::apply(&mut merged, &request.data);
-        let entering = def
-            .states
-            .get(&t.to)
-            .map(|s| s.requires.iter())
-            .into_iter()
-            .flatten();
-        let mut required = missing(&merged, t.requires.iter().chain(entering));
-        required.retain(|r| !problems.iter().any(|p| p.field == r.field));
-        problems.extend(required);
-        if !problems.is_empty() {
-            return Err(EngineError::InvalidData(problems));
-        }
-        if t.approval.is_some()
-            && record
-                .votes
-                .iter()
-                .any(|v| v.transition == t.name && v.actor == actor.name)
-        {
-            return Err(EngineError::AlreadyVoted {
-                transition: t.name.clone(),
-                actor: actor.name.clone(),
-            });
-        }
-
+        let (t, merged) = admission::admit(def, &record, actor, transition, &request)?;
         let links = if def.has_link_fields() {
             self.rule_links(def, &merged).await?
         } else {
