@@ -262,7 +262,13 @@ fn engine_with(store: Arc<dyn Store>, args: &BenchArgs) -> anyhow::Result<Engine
     Ok(Engine::new(catalog, rules, store, clock))
 }
 
-async fn http_run(args: &BenchArgs, db: String) -> anyhow::Result<Duration> {
+/// Transitions fired over HTTP by `clients` concurrent clients on a fresh server: the
+/// elapsed time and each request's latency.
+async fn http_run(
+    args: &BenchArgs,
+    db: String,
+    clients: u64,
+) -> anyhow::Result<(Duration, Vec<Duration>)> {
     let token = "bench-token";
     let settings = Settings {
         db,
@@ -285,7 +291,7 @@ async fn http_run(args: &BenchArgs, db: String) -> anyhow::Result<Duration> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
-    let clients = args.clients.max(1);
+    let clients = clients.max(1);
     let per_client = args.transitions / clients;
 
     // Create and classify every client's instance first, then time the transitions only.
@@ -319,8 +325,10 @@ async fn http_run(args: &BenchArgs, db: String) -> anyhow::Result<Duration> {
         let client = client.clone();
         let base = base.clone();
         tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(per_client as usize);
             for i in 0..per_client {
                 let (name, data) = step(i);
+                let sent = Instant::now();
                 client
                     .post(format!("{base}/instances/{id}/transitions/{name}"))
                     .bearer_auth(token)
@@ -328,17 +336,19 @@ async fn http_run(args: &BenchArgs, db: String) -> anyhow::Result<Duration> {
                     .send()
                     .await?
                     .error_for_status()?;
+                latencies.push(sent.elapsed());
             }
-            Ok::<_, reqwest::Error>(())
+            Ok::<_, reqwest::Error>(latencies)
         }));
     }
+    let mut latencies = Vec::new();
     for t in tasks {
-        t.await??;
+        latencies.extend(t.await??);
     }
     let elapsed = started.elapsed();
     let _ = stop.send(());
     serving.await??;
-    Ok(elapsed)
+    Ok((elapsed, latencies))
 }
 
 fn rate(n: u64, d: Duration) -> f64 {
@@ -359,7 +369,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     sqlite_engine.register_definitions().await?;
     let sqlite = engine_run(&sqlite_engine, n).await?;
     let http_transitions = (n / args.clients.max(1)) * args.clients.max(1);
-    let http = http_run(&args, url("http.db")).await?;
+    let (http, _) = http_run(&args, url("http.db"), args.clients).await?;
     let data_json = Value::Object(new_event()).to_string();
     let raw = raw_sqlite_steps(&url("raw.db"), n, &data_json, trace_rows).await?;
 
@@ -379,6 +389,31 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         &mut sweep,
     )
     .await?;
+    for c in SWEEP {
+        let (elapsed, mut latencies) = http_run(&args, url(&format!("http-{c}.db")), c).await?;
+        latencies.sort();
+        let pct = |p: f64| {
+            let i =
+                ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
+            latencies
+                .get(i)
+                .map(|d| d.as_secs_f64() * 1000.0)
+                .unwrap_or(0.0)
+        };
+        let fired = (n / c) * c;
+        sweep.insert(
+            format!("sqlite_http_{c}_clients_tps"),
+            json!(rate(fired, elapsed).round()),
+        );
+        sweep.insert(
+            format!("sqlite_http_{c}_clients_p50_ms"),
+            json!((pct(0.50) * 100.0).round() / 100.0),
+        );
+        sweep.insert(
+            format!("sqlite_http_{c}_clients_p99_ms"),
+            json!((pct(0.99) * 100.0).round() / 100.0),
+        );
+    }
     let postgres = match &args.postgres {
         Some(server) => Some(postgres_figures(&args, server).await?),
         None => None,
@@ -395,6 +430,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     });
     if let Value::Object(all) = &mut figures {
         all.extend(sweep.clone());
+        all.insert("peak_rss_kib".into(), json!(peak_rss_kib()));
         if let Some(pg) = &postgres {
             all.extend(pg.clone());
         }
@@ -425,17 +461,39 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             figures["engine_raw_ratio"]
         );
         let f = |k: String| figures[&k].as_f64().unwrap_or(0.0);
-        println!("  group commit, through the engine (transitions/s):");
-        println!("    clients      SQLite   PostgreSQL   PostgreSQL raw (1 commit each)");
+        println!("  group commit (transitions/s; HTTP latency p50/p99 in ms):");
+        println!(
+            "    clients   SQLite engine   SQLite HTTP   p50/p99     PostgreSQL engine   PostgreSQL raw"
+        );
         for c in SWEEP {
             let raw = c.min(MAX_RAW_PG_CONNECTIONS);
             println!(
-                "    {c:>7} {:>11.0} {:>12.0} {:>16.0}",
+                "    {c:>7} {:>15.0} {:>13.0}   {:.1}/{:.1} {:>19.0} {:>16.0}",
                 f(format!("sqlite_engine_{c}_clients_tps")),
+                f(format!("sqlite_http_{c}_clients_tps")),
+                f(format!("sqlite_http_{c}_clients_p50_ms")),
+                f(format!("sqlite_http_{c}_clients_p99_ms")),
                 f(format!("postgres_engine_{c}_clients_tps")),
                 f(format!("postgres_raw_{raw}_clients_tps")),
             );
         }
+        println!(
+            "  peak memory of the bench process: {} KiB",
+            figures["peak_rss_kib"]
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The process's peak resident memory (VmHWM) in KiB, where /proc tells it; 0 elsewhere.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
