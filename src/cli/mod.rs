@@ -16,6 +16,24 @@ use crate::rules::{Limits, RuleEngine};
 use crate::server::{Server, StartError};
 use crate::settings::Settings;
 
+/// `--format` of `opsflow graph`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum GraphArg {
+    /// Mermaid `stateDiagram-v2`.
+    Mermaid,
+    /// Graphviz `digraph`.
+    Dot,
+}
+
+impl From<GraphArg> for GraphFormat {
+    fn from(arg: GraphArg) -> Self {
+        match arg {
+            GraphArg::Mermaid => GraphFormat::Mermaid,
+            GraphArg::Dot => GraphFormat::Dot,
+        }
+    }
+}
+
 /// opsflow: a workflow and rules engine for IT service management.
 #[derive(Debug, Parser)]
 #[command(name = "opsflow", version, about)]
@@ -42,7 +60,7 @@ enum Command {
         process: String,
         /// Output format.
         #[arg(long, value_enum, default_value = "mermaid")]
-        format: GraphFormat,
+        format: GraphArg,
         /// Folder of process files.
         #[arg(long, env = "OPSFLOW_PROCESSES", default_value = "processes")]
         processes: PathBuf,
@@ -169,7 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .filter(|_| PathBuf::from(&process).is_file())
                 })
                 .with_context(|| format!("unknown process `{process}`"))?;
-            print!("{}", loaded.definition.render_graph(format));
+            print!("{}", loaded.definition.render_graph(format.into()));
             Ok(ExitCode::SUCCESS)
         }
         Command::Doc { processes, rules } => {

@@ -13,7 +13,7 @@ use super::model::{Definition, State};
 use super::source_map::YamlPath;
 
 /// Output formats for the state graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GraphFormat {
     /// Mermaid `stateDiagram-v2`.
