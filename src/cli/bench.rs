@@ -18,8 +18,8 @@ use crate::rules::{Limits, RuleEngine};
 use crate::server::Server;
 use crate::settings::{Secret, Settings};
 use crate::store::{
-    GroupCommit, GroupCommitConfig, MemoryStore, PgStore, SqliteStore, Store, raw_postgres_steps,
-    raw_sqlite_steps,
+    GroupCommit, GroupCommitConfig, MemoryStore, PgStore, SqliteStore, Store, create_database,
+    drop_database, raw_postgres_steps, raw_sqlite_steps,
 };
 
 /// Options of `opsflow bench`.
@@ -164,24 +164,20 @@ async fn engine_sweep(
 /// The PostgreSQL figures: the engine (group commit) and the raw baseline (one commit per
 /// transition) at each concurrency.
 async fn postgres_figures(args: &BenchArgs, server: &str) -> anyhow::Result<Map<String, Value>> {
-    use sqlx::{Connection, Executor};
     let n = args.transitions;
-    let mut admin = sqlx::PgConnection::connect(server)
-        .await
-        .context("cannot reach PostgreSQL for the bench")?;
     let mut made = Vec::new();
-    let mut fresh = async |admin: &mut sqlx::PgConnection| -> anyhow::Result<String> {
+    let mut fresh = async || -> anyhow::Result<String> {
         let name = format!("opsflow_bench_{}", uuid::Uuid::now_v7().simple());
-        admin
-            .execute(format!("CREATE DATABASE \"{name}\"").as_str())
-            .await?;
-        made.push(name.clone());
-        Ok(crate::store::database_url(server, &name))
+        let url = create_database(server, &name)
+            .await
+            .context("cannot create a database for the bench on PostgreSQL")?;
+        made.push(name);
+        Ok(url)
     };
     let mut figures = Map::new();
     let mut urls = Vec::new();
     for _ in SWEEP {
-        urls.push(fresh(&mut admin).await?);
+        urls.push(fresh().await?);
     }
     let urls = std::sync::Mutex::new(urls);
     engine_sweep(
@@ -203,7 +199,7 @@ async fn postgres_figures(args: &BenchArgs, server: &str) -> anyhow::Result<Map<
     let data = Value::Object(new_event()).to_string();
     for c in SWEEP {
         let c = c.min(MAX_RAW_PG_CONNECTIONS);
-        let url = fresh(&mut admin).await?;
+        let url = fresh().await?;
         let elapsed = raw_postgres_steps(&url, n, c, &data, trace_rows).await?;
         figures.insert(
             format!("postgres_raw_{c}_clients_tps"),
@@ -211,9 +207,7 @@ async fn postgres_figures(args: &BenchArgs, server: &str) -> anyhow::Result<Map<
         );
     }
     for name in made {
-        admin
-            .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
-            .await?;
+        drop_database(server, &name).await?;
     }
     Ok(figures)
 }

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 pub use baseline::{raw_postgres_steps, raw_sqlite_steps};
 pub use group::{GroupCommit, GroupCommitConfig};
 pub use memory::MemoryStore;
-pub use postgres::PgStore;
+pub use postgres::{PgStore, create_database, drop_database};
 pub use sqlite::SqliteStore;
 
 /// An instance as stored.

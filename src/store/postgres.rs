@@ -330,3 +330,32 @@ async fn write_instance(
     }
     Ok(())
 }
+
+/// Creates an empty database named `name` on the server `server_url` points at and returns
+/// a URL for it. For benchmarks and tests that need a database of their own.
+pub async fn create_database(server_url: &str, name: &str) -> Result<String, StoreError> {
+    use sqlx::{Connection, Executor};
+    let mut admin = sqlx::PgConnection::connect(server_url).await?;
+    admin
+        .execute(format!("CREATE DATABASE \"{}\"", name.replace('"', "")).as_str())
+        .await?;
+    admin.close().await?;
+    Ok(super::database_url(server_url, name))
+}
+
+/// Drops the database `name`, closing its connections first.
+pub async fn drop_database(server_url: &str, name: &str) -> Result<(), StoreError> {
+    use sqlx::{Connection, Executor};
+    let mut admin = sqlx::PgConnection::connect(server_url).await?;
+    admin
+        .execute(
+            format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                name.replace('"', "")
+            )
+            .as_str(),
+        )
+        .await?;
+    admin.close().await?;
+    Ok(())
+}

@@ -110,19 +110,14 @@ impl TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         match std::env::var("OPSFLOW_TEST_POSTGRES_URL") {
             Ok(admin) if !admin.is_empty() => {
-                use sqlx::{Connection, Executor};
                 let name = format!("opsflow_t_{}", uuid::Uuid::now_v7().simple());
-                let mut conn = sqlx::PgConnection::connect(&admin)
+                let url = opsflow::store::create_database(&admin, &name)
                     .await
                     .unwrap_or_else(|e| {
                         panic!(
                             "OPSFLOW_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {e}"
                         )
                     });
-                conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
-                    .await
-                    .expect("create the test database");
-                let url = opsflow::store::database_url(&admin, &name);
                 TestDb {
                     url,
                     _dir: dir,
@@ -143,19 +138,12 @@ impl Drop for TestDb {
         if let Some((admin, name)) = self.postgres.take() {
             // Drop runs inside the test's runtime; use a thread with a runtime of its own.
             let _ = std::thread::spawn(move || {
-                use sqlx::{Connection, Executor};
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .unwrap();
                 rt.block_on(async {
-                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                        let _ = conn
-                            .execute(
-                                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str(),
-                            )
-                            .await;
-                    }
+                    let _ = opsflow::store::drop_database(&admin, &name).await;
                 });
             })
             .join();

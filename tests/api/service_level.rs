@@ -38,6 +38,26 @@ pub async fn active_sla(app: &TestApp) -> String {
     id
 }
 
+/// A new agreement of `kind` with parties, scope and term, in negotiation.
+async fn in_negotiation(app: &TestApp, kind: &str) -> String {
+    let id = app
+        .create_id(
+            "service-level",
+            "slm",
+            json!({"title": "T", "agreement_type": kind}),
+        )
+        .await;
+    app.fire_ok(
+        &id,
+        "propose",
+        "slm",
+        json!({"customer": "c", "provider": "p", "services": "s",
+               "term_start": "2027-01-01T00:00:00Z", "term_end": "2028-01-01T00:00:00Z"}),
+    )
+    .await;
+    id
+}
+
 #[tokio::test]
 async fn an_sla_is_signed_by_both_parties_and_then_scheduled_for_review_within_a_year() {
     let app = spawn_app().await;
@@ -64,21 +84,7 @@ async fn an_sla_is_signed_by_both_parties_and_then_scheduled_for_review_within_a
 #[tokio::test]
 async fn a_signatory_who_refuses_sends_the_sla_back_to_negotiation() {
     let app = spawn_app().await;
-    let id = app
-        .create_id(
-            "service-level",
-            "slm",
-            json!({"title": "T", "agreement_type": "ola"}),
-        )
-        .await;
-    app.fire_ok(
-        &id,
-        "propose",
-        "slm",
-        json!({"customer": "c", "provider": "p", "services": "s",
-               "term_start": "2027-01-01T00:00:00Z", "term_end": "2028-01-01T00:00:00Z"}),
-    )
-    .await;
+    let id = in_negotiation(&app, "ola").await;
     app.fire_ok(&id, "agree", "slm", targets()).await;
     app.vote(&id, "provider_sign", "ps", "approve").await;
     let v = app.vote(&id, "customer_sign", "cs", "reject").await;
@@ -88,21 +94,7 @@ async fn a_signatory_who_refuses_sends_the_sla_back_to_negotiation() {
 #[tokio::test]
 async fn targets_where_the_response_is_due_after_the_resolution_are_refused() {
     let app = spawn_app().await;
-    let id = app
-        .create_id(
-            "service-level",
-            "slm",
-            json!({"title": "T", "agreement_type": "sla"}),
-        )
-        .await;
-    app.fire_ok(
-        &id,
-        "propose",
-        "slm",
-        json!({"customer": "c", "provider": "p", "services": "s",
-               "term_start": "2027-01-01T00:00:00Z", "term_end": "2028-01-01T00:00:00Z"}),
-    )
-    .await;
+    let id = in_negotiation(&app, "sla").await;
     let mut bad = targets();
     bad["response_hours_p2"] = json!(12);
     let a = app.fire(&id, "agree", "slm", bad).await;
