@@ -64,7 +64,7 @@ impl DatabaseKind {
 const PURGE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Group-commit writers on PostgreSQL by default: batches commit in parallel.
-pub const PG_WRITE_SHARDS: usize = 32;
+pub const PG_WRITE_SHARDS: usize = 4;
 
 /// Connections a server keeps to PostgreSQL.
 const PG_CONNECTIONS: u32 = 16;

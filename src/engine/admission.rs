@@ -3,23 +3,21 @@
 //! the transition leaves, the data fits, a vote is given exactly for approvals and only once.
 //! Everything here refuses before any rule runs.
 
-use serde_json::{Map, Value};
-
-use super::data::{self, Writer, check_input, missing};
+use super::data::{self, Writer, check_input, missing_after};
 use super::error::{EngineError, FieldProblem};
 use super::{Actor, FireRequest};
 use crate::definition::{Definition, Transition};
 use crate::store::InstanceRecord;
 
-/// Admits a request to fire `transition`; returns the transition and the instance data
-/// with the request's data applied.
+/// Admits a request to fire `transition` on `record`; returns the transition. The checks of
+/// required fields see the instance data with the request's data applied.
 pub(super) fn admit<'d>(
     def: &'d Definition,
     record: &InstanceRecord,
     actor: &Actor,
     transition: &str,
     request: &FireRequest,
-) -> Result<(&'d Transition, Map<String, Value>), EngineError> {
+) -> Result<&'d Transition, EngineError> {
     let t = def
         .transitions
         .get(transition)
@@ -73,15 +71,17 @@ pub(super) fn admit<'d>(
         }),
         _ => {}
     }
-    let mut merged = record.data.clone();
-    data::apply(&mut merged, &request.data);
     let entering = def
         .states
         .get(&t.to)
         .map(|s| s.requires.iter())
         .into_iter()
         .flatten();
-    let mut required = missing(&merged, t.requires.iter().chain(entering));
+    let mut required = missing_after(
+        &record.data,
+        &request.data,
+        t.requires.iter().chain(entering),
+    );
     required.retain(|r| !problems.iter().any(|p| p.field == r.field));
     problems.extend(required);
     if !problems.is_empty() {
@@ -98,5 +98,5 @@ pub(super) fn admit<'d>(
             actor: actor.name.clone(),
         });
     }
-    Ok((t, merged))
+    Ok(t)
 }

@@ -80,6 +80,29 @@ pub(crate) fn missing<'a>(
         .collect()
 }
 
+/// Fields among `names` that would hold no value in `data` once `writes` are applied (see
+/// [`apply`]), each once.
+pub(crate) fn missing_after<'a>(
+    data: &Map<String, Value>,
+    writes: &Map<String, Value>,
+    names: impl Iterator<Item = &'a String>,
+) -> Vec<FieldProblem> {
+    let mut seen = std::collections::HashSet::new();
+    names
+        .filter(|n| seen.insert(*n))
+        .filter(|n| {
+            writes
+                .get(*n)
+                .or_else(|| data.get(*n))
+                .is_none_or(Value::is_null)
+        })
+        .map(|n| FieldProblem {
+            field: n.clone(),
+            message: "is required".into(),
+        })
+        .collect()
+}
+
 /// Fields of `input` that are read-only in `state`.
 pub(crate) fn read_only(
     def: &Definition,

@@ -10,6 +10,7 @@ mod data;
 mod error;
 mod idempotency;
 mod links;
+mod recent;
 mod step;
 mod view;
 
@@ -29,6 +30,7 @@ use crate::definition::Source;
 use crate::rules::RuleEngine;
 use crate::store::{Decision, InstanceQuery, Store, StoreError, StoredDefinition, TraceRecord};
 use data::{Writer, check_input, missing};
+use recent::RecentInstances;
 use step::{Env, Working};
 
 /// Who is acting, with which roles.
@@ -96,6 +98,8 @@ pub struct Engine {
     versions: RwLock<HashMap<String, Arc<Loaded>>>,
     /// How long answers to requests with an idempotency key are kept, in ms.
     answer_ttl_ms: i64,
+    /// Instances as this engine last wrote them.
+    recent: RecentInstances,
 }
 
 impl Engine {
@@ -118,6 +122,7 @@ impl Engine {
             clock,
             versions: RwLock::new(versions),
             answer_ttl_ms: DEFAULT_ANSWER_TTL_MS,
+            recent: RecentInstances::default(),
         }
     }
 
@@ -194,7 +199,7 @@ impl Engine {
 
     /// Creates an instance of `process` with `data`, runs the start action and follows
     /// automatic transitions from the initial state.
-    #[tracing::instrument(skip_all, fields(process, actor = %actor.name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(process, actor = %actor.name))]
     pub async fn create(
         &self,
         actor: &Actor,
@@ -242,7 +247,12 @@ impl Engine {
     }
 
     /// Fires `transition` on instance `id`.
-    #[tracing::instrument(skip(self, actor, request), fields(actor = %actor.name, process))]
+    ///
+    /// When this engine wrote the instance last, the step starts from that copy instead of
+    /// reading it back; if the copy proves stale (another node moved the instance, so the
+    /// commit or a check refuses), the step is computed again from a fresh read, so no
+    /// answer ever rests on a stale copy.
+    #[tracing::instrument(level = "debug", skip(self, actor, request), fields(actor = %actor.name, process))]
     pub async fn fire(
         &self,
         actor: &Actor,
@@ -253,30 +263,52 @@ impl Engine {
         if let Some(view) = self.replay(actor, request.idempotency.as_ref()).await? {
             return Ok(view);
         }
+        if let Some(record) = self.recent.take(id) {
+            match self.fire_on(record, actor, transition, &request).await {
+                Ok(view) => return Ok(view),
+                Err(e @ (EngineError::Busy | EngineError::Store(_))) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(instance = id, error = %e, "remembered copy refused; reading");
+                }
+            }
+        }
         let record = self
             .store
             .get_instance(id)
             .await?
             .ok_or_else(|| EngineError::UnknownInstance(id.to_owned()))?;
+        self.fire_on(record, actor, transition, &request).await
+    }
+
+    /// Fires `transition` on `record`, the instance as last known.
+    async fn fire_on(
+        &self,
+        record: crate::store::InstanceRecord,
+        actor: &Actor,
+        transition: &str,
+        request: &FireRequest,
+    ) -> Result<InstanceView, EngineError> {
         tracing::Span::current().record("process", record.process.as_str());
         let loaded = self.version(&record.definition_hash).await?;
         let def = &loaded.definition;
-        let (t, merged) = admission::admit(def, &record, actor, transition, &request)?;
+        let t = admission::admit(def, &record, actor, transition, request)?;
         let links = if def.has_link_fields() {
+            let mut merged = record.data.clone();
+            data::apply(&mut merged, &request.data);
             self.rule_links(def, &merged).await?
         } else {
             Value::Object(Map::new())
         };
-        let mut w = Working::existing(self.env(), &loaded, actor, record, links);
-        w.record.data = merged;
+        let mut w = Working::existing(self.env(), &loaded, actor, record, &request.data, links);
+        let (data, comment) = (request.data.clone(), request.comment.clone());
         match (&t.approval, request.vote) {
-            (Some(approval), Some(decision)) => {
-                w.vote(t, approval, decision, request.data, request.comment)?;
-            }
-            _ => w.fire(t, request.data, request.comment)?,
+            (Some(approval), Some(decision)) => w.vote(t, approval, decision, data, comment)?,
+            _ => w.fire(t, data, comment)?,
         }
         w.settle()?;
-        let view = self.commit(w, def, actor, request.idempotency, 200).await?;
+        let view = self
+            .commit(w, def, actor, request.idempotency.clone(), 200)
+            .await?;
         tracing::debug!(instance = %view.id, transition, state = %view.state, "transition fired");
         Ok(view)
     }
@@ -303,8 +335,6 @@ impl Engine {
         }
     }
 
-    /// Checks the step's new links, then commits it; returns the fired (or created)
-    /// instance as written.
     /// Checks the step's links and commits it, with the answer when the request carries an
     /// idempotency key; returns the answer. `status` is the HTTP status of a first answer.
     async fn commit(
@@ -321,7 +351,15 @@ impl Engine {
         if let Some(idem) = &idempotency {
             step.answer = Some(self.answer_write(actor, idem, status, &view)?);
         }
-        match self.store.commit(step).await {
+        let written: Vec<_> = step.writes.iter().map(|w| w.instance.clone()).collect();
+        let outcome = self.store.commit(step).await;
+        for record in written {
+            match outcome {
+                Ok(()) => self.recent.put(record),
+                Err(_) => self.recent.forget(&record.id),
+            }
+        }
+        match outcome {
             Ok(()) => Ok(view),
             // A concurrent request with the same key committed first: answer as it did.
             Err(StoreError::KeyTaken) => self

@@ -50,15 +50,18 @@ pub(crate) struct Working<'a> {
 }
 
 impl<'a> Working<'a> {
-    /// An existing instance about to take a step; `links` is what rules see of its links.
+    /// An existing instance about to take a step with the caller's `input` applied to its
+    /// data; `links` is what rules see of its links.
     pub(crate) fn existing(
         env: Env<'a>,
         loaded: &'a Loaded,
         actor: &'a Actor,
-        record: InstanceRecord,
+        mut record: InstanceRecord,
+        input: &Map<String, Value>,
         links: Value,
     ) -> Self {
         let original_links = link_values(loaded, &record.data);
+        apply(&mut record.data, input);
         Self {
             env,
             loaded,
@@ -484,7 +487,7 @@ impl<'a> Working<'a> {
             }
         }
         step.writes.push(InstanceWrite {
-            instance: self.record,
+            instance: std::sync::Arc::new(self.record),
             previous_version: self.previous_version,
         });
         step.trace.extend(self.trace);

@@ -1,6 +1,7 @@
-//! The raw SQLite baseline of the benchmark: the rows one engine step writes (an instance
-//! update and its trace rows, one transaction per step), written with plain SQL and the
-//! same connection settings, so the engine's overhead can be stated as a ratio.
+//! The raw baselines of the benchmark: the rows one engine step writes (an instance update
+//! and its trace rows), written with plain SQL, one statement per row, and the same
+//! connection settings, one transaction per step or per `depth` steps, so the engine's
+//! overhead can be stated as a ratio.
 
 use std::time::{Duration, Instant};
 
@@ -9,15 +10,18 @@ use sqlx::sqlite::SqlitePoolOptions;
 use super::StoreError;
 use super::sqlite::{MIGRATOR, connect_options};
 
-/// Writes `steps` steps against a fresh database at `url`: step `i` updates one instance
-/// row and inserts `trace_rows(i)` trace rows carrying `data_json`, in one transaction.
-/// Returns the time the steps took (set-up excluded).
+/// Writes `steps` steps against a fresh database at `url`: step `i` updates one of `depth`
+/// instance rows and inserts `trace_rows(i)` trace rows carrying `data_json`; `depth`
+/// consecutive steps share one transaction (1: one commit per step). Returns the time the
+/// steps took (set-up excluded).
 pub async fn raw_sqlite_steps(
     url: &str,
     steps: u64,
+    depth: u64,
     data_json: &str,
     trace_rows: impl Fn(u64) -> u64,
 ) -> Result<Duration, StoreError> {
+    let depth = depth.max(1);
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(connect_options(url)?)
@@ -26,51 +30,60 @@ pub async fn raw_sqlite_steps(
     sqlx::query("INSERT INTO definitions (hash, process, source, first_seen) VALUES ('raw', 'raw', '{}', 0)")
         .execute(&pool)
         .await?;
-    sqlx::query(
-        "INSERT INTO instances (id, process, definition_hash, state, data, version, created_by, created_at, updated_at)
-         VALUES ('raw-1', 'raw', 'raw', 'a', ?, 0, 'bench', 0, 0)",
-    )
-    .bind(data_json)
-    .execute(&pool)
-    .await?;
-    let started = Instant::now();
-    let mut version: i64 = 0;
-    for i in 0..steps {
-        let mut tx = pool.begin().await?;
-        let rows = trace_rows(i) as i64;
+    for d in 0..depth {
         sqlx::query(
-            "UPDATE instances SET state = ?, data = ?, version = ?, updated_at = ? WHERE id = ? AND version = ?",
+            "INSERT INTO instances (id, process, definition_hash, state, data, version, created_by, created_at, updated_at)
+             VALUES (?, 'raw', 'raw', 'a', ?, 0, 'bench', 0, 0)",
         )
-        .bind(if i % 2 == 0 { "b" } else { "a" })
+        .bind(format!("raw-{d}"))
         .bind(data_json)
-        .bind(version + rows)
-        .bind(i as i64)
-        .bind("raw-1")
-        .bind(version)
-        .execute(&mut *tx)
+        .execute(&pool)
         .await?;
-        for r in 0..rows {
+    }
+    let started = Instant::now();
+    let mut versions = vec![0_i64; depth as usize];
+    let mut i = 0;
+    while i < steps {
+        let mut tx = pool.begin().await?;
+        for _ in 0..depth.min(steps - i) {
+            let d = (i % depth) as usize;
+            let (id, version) = (format!("raw-{d}"), versions[d]);
+            let rows = trace_rows(i / depth) as i64;
             sqlx::query(
-                "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition, from_state,
-                 to_state, data, comment, definition_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "UPDATE instances SET state = ?, data = ?, version = ?, updated_at = ? WHERE id = ? AND version = ?",
             )
-            .bind("raw-1")
-            .bind(version + r + 1)
+            .bind(if (i / depth).is_multiple_of(2) { "b" } else { "a" })
+            .bind(data_json)
+            .bind(version + rows)
             .bind(i as i64)
-            .bind("bench")
-            .bind("[\"service_desk\"]")
-            .bind("transition")
-            .bind("t")
-            .bind("a")
-            .bind("b")
-            .bind("{\"pending_reason\":\"awaiting_customer\"}")
-            .bind(Option::<String>::None)
-            .bind("raw")
+            .bind(&id)
+            .bind(version)
             .execute(&mut *tx)
             .await?;
+            for r in 0..rows {
+                sqlx::query(
+                    "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition, from_state,
+                     to_state, data, comment, definition_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&id)
+                .bind(version + r + 1)
+                .bind(i as i64)
+                .bind("bench")
+                .bind("[\"service_desk\"]")
+                .bind("transition")
+                .bind("t")
+                .bind("a")
+                .bind("b")
+                .bind("{\"pending_reason\":\"awaiting_customer\"}")
+                .bind(Option::<String>::None)
+                .bind("raw")
+                .execute(&mut *tx)
+                .await?;
+            }
+            versions[d] = version + rows;
+            i += 1;
         }
         tx.commit().await?;
-        version += rows;
     }
     let elapsed = started.elapsed();
     pool.close().await;
@@ -78,17 +91,19 @@ pub async fn raw_sqlite_steps(
 }
 
 /// The PostgreSQL baseline: `clients` connections, each writing its share of `steps` steps
-/// to an instance of its own, with the rows and transactions of the SQLite baseline.
-/// `url` must name an empty database; the schema is migrated first.
+/// to `depth` instances of its own, `depth` steps per transaction, with the rows of the
+/// SQLite baseline. `url` must name an empty database; the schema is migrated first.
 pub async fn raw_postgres_steps(
     url: &str,
     steps: u64,
     clients: u64,
+    depth: u64,
     data_json: &str,
     trace_rows: impl Fn(u64) -> u64 + Copy + Send + 'static,
 ) -> Result<Duration, StoreError> {
     use sqlx::postgres::PgPoolOptions;
     let clients = clients.max(1);
+    let depth = depth.max(1);
     let pool = PgPoolOptions::new()
         .max_connections(u32::try_from(clients).unwrap_or(u32::MAX))
         .connect(url)
@@ -97,7 +112,7 @@ pub async fn raw_postgres_steps(
     sqlx::query("INSERT INTO definitions (hash, process, source, first_seen) VALUES ('raw', 'raw', '{}', 0) ON CONFLICT DO NOTHING")
         .execute(&pool)
         .await?;
-    for c in 0..clients {
+    for c in 0..clients * depth {
         sqlx::query(
             "INSERT INTO instances (id, process, definition_hash, state, data, version, created_by, created_at, updated_at)
              VALUES ($1, 'raw', 'raw', 'a', $2::jsonb, 0, 'bench', 0, 0)",
@@ -114,16 +129,19 @@ pub async fn raw_postgres_steps(
         let data = data_json.to_owned();
         let share = steps / clients + u64::from(c < steps % clients);
         tasks.push(tokio::spawn(async move {
-            let id = format!("raw-{c}");
-            let mut version: i64 = 0;
-            for i in 0..share {
-                let mut tx = pool.begin().await?;
-                let rows = trace_rows(i) as i64;
+            let mut versions = vec![0_i64; depth as usize];
+            let mut i = 0;
+            while i < share {
+              let mut tx = pool.begin().await?;
+              for _ in 0..depth.min(share - i) {
+                let d = (i % depth) as usize;
+                let (id, version) = (format!("raw-{}", c * depth + d as u64), versions[d]);
+                let rows = trace_rows(i / depth) as i64;
                 sqlx::query(
                     "UPDATE instances SET state = $1, data = $2::jsonb, version = $3, updated_at = $4
                      WHERE id = $5 AND version = $6",
                 )
-                .bind(if i % 2 == 0 { "b" } else { "a" })
+                .bind(if (i / depth).is_multiple_of(2) { "b" } else { "a" })
                 .bind(&data)
                 .bind(version + rows)
                 .bind(i as i64)
@@ -144,8 +162,10 @@ pub async fn raw_postgres_steps(
                     .execute(&mut *tx)
                     .await?;
                 }
-                tx.commit().await?;
-                version += rows;
+                versions[d] = version + rows;
+                i += 1;
+              }
+              tx.commit().await?;
             }
             Ok::<_, StoreError>(())
         }));

@@ -42,6 +42,10 @@ impl Default for GroupCommitConfig {
     }
 }
 
+/// How often the writer yields, at most, to let the callers of the previous batch join
+/// the next one.
+const MAX_YIELDS: u32 = 8;
+
 struct Pending {
     step: Step,
     reply: oneshot::Sender<Result<(), StoreError>>,
@@ -93,11 +97,20 @@ async fn write_batches(
     config: GroupCommitConfig,
 ) {
     let max = config.max_batch.max(1);
+    // Size of the batch before: its callers are probably computing their next steps right
+    // now. Rather than commit a smaller batch and make them wait a whole commit, the
+    // writer yields a few times to let them join. A lone client (last = 1) never waits.
+    let mut last = 1;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
+        let mut yields = 0;
         while batch.len() < max {
             match rx.try_recv() {
                 Ok(p) => batch.push(p),
+                Err(_) if batch.len() < last && yields < MAX_YIELDS => {
+                    yields += 1;
+                    tokio::task::yield_now().await;
+                }
                 Err(_) if config.max_wait.is_zero() => break,
                 Err(_) => match tokio::time::timeout(config.max_wait, rx.recv()).await {
                     Ok(Some(p)) => batch.push(p),
@@ -105,6 +118,7 @@ async fn write_batches(
                 },
             }
         }
+        last = batch.len();
         let (steps, replies): (Vec<Step>, Vec<_>) =
             batch.into_iter().map(|p| (p.step, p.reply)).unzip();
         let results = if steps.len() == 1 {
@@ -112,7 +126,9 @@ async fn write_batches(
             vec![store.commit(step).await]
         } else {
             tracing::trace!(steps = steps.len(), "group commit");
-            store.commit_batch(&steps).await
+            let results = store.commit_batch(&steps).await;
+            drop(steps); // the engine keeps what it wrote: let it own it alone
+            results
         };
         for (reply, result) in replies.into_iter().zip(results) {
             // A caller that went away still had its step written; nothing to undo.
@@ -219,7 +235,7 @@ mod tests {
     fn create(id: &str) -> Step {
         Step {
             writes: vec![InstanceWrite {
-                instance: InstanceRecord {
+                instance: std::sync::Arc::new(InstanceRecord {
                     id: id.into(),
                     process: "p".into(),
                     definition_hash: "h".into(),
@@ -230,7 +246,7 @@ mod tests {
                     created_at: 0,
                     updated_at: 0,
                     votes: Vec::new(),
-                },
+                }),
                 previous_version: None,
             }],
             ..Step::default()

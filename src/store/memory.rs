@@ -138,7 +138,8 @@ impl Store for MemoryStore {
             t.answers.insert(k, w.answer);
         }
         for w in step.writes {
-            t.instances.insert(w.instance.id.clone(), w.instance);
+            t.instances
+                .insert(w.instance.id.clone(), (*w.instance).clone());
         }
         for c in step.links {
             t.links

@@ -6,6 +6,9 @@
 
 mod baseline;
 mod batch;
+mod bulk;
+#[cfg(test)]
+mod bulk_tests;
 mod group;
 mod memory;
 mod postgres;
@@ -152,8 +155,9 @@ pub struct StoredDefinition {
 /// One instance written by a step.
 #[derive(Debug, Clone)]
 pub struct InstanceWrite {
-    /// The instance after the step (its `version` already incremented).
-    pub instance: InstanceRecord,
+    /// The instance after the step (its `version` already incremented); shared, so that
+    /// the engine can keep it after the commit without copying it.
+    pub instance: std::sync::Arc<InstanceRecord>,
     /// `None` to create the instance; otherwise the version it must still have.
     pub previous_version: Option<i64>,
 }

@@ -12,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder};
 
 use super::batch::commit_in_savepoints;
+use super::bulk::{Bulk, Refused, expect_rows, json_array};
 use super::rows::{
     answer_from_row, definition_from_row, head_from_row, instance_from_row, links_from_rows,
     trace_from_row,
@@ -26,7 +27,7 @@ pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// Instances and traces in a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 impl PgStore {
@@ -195,8 +196,109 @@ impl Store for PgStore {
     }
 
     async fn commit_batch(&self, steps: &[Step]) -> Vec<Result<(), StoreError>> {
+        if let Some(bulk) = Bulk::new(steps) {
+            match commit_bulk(&self.pool, &bulk).await {
+                Ok(()) => return steps.iter().map(|_| Ok(())).collect(),
+                Err(why) => tracing::debug!(%why, "set-based batch refused; step by step"),
+            }
+        }
         commit_in_savepoints!(self.pool, steps, apply_step)
     }
+}
+
+/// Writes a whole batch with one statement per kind of row, all or nothing. Instances are
+/// locked in id order first, so that two nodes' batches never wait on each other in a
+/// circle.
+pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Refused> {
+    let mut tx = pool.begin().await?;
+    if !bulk.answers.is_empty() {
+        let done = sqlx::query(
+            "INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at)
+             SELECT actor, key, fingerprint, status, response, created_at
+             FROM jsonb_to_recordset($1::jsonb) AS j(actor text, key text, fingerprint text,
+                  status integer, response text, created_at bigint)
+             ON CONFLICT (actor, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                 status = excluded.status, response = excluded.response,
+                 created_at = excluded.created_at
+             WHERE idempotency_keys.created_at < $2",
+        )
+        .bind(json_array(&bulk.answers)?)
+        .bind(bulk.replaces_before)
+        .execute(&mut *tx)
+        .await?;
+        expect_rows("answers", done.rows_affected(), &bulk.answers)?;
+    }
+    if !bulk.creates.is_empty() {
+        let done = sqlx::query(
+            "INSERT INTO instances (id, process, definition_hash, state, data, version,
+                 created_by, created_at, updated_at, votes)
+             SELECT id, process, definition_hash, state, data, version, created_by,
+                    created_at, updated_at, votes
+             FROM jsonb_to_recordset($1::jsonb) AS j(id text, process text,
+                  definition_hash text, state text, data jsonb, version bigint,
+                  created_by text, created_at bigint, updated_at bigint, votes jsonb)",
+        )
+        .bind(json_array(&bulk.creates)?)
+        .execute(&mut *tx)
+        .await?;
+        expect_rows("new instances", done.rows_affected(), &bulk.creates)?;
+    }
+    if !bulk.updates.is_empty() {
+        let done = sqlx::query(
+            "WITH j AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS j(id text, state text,
+                      data jsonb, version bigint, previous bigint, updated_at bigint,
+                      votes jsonb)),
+                  locked AS (SELECT i.id FROM instances i JOIN j ON j.id = i.id
+                      ORDER BY i.id FOR UPDATE OF i)
+             UPDATE instances SET state = j.state, data = j.data, version = j.version,
+                 updated_at = j.updated_at, votes = j.votes
+             FROM j JOIN locked ON locked.id = j.id
+             WHERE instances.id = j.id AND instances.version = j.previous",
+        )
+        .bind(json_array(&bulk.updates)?)
+        .execute(&mut *tx)
+        .await?;
+        expect_rows("instance updates", done.rows_affected(), &bulk.updates)?;
+    }
+    if !bulk.link_clears.is_empty() {
+        sqlx::query(
+            "DELETE FROM links l USING jsonb_to_recordset($1::jsonb) AS j(from_id text,
+                 relation text)
+             WHERE l.from_id = j.from_id AND l.relation = j.relation",
+        )
+        .bind(json_array(&bulk.link_clears)?)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !bulk.link_adds.is_empty() {
+        let done = sqlx::query(
+            "INSERT INTO links (from_id, relation, to_id)
+             SELECT from_id, relation, to_id
+             FROM jsonb_to_recordset($1::jsonb) AS j(from_id text, relation text, to_id text)",
+        )
+        .bind(json_array(&bulk.link_adds)?)
+        .execute(&mut *tx)
+        .await?;
+        expect_rows("links", done.rows_affected(), &bulk.link_adds)?;
+    }
+    if !bulk.traces.is_empty() {
+        let done = sqlx::query(
+            "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
+                 from_state, to_state, data, comment, definition_hash)
+             SELECT instance_id, seq, at, actor, roles, kind, transition, from_state,
+                    to_state, data, comment, definition_hash
+             FROM jsonb_to_recordset($1::jsonb) AS j(instance_id text, seq bigint,
+                  at bigint, actor text, roles jsonb, kind text, transition text,
+                  from_state text, to_state text, data jsonb, comment text,
+                  definition_hash text)",
+        )
+        .bind(json_array(&bulk.traces)?)
+        .execute(&mut *tx)
+        .await?;
+        expect_rows("trace records", done.rows_affected(), &bulk.traces)?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Writes one step inside an open transaction: its answer first (a live one under the same

@@ -278,3 +278,63 @@ async fn a_server_killed_under_load_loses_no_acknowledged_step() {
         );
     }
 }
+
+/// POSTs as the auditor; the status and the JSON answer.
+async fn post_json(client: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
+    let answer = client
+        .post(url)
+        .bearer_auth("nobody")
+        .json(&body)
+        .send()
+        .await
+        .expect("node answers");
+    let status = answer.status().as_u16();
+    (status, answer.json().await.expect("a JSON answer"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_last_copy_is_stale_answers_from_the_database() {
+    let files = tempfile::tempdir().unwrap();
+    let processes = files.path().join("processes");
+    std::fs::create_dir(&processes).unwrap();
+    std::fs::write(processes.join("toggle.yaml"), TOGGLE).unwrap();
+    let db = TestDb::new().await;
+    let a = start_node(&db.url, &processes);
+    let b = start_node(&db.url, &processes);
+    let client = reqwest::Client::new();
+    let fire = |base: &str, id: &str, t: &str| {
+        post_json(
+            &client,
+            format!("{base}/api/v1/instances/{id}/transitions/{t}"),
+            json!({}),
+        )
+    };
+
+    let (_, created) = post_json(
+        &client,
+        format!("{}/api/v1/instances", a.base),
+        json!({"process": "toggle"}),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(fire(&a.base, &id, "tick").await.1["version"], 2);
+    // Node B moves the instance on; node A's own copy is now one step behind.
+    assert_eq!(fire(&b.base, &id, "tick").await.1["version"], 3);
+    let (status, after) = fire(&a.base, &id, "tick").await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["version"], 4, "A stepped from the stored version");
+
+    // B finishes the instance; A's copy still shows it open, yet A refuses like B would.
+    assert_eq!(fire(&b.base, &id, "finish").await.0, 200);
+    let (status, refused) = fire(&a.base, &id, "tick").await;
+    assert_eq!(status, 409, "{refused}");
+
+    let trace = get_json(&client, format!("{}/api/v1/instances/{id}/trace", a.base)).await;
+    let seqs: Vec<i64> = trace["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5], "one record per acknowledged step");
+}

@@ -67,7 +67,7 @@ fn record(id: &str, seq: i64, to: &str) -> TraceRecord {
 fn create(id: &str) -> Step {
     Step {
         writes: vec![InstanceWrite {
-            instance: instance(id, "a", 1),
+            instance: instance(id, "a", 1).into(),
             previous_version: None,
         }],
         trace: vec![record(id, 1, "a")],
@@ -78,7 +78,7 @@ fn create(id: &str) -> Step {
 fn advance(id: &str, from_version: i64) -> Step {
     Step {
         writes: vec![InstanceWrite {
-            instance: instance(id, "b", from_version + 1),
+            instance: instance(id, "b", from_version + 1).into(),
             previous_version: Some(from_version),
         }],
         trace: vec![record(id, from_version + 1, "b")],
@@ -121,7 +121,7 @@ async fn a_step_is_all_or_nothing_across_instances() {
     // A step creating i2 and advancing i1 from a stale version: neither happens.
     let mut step = create("i2");
     step.writes.push(InstanceWrite {
-        instance: instance("i1", "b", 9),
+        instance: instance("i1", "b", 9).into(),
         previous_version: Some(8),
     });
     assert!(store.commit(step).await.is_err());

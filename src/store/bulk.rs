@@ -1,0 +1,229 @@
+//! A batch of steps as a few set-based statements: the rows of every kind the batch writes
+//! (answers, new instances, instance updates, link changes, trace records) are gathered so
+//! that each kind is written by one statement (PostgreSQL: one JSON array expanded by
+//! `jsonb_to_recordset`) or a few multi-row statements (SQLite, where expanding JSON costs
+//! more than binding values). A batch then costs a handful of statements, where writing
+//! step by step costs several statements per step.
+//!
+//! The set-based form is all or nothing for the whole batch. It is tried first; when any
+//! row is refused (a lost race, a live idempotency key), the caller rolls it back and
+//! writes the batch again step by step in savepoints, so that only the refused steps fail.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{Step, Vote};
+
+/// The rows of a batch, by kind, borrowed from its steps.
+#[derive(Debug, Default)]
+pub(super) struct Bulk<'a> {
+    pub(super) answers: Vec<AnswerRow<'a>>,
+    /// An expired answer under the same key is replaced only when given before this time
+    /// (the earliest of the batch: a step that needs a later cut-off goes step by step).
+    pub(super) replaces_before: i64,
+    pub(super) creates: Vec<InstanceRow<'a>>,
+    pub(super) updates: Vec<InstanceRow<'a>>,
+    pub(super) link_clears: Vec<LinkRow<'a>>,
+    pub(super) link_adds: Vec<LinkRow<'a>>,
+    pub(super) traces: Vec<TraceRow<'a>>,
+}
+
+/// A stored answer.
+#[derive(Debug, Serialize)]
+pub(super) struct AnswerRow<'a> {
+    pub(super) actor: &'a str,
+    pub(super) key: &'a str,
+    pub(super) fingerprint: &'a str,
+    pub(super) status: u16,
+    pub(super) response: &'a str,
+    pub(super) created_at: i64,
+}
+
+/// An instance to create, or to update from version `previous`.
+#[derive(Debug, Serialize)]
+pub(super) struct InstanceRow<'a> {
+    pub(super) id: &'a str,
+    pub(super) process: &'a str,
+    pub(super) definition_hash: &'a str,
+    pub(super) state: &'a str,
+    pub(super) data: &'a Map<String, Value>,
+    pub(super) version: i64,
+    pub(super) previous: Option<i64>,
+    pub(super) created_by: &'a str,
+    pub(super) created_at: i64,
+    pub(super) updated_at: i64,
+    pub(super) votes: &'a [Vote],
+}
+
+/// A link field to clear (no `to_id`) or one of its targets.
+#[derive(Debug, Serialize)]
+pub(super) struct LinkRow<'a> {
+    pub(super) from_id: &'a str,
+    pub(super) relation: &'a str,
+    pub(super) to_id: Option<&'a str>,
+}
+
+/// A trace record.
+#[derive(Debug, Serialize)]
+pub(super) struct TraceRow<'a> {
+    pub(super) instance_id: &'a str,
+    pub(super) seq: i64,
+    pub(super) at: i64,
+    pub(super) actor: &'a str,
+    pub(super) roles: &'a [String],
+    pub(super) kind: &'a str,
+    pub(super) transition: Option<&'a str>,
+    pub(super) from_state: Option<&'a str>,
+    pub(super) to_state: &'a str,
+    pub(super) data: &'a Map<String, Value>,
+    pub(super) comment: Option<&'a str>,
+    pub(super) definition_hash: &'a str,
+}
+
+/// Rows as one JSON array, for databases that expand it set-wise.
+pub(super) fn json_array(rows: &[impl Serialize]) -> Result<String, Refused> {
+    serde_json::to_string(rows).map_err(|e| Refused::Encoding(e.to_string()))
+}
+
+/// `rows` cut into chunks whose sizes are powers of two, largest first, none above `max`:
+/// a statement per chunk size can then be prepared once and cached.
+pub(super) fn chunks<T>(mut rows: &[T], max: usize) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let size = if rows.len() >= max {
+            max
+        } else {
+            1 << (usize::BITS - 1 - rows.len().leading_zeros())
+        };
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    })
+}
+
+impl<'a> Bulk<'a> {
+    /// The rows of `steps`, or `None` when the batch cannot be written set-wise: two of its
+    /// steps write the same instance, key or link field (they must apply one after the
+    /// other, and one of them will be refused).
+    pub(super) fn new(steps: &'a [Step]) -> Option<Bulk<'a>> {
+        let mut bulk = Bulk {
+            replaces_before: i64::MAX,
+            ..Bulk::default()
+        };
+        let mut instances = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        let mut fields = std::collections::HashSet::new();
+        for step in steps {
+            if let Some(w) = &step.answer {
+                let a = &w.answer;
+                if !keys.insert((a.actor.as_str(), a.key.as_str())) {
+                    return None;
+                }
+                bulk.replaces_before = bulk.replaces_before.min(w.replaces_before);
+                bulk.answers.push(AnswerRow {
+                    actor: &a.actor,
+                    key: &a.key,
+                    fingerprint: &a.fingerprint,
+                    status: a.status,
+                    response: &a.response,
+                    created_at: a.created_at,
+                });
+            }
+            for w in &step.writes {
+                let i = &w.instance;
+                if !instances.insert(i.id.as_str()) {
+                    return None;
+                }
+                let row = InstanceRow {
+                    id: &i.id,
+                    process: &i.process,
+                    definition_hash: &i.definition_hash,
+                    state: &i.state,
+                    data: &i.data,
+                    version: i.version,
+                    previous: w.previous_version,
+                    created_by: &i.created_by,
+                    created_at: i.created_at,
+                    updated_at: i.updated_at,
+                    votes: &i.votes,
+                };
+                match w.previous_version {
+                    None => bulk.creates.push(row),
+                    Some(_) => bulk.updates.push(row),
+                }
+            }
+            for change in &step.links {
+                if !fields.insert((change.from.as_str(), change.relation.as_str())) {
+                    return None;
+                }
+                bulk.link_clears.push(LinkRow {
+                    from_id: &change.from,
+                    relation: &change.relation,
+                    to_id: None,
+                });
+                for to in &change.to {
+                    bulk.link_adds.push(LinkRow {
+                        from_id: &change.from,
+                        relation: &change.relation,
+                        to_id: Some(to),
+                    });
+                }
+            }
+            for t in &step.trace {
+                bulk.traces.push(TraceRow {
+                    instance_id: &t.instance_id,
+                    seq: t.seq,
+                    at: t.at,
+                    actor: &t.actor,
+                    roles: &t.roles,
+                    kind: t.kind.as_str(),
+                    transition: t.transition.as_deref(),
+                    from_state: t.from.as_deref(),
+                    to_state: &t.to,
+                    data: &t.data,
+                    comment: t.comment.as_deref(),
+                    definition_hash: &t.definition_hash,
+                });
+            }
+        }
+        Some(bulk)
+    }
+}
+
+/// Why a set-based write was abandoned; the batch is then written step by step.
+#[derive(Debug)]
+pub(super) enum Refused {
+    /// A row was refused or affected fewer rows than expected.
+    Rows(&'static str),
+    /// The rows could not be put in the database's batch form.
+    Encoding(String),
+    /// The database failed.
+    Database(sqlx::Error),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Rows(what) => write!(f, "not every one of the {what} was written"),
+            Refused::Encoding(e) => write!(f, "rows not encodable: {e}"),
+            Refused::Database(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<sqlx::Error> for Refused {
+    fn from(e: sqlx::Error) -> Self {
+        Refused::Database(e)
+    }
+}
+
+/// Checks that statements wrote every row they were given.
+pub(super) fn expect_rows<T>(what: &'static str, done: u64, rows: &[T]) -> Result<(), Refused> {
+    if usize::try_from(done).is_ok_and(|done| done == rows.len()) {
+        Ok(())
+    } else {
+        Err(Refused::Rows(what))
+    }
+}

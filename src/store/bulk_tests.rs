@@ -1,0 +1,261 @@
+//! The set-based batch writes exactly what the same steps write one by one, on SQLite and,
+//! when `OPSFLOW_TEST_POSTGRES_URL` is set, on PostgreSQL.
+
+use serde_json::{Map, Value, json};
+
+use super::bulk::Bulk;
+use super::{
+    AnswerWrite, Decision, InstanceRecord, InstanceWrite, LinkChange, PgStore, SqliteStore, Step,
+    Store, StoredAnswer, StoredDefinition, TraceKind, TraceRecord, Vote,
+};
+
+fn data(n: i64) -> Map<String, Value> {
+    match json!({
+        "n": n,
+        "summary": "打印机无法打印 \"quoted\" \\ back\nslash",
+        "nested": { "list": [1, 2.5, null, true], "empty": {} },
+        "none": null,
+    }) {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+fn instance(id: &str, state: &str, version: i64) -> InstanceRecord {
+    InstanceRecord {
+        id: id.into(),
+        process: "p".into(),
+        definition_hash: "h1".into(),
+        state: state.into(),
+        data: data(version),
+        version,
+        created_by: "alice".into(),
+        created_at: 1,
+        updated_at: version * 10,
+        votes: Vec::new(),
+    }
+}
+
+fn record(id: &str, seq: i64, kind: TraceKind, comment: Option<&str>) -> TraceRecord {
+    TraceRecord {
+        instance_id: id.into(),
+        seq,
+        at: seq * 10,
+        actor: "alice".into(),
+        roles: vec!["r1".into(), "r2".into()],
+        kind,
+        transition: (seq > 1).then(|| "t".to_owned()),
+        from: (seq > 1).then(|| "a".to_owned()),
+        to: "b".into(),
+        data: data(seq),
+        comment: comment.map(str::to_owned),
+        definition_hash: "h1".into(),
+    }
+}
+
+fn create(id: &str) -> Step {
+    Step {
+        writes: vec![InstanceWrite {
+            instance: instance(id, "a", 1).into(),
+            previous_version: None,
+        }],
+        trace: vec![record(id, 1, TraceKind::Created, None)],
+        ..Step::default()
+    }
+}
+
+fn answer(key: &str, at: i64) -> AnswerWrite {
+    AnswerWrite {
+        answer: StoredAnswer {
+            actor: "alice".into(),
+            key: key.into(),
+            fingerprint: "f".into(),
+            status: 200,
+            response: "{\"id\":\"x\"}".into(),
+            created_at: at,
+        },
+        replaces_before: at - 100,
+    }
+}
+
+/// Instances `a`..`d` exist; `k-old` holds an expired answer.
+async fn prepare(store: &dyn Store) {
+    store
+        .save_definition(&StoredDefinition {
+            hash: "h1".into(),
+            process: "p".into(),
+            source: "{}".into(),
+        })
+        .await
+        .unwrap();
+    for id in ["a", "b", "c", "d"] {
+        store.commit(create(id)).await.unwrap();
+    }
+    let mut step = create("old");
+    step.answer = Some(answer("k-old", 1));
+    store.commit(step).await.unwrap();
+    let mut link = Step {
+        writes: vec![InstanceWrite {
+            instance: instance("d", "b", 2).into(),
+            previous_version: Some(1),
+        }],
+        trace: vec![record("d", 2, TraceKind::Transition, None)],
+        ..Step::default()
+    };
+    link.links.push(LinkChange {
+        from: "d".into(),
+        relation: "rel".into(),
+        to: vec!["a".into(), "b".into()],
+    });
+    store.commit(link).await.unwrap();
+}
+
+/// Every kind of row a batch can hold.
+fn batch() -> Vec<Step> {
+    let mut steps = Vec::new();
+    // An advance with a vote, an automatic follow-up and a comment.
+    let mut voted = instance("a", "b", 3);
+    voted.votes.push(Vote {
+        transition: "t".into(),
+        actor: "bob".into(),
+        decision: Decision::Approve,
+        comment: Some("ok".into()),
+        at: 5,
+    });
+    steps.push(Step {
+        writes: vec![InstanceWrite {
+            instance: voted.into(),
+            previous_version: Some(1),
+        }],
+        trace: vec![
+            record("a", 2, TraceKind::Vote, Some("looks right")),
+            record("a", 3, TraceKind::Automatic, None),
+        ],
+        answer: Some(answer("k1", 1_000)),
+        ..Step::default()
+    });
+    // A create that links to an existing instance, and replaces an expired answer.
+    let mut linked = create("e");
+    linked.links.push(LinkChange {
+        from: "e".into(),
+        relation: "rel".into(),
+        to: vec!["b".into()],
+    });
+    linked.answer = Some(answer("k-old", 1_000));
+    steps.push(linked);
+    // An advance that replaces a link field's targets.
+    let mut relinked = Step {
+        writes: vec![InstanceWrite {
+            instance: instance("d", "b", 3).into(),
+            previous_version: Some(2),
+        }],
+        trace: vec![record("d", 3, TraceKind::Transition, None)],
+        ..Step::default()
+    };
+    relinked.links.push(LinkChange {
+        from: "d".into(),
+        relation: "rel".into(),
+        to: vec!["c".into()],
+    });
+    steps.push(relinked);
+    // A step that creates one instance and advances another.
+    let mut both = create("f");
+    both.writes.push(InstanceWrite {
+        instance: instance("b", "b", 2).into(),
+        previous_version: Some(1),
+    });
+    both.trace.push(record("b", 2, TraceKind::Transition, None));
+    steps.push(both);
+    steps
+}
+
+async fn everything(store: &dyn Store) -> Vec<String> {
+    let mut out = Vec::new();
+    for id in ["a", "b", "c", "d", "e", "f", "old"] {
+        out.push(format!("{:?}", store.get_instance(id).await.unwrap()));
+        out.push(format!("{:?}", store.trace(id).await.unwrap()));
+        out.push(format!("{:?}", store.links(id).await.unwrap()));
+    }
+    for key in ["k1", "k-old"] {
+        out.push(format!("{:?}", store.answer("alice", key).await.unwrap()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_set_based_batch_on_sqlite_writes_what_the_steps_write_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+    let bulk_store = SqliteStore::open(&url("bulk.db")).await.unwrap();
+    let one_by_one = SqliteStore::open(&url("steps.db")).await.unwrap();
+    prepare(&bulk_store).await;
+    prepare(&one_by_one).await;
+
+    let steps = batch();
+    let bulk = Bulk::new(&steps).expect("distinct steps go set-wise");
+    super::sqlite::commit_bulk(&bulk_store.writer, &bulk)
+        .await
+        .expect("the set-based write succeeds");
+    for step in steps {
+        one_by_one.commit(step).await.unwrap();
+    }
+    assert_eq!(everything(&bulk_store).await, everything(&one_by_one).await);
+}
+
+#[tokio::test]
+async fn a_set_based_batch_on_sqlite_with_a_stale_step_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .unwrap();
+    prepare(&store).await;
+    let before = everything(&store).await;
+    let mut steps = batch();
+    steps[2].writes[0].previous_version = Some(1); // `d` is at version 2
+    let bulk = Bulk::new(&steps).unwrap();
+    assert!(
+        super::sqlite::commit_bulk(&store.writer, &bulk)
+            .await
+            .is_err()
+    );
+    assert_eq!(everything(&store).await, before);
+}
+
+#[tokio::test]
+async fn a_set_based_batch_on_postgres_writes_what_the_steps_write_one_by_one() {
+    let Ok(server) = std::env::var("OPSFLOW_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: OPSFLOW_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let names = [format!("opsflow_u_{tag}_b"), format!("opsflow_u_{tag}_s")];
+    let mut stores = Vec::new();
+    for name in &names {
+        let url = super::create_database(&server, name).await.unwrap();
+        stores.push(PgStore::open(&url, 2).await.unwrap());
+    }
+    for s in &stores {
+        prepare(s).await;
+    }
+    let steps = batch();
+    let bulk = Bulk::new(&steps).unwrap();
+    let written = super::postgres::commit_bulk(&stores[0].pool, &bulk).await;
+    for step in steps {
+        stores[1].commit(step).await.unwrap();
+    }
+    let (got, want) = (everything(&stores[0]).await, everything(&stores[1]).await);
+    for s in stores {
+        s.pool.close().await;
+    }
+    for name in &names {
+        super::drop_database(&server, name).await.unwrap();
+    }
+    written.expect("the set-based write succeeds");
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_batch_writing_one_instance_twice_goes_step_by_step() {
+    let steps = vec![create("x"), create("x")];
+    assert!(Bulk::new(&steps).is_none());
+}
