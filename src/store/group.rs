@@ -46,6 +46,9 @@ impl Default for GroupCommitConfig {
 /// the next one.
 const MAX_YIELDS: u32 = 8;
 
+/// Below this, a wait for more steps yields instead of setting a timer.
+const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
+
 struct Pending {
     step: Step,
     reply: oneshot::Sender<Result<(), StoreError>>,
@@ -102,6 +105,7 @@ async fn write_batches(
     // writer yields a few times to let them join. A lone client (last = 1) never waits.
     let mut last = 1;
     while let Some(first) = rx.recv().await {
+        let opened = std::time::Instant::now();
         let mut batch = vec![first];
         let mut yields = 0;
         while batch.len() < max {
@@ -111,11 +115,21 @@ async fn write_batches(
                     yields += 1;
                     tokio::task::yield_now().await;
                 }
-                Err(_) if config.max_wait.is_zero() => break,
-                Err(_) => match tokio::time::timeout(config.max_wait, rx.recv()).await {
-                    Ok(Some(p)) => batch.push(p),
-                    _ => break,
-                },
+                Err(_) => {
+                    let left = config.max_wait.saturating_sub(opened.elapsed());
+                    if left.is_zero() {
+                        break;
+                    }
+                    if left < TIMER_RESOLUTION {
+                        // Tokio's timers tick in milliseconds: wait shorter by yielding.
+                        tokio::task::yield_now().await;
+                    } else {
+                        match tokio::time::timeout(left, rx.recv()).await {
+                            Ok(Some(p)) => batch.push(p),
+                            _ => break,
+                        }
+                    }
+                }
             }
         }
         last = batch.len();

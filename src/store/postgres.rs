@@ -433,11 +433,21 @@ async fn write_instance(
     Ok(())
 }
 
+/// A connection for creating and dropping databases, which may take a second or more
+/// without that being worth a warning.
+async fn admin_connection(server_url: &str) -> Result<sqlx::PgConnection, StoreError> {
+    use sqlx::ConnectOptions;
+    Ok(PgConnectOptions::from_str(server_url)?
+        .disable_statement_logging()
+        .connect()
+        .await?)
+}
+
 /// Creates an empty database named `name` on the server `server_url` points at and returns
 /// a URL for it. For benchmarks and tests that need a database of their own.
 pub async fn create_database(server_url: &str, name: &str) -> Result<String, StoreError> {
     use sqlx::{Connection, Executor};
-    let mut admin = sqlx::PgConnection::connect(server_url).await?;
+    let mut admin = admin_connection(server_url).await?;
     admin
         .execute(format!("CREATE DATABASE \"{}\"", name.replace('"', "")).as_str())
         .await?;
@@ -448,7 +458,7 @@ pub async fn create_database(server_url: &str, name: &str) -> Result<String, Sto
 /// Drops the database `name`, closing its connections first.
 pub async fn drop_database(server_url: &str, name: &str) -> Result<(), StoreError> {
     use sqlx::{Connection, Executor};
-    let mut admin = sqlx::PgConnection::connect(server_url).await?;
+    let mut admin = admin_connection(server_url).await?;
     admin
         .execute(
             format!(

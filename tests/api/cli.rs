@@ -12,6 +12,7 @@ fn opsflow(args: &[&str], dir: &Path) -> Output {
         .env_remove("OPSFLOW_DB")
         .env_remove("OPSFLOW_PROCESSES")
         .env_remove("OPSFLOW_RULES")
+        .env_remove("OPSFLOW_BENCH_POSTGRES_URL")
         .output()
         .expect("opsflow runs")
 }
@@ -336,4 +337,58 @@ fn every_shipped_process_renders_as_a_graph() {
             assert!(!o.stdout.is_empty());
         }
     }
+}
+
+#[test]
+fn bench_measures_every_figure_with_the_raw_limits_beside_them() {
+    let mut args = vec![
+        "bench",
+        "--transitions",
+        "256",
+        "--footprint-instances",
+        "256",
+        "--json",
+    ];
+    let pg = std::env::var("OPSFLOW_TEST_POSTGRES_URL").ok();
+    if let Some(url) = &pg {
+        args.extend(["--postgres", url.as_str()]);
+    }
+    let out = opsflow(&args, &repo_path("."));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON figures");
+    let mut keys = vec![
+        "memory_1_clients_tps".to_owned(),
+        "memory_8_clients_tps".into(),
+        "sqlite_single_tps".into(),
+        "sqlite_raw_tps".into(),
+        "memory_store_kib_per_100k_instances".into(),
+        "sqlite_disk_kib_per_100k_instances".into(),
+        "peak_rss_kib".into(),
+    ];
+    let databases: &[&str] = if pg.is_some() {
+        &["sqlite", "postgres"]
+    } else {
+        &["sqlite"]
+    };
+    for db in databases {
+        for c in [1, 8, 16, 32, 128] {
+            keys.push(format!("{db}_engine_{c}_clients_tps"));
+            keys.push(format!("{db}_raw_batched_{c}_tps"));
+            keys.push(format!("{db}_http_{c}_clients_tps"));
+            keys.push(format!("{db}_http_{c}_clients_p99_ms"));
+        }
+    }
+    for key in keys {
+        let value = figures[&key].as_f64();
+        assert!(value.is_some_and(|v| v > 0.0), "{key}: {:?}", figures[&key]);
+    }
+}
+
+#[test]
+fn bench_refuses_a_postgres_part_without_a_server() {
+    let out = opsflow(&["bench", "--only", "postgres"], &repo_path("."));
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("--postgres"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one plain line: {err}");
 }

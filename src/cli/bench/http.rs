@@ -1,0 +1,125 @@
+//! The workload over HTTP: a real server on loopback, driven by concurrent clients.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+
+use super::BenchArgs;
+use super::workload::{classification, new_event, step};
+use crate::server::Server;
+use crate::settings::{Secret, Settings};
+
+/// Throughput and latency of one HTTP run.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HttpFigures {
+    /// Transitions per second.
+    pub(super) tps: f64,
+    /// Median latency, ms.
+    pub(super) p50_ms: f64,
+    /// 99th percentile latency, ms.
+    pub(super) p99_ms: f64,
+}
+
+/// Transitions fired over HTTP by `clients` concurrent clients on a fresh server over the
+/// database at `db`, each client driving an event of its own.
+pub(super) async fn http_run(
+    args: &BenchArgs,
+    db: String,
+    clients: u64,
+) -> anyhow::Result<HttpFigures> {
+    let token = "bench-token";
+    let settings = Settings {
+        db,
+        processes: args.processes.clone(),
+        rules: args.rules.clone(),
+        listen: "127.0.0.1:0".parse()?,
+        idempotency_ttl: 86_400,
+        group_commit_max: 128,
+        group_commit_wait_us: 0,
+        write_shards: 0,
+        write_queue: 4096,
+        tokens: Secret::new(format!("{token}=bench:service_desk,requester")),
+    };
+    let server = Server::build(&settings).await?;
+    let base = format!("http://{}/api/v1", server.addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let clients = clients.max(1);
+    let per_client = args.transitions / clients;
+
+    // Create and classify every client's instance first, then time the transitions only.
+    let mut ids = Vec::new();
+    for _ in 0..clients {
+        let created: Value = client
+            .post(format!("{base}/instances"))
+            .bearer_auth(token)
+            .json(&json!({ "process": "event", "data": new_event() }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let id = created["id"]
+            .as_str()
+            .context("no id in answer")?
+            .to_owned();
+        client
+            .post(format!("{base}/instances/{id}/transitions/classify"))
+            .bearer_auth(token)
+            .json(&json!({ "data": classification() }))
+            .send()
+            .await?
+            .error_for_status()?;
+        ids.push(id);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for id in ids {
+        let client = client.clone();
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(per_client as usize);
+            for i in 0..per_client {
+                let (name, data) = step(i);
+                let sent = Instant::now();
+                client
+                    .post(format!("{base}/instances/{id}/transitions/{name}"))
+                    .bearer_auth(token)
+                    .json(&json!({ "data": data }))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                latencies.push(sent.elapsed());
+            }
+            Ok::<_, reqwest::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let elapsed = started.elapsed();
+    let _ = stop.send(());
+    serving.await??;
+    latencies.sort();
+    Ok(HttpFigures {
+        tps: super::rate(per_client * clients, elapsed),
+        p50_ms: percentile_ms(&latencies, 0.50),
+        p99_ms: percentile_ms(&latencies, 0.99),
+    })
+}
+
+/// The `p` quantile of sorted latencies, in ms rounded to 0.01.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    (sorted[i].as_secs_f64() * 100_000.0).round() / 100.0
+}
