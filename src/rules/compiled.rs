@@ -162,7 +162,12 @@ impl RuleEngine {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let tables = rhai::serde::to_dynamic(&def.tables).unwrap_or(Dynamic::UNIT);
+        // Shared (a clone per evaluation is a reference count) and read-only (no script
+        // can change what the next one reads).
+        let tables = rhai::serde::to_dynamic(&def.tables)
+            .unwrap_or(Dynamic::UNIT)
+            .into_read_only()
+            .into_shared();
         Ok(CompiledRules {
             functions,
             scripts,

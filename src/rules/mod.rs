@@ -15,3 +15,5 @@ pub use sandbox::Limits;
 
 #[cfg(test)]
 mod limits_tests;
+#[cfg(test)]
+mod tables_tests;
