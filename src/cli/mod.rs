@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::clock::SystemClock;
 use crate::definition::{GraphFormat, render_markdown};
-use crate::engine::Catalog;
+use crate::engine::{Catalog, load_calendars};
 use crate::rules::{Limits, RuleEngine};
 use crate::server::{Server, StartError};
 use crate::settings::Settings;
@@ -53,6 +53,9 @@ enum Command {
         /// Folder of rule modules.
         #[arg(long, env = "OPSFLOW_RULES", default_value = "rules")]
         rules: PathBuf,
+        /// Folder of business calendars (checked too when it exists).
+        #[arg(long, env = "OPSFLOW_CALENDARS", default_value = "calendars")]
+        calendars: PathBuf,
     },
     /// Print a process's state graph.
     Graph {
@@ -132,14 +135,20 @@ fn print_definition_errors(errors: &[crate::definition::DefinitionError]) {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(settings) => serve(settings).await,
-        Command::Validate { paths, rules } => {
+        Command::Validate {
+            paths,
+            rules,
+            calendars,
+        } => {
             let paths = if paths.is_empty() {
                 vec![PathBuf::from("processes")]
             } else {
                 paths
             };
-            match Catalog::load(&rule_engine(), &paths, &rules) {
-                Ok(catalog) => {
+            let loaded = Catalog::load(&rule_engine(), &paths, &rules);
+            let calendars = load_calendars(&calendars);
+            match (loaded, calendars) {
+                (Ok(catalog), Ok(calendars)) => {
                     for l in catalog.iter() {
                         println!(
                             "{}: ok: process `{}` ({} states, {} transitions), hash {}",
@@ -150,9 +159,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             &l.definition.hash[..12]
                         );
                     }
+                    for c in calendars.values() {
+                        println!("ok: calendar `{}` ({})", c.id, c.time_zone);
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
-                Err(errors) => {
+                (loaded, calendars) => {
+                    let errors: Vec<_> = loaded
+                        .err()
+                        .into_iter()
+                        .chain(calendars.err())
+                        .flatten()
+                        .collect();
                     print_definition_errors(&errors);
                     eprintln!("{} problem(s) found", errors.len());
                     Ok(ExitCode::FAILURE)

@@ -3,6 +3,7 @@
 //! This module knows nothing of scripts' meaning, storage or HTTP. Rule scripts are checked
 //! by [`crate::rules`], which reports through the same [`DefinitionError`].
 
+mod calendar;
 mod document;
 mod error;
 mod field;
@@ -15,6 +16,7 @@ mod source_map;
 mod suggest;
 mod transition;
 
+pub use calendar::{Calendar, NoWorkingTime, Period, parse_calendar};
 pub use document::render_markdown;
 pub use error::{DefinitionError, DefinitionErrors};
 pub use field::{Field, FieldType, describe_json};

@@ -1,14 +1,15 @@
 //! The set of process definitions the engine serves, loaded from the process and rule
 //! folders, each with its compiled rules.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
 
 use crate::definition::{
-    self, Definition, DefinitionError, Position, RuleSource, Source, YamlPath,
+    self, Calendar, Definition, DefinitionError, Position, RuleSource, Source, YamlPath,
+    parse_calendar,
 };
 use crate::rules::{CompiledRules, RuleEngine};
 
@@ -234,4 +235,44 @@ pub fn read_rule_library(
         }
     }
     library
+}
+
+/// Reads and checks every calendar file (`*.yaml`) of a folder, keyed by calendar id. A
+/// missing folder holds no calendars; every problem of every file is reported.
+pub fn load_calendars(dir: &Path) -> Result<BTreeMap<String, Calendar>, Vec<DefinitionError>> {
+    let mut calendars = BTreeMap::new();
+    let mut errors = Vec::new();
+    if !dir.exists() {
+        return Ok(calendars);
+    }
+    let mut files = Vec::new();
+    collect_process_files(dir, &mut files, &mut errors);
+    for path in files {
+        let file = path.display().to_string();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                errors.push(file_error(&file, format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        match parse_calendar(&file, &text) {
+            Ok(calendar) => {
+                if calendars.contains_key(&calendar.id) {
+                    errors.push(file_error(
+                        &file,
+                        format!("another file already defines calendar `{}`", calendar.id),
+                    ));
+                } else {
+                    calendars.insert(calendar.id.clone(), calendar);
+                }
+            }
+            Err(problems) => errors.extend(problems),
+        }
+    }
+    if errors.is_empty() {
+        Ok(calendars)
+    } else {
+        Err(errors)
+    }
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
 
-pub use catalog::{Catalog, Loaded, read_rule_library};
+pub use catalog::{Catalog, Loaded, load_calendars, read_rule_library};
 pub use error::{EngineError, FieldProblem};
 pub use idempotency::Idempotency;
 pub use view::{AllowedTransition, InstanceView};

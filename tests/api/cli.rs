@@ -398,3 +398,29 @@ fn bench_refuses_a_postgres_part_without_a_server() {
     assert!(err.contains("--postgres"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one plain line: {err}");
 }
+
+#[test]
+fn validate_checks_the_business_calendars_too() {
+    let out = opsflow(&["validate"], &repo_path("."));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ok: calendar `service-desk`"), "{stdout}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("desk.yaml"),
+        "calendar: desk\ntime_zone: Asia/Shanghai\nweek:\n  mon: [\"09:00-18:00\"]\n  fri: [\"9-18\"]\n",
+    )
+    .unwrap();
+    let calendars = dir.path().display().to_string();
+    let out = opsflow(&["validate", "--calendars", &calendars], &repo_path("."));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let file = dir.path().join("desk.yaml").display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{file}:5:9: `9-18` is not a period of the day such as `08:30-12:00`"
+        )),
+        "{err}"
+    );
+}
