@@ -129,7 +129,8 @@ impl Server {
         ));
         let engine = Arc::new(
             Engine::new(catalog, rules, store, clock)
-                .with_answer_ttl(Duration::from_secs(settings.idempotency_ttl)),
+                .with_answer_ttl(Duration::from_secs(settings.idempotency_ttl))
+                .with_instance_cache(settings.instance_cache),
         );
         engine.register_definitions().await?;
         let listener = TcpListener::bind(settings.listen)

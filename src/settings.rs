@@ -74,12 +74,16 @@ pub struct Settings {
     /// takes only what is already queued, so a lone client never waits).
     #[arg(long, env = "OPSFLOW_GROUP_COMMIT_WAIT_US", default_value_t = 0)]
     pub group_commit_wait_us: u64,
-    /// Group-commit writers (0: 1 on SQLite, 8 on PostgreSQL).
+    /// Group-commit writers (0: 1 on SQLite, 4 on PostgreSQL).
     #[arg(long, env = "OPSFLOW_WRITE_SHARDS", default_value_t = 0)]
     pub write_shards: usize,
     /// Steps that may queue for the writer; beyond that, requests get 503 and Retry-After.
     #[arg(long, env = "OPSFLOW_WRITE_QUEUE", default_value_t = 4096)]
     pub write_queue: usize,
+    /// Instances the engine remembers as it last wrote them, so that the next step on one
+    /// need not read it back (0: always read).
+    #[arg(long, env = "OPSFLOW_INSTANCE_CACHE", default_value_t = 16_384)]
+    pub instance_cache: usize,
     /// Bearer tokens: `token=actor:role,role;token2=actor2:role`.
     #[arg(
         long,

@@ -122,13 +122,20 @@ impl Engine {
             clock,
             versions: RwLock::new(versions),
             answer_ttl_ms: DEFAULT_ANSWER_TTL_MS,
-            recent: RecentInstances::default(),
+            recent: RecentInstances::with_capacity(recent::DEFAULT_CAPACITY),
         }
     }
 
     /// Keeps answers to requests with an idempotency key for `ttl` (default 24 hours).
     pub fn with_answer_ttl(mut self, ttl: std::time::Duration) -> Self {
         self.answer_ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Remembers up to `capacity` instances as this engine last wrote them (default
+    /// 16,384; 0 turns the memory off, so every step reads its instance).
+    pub fn with_instance_cache(mut self, capacity: usize) -> Self {
+        self.recent = RecentInstances::with_capacity(capacity);
         self
     }
 

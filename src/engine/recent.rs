@@ -12,15 +12,18 @@ use std::sync::{Arc, Mutex};
 
 use crate::store::InstanceRecord;
 
-/// How many instances each of the two generations holds.
-const GENERATION: usize = 8_192;
+/// Instances remembered unless configured.
+pub(super) const DEFAULT_CAPACITY: usize = 16_384;
 
-/// A bounded map of recently written instances. Entries live in two generations: when the
-/// current one is full it becomes the previous one and the old previous one is dropped, so
-/// an instance used within the last `GENERATION` writes is kept.
-#[derive(Debug, Default)]
+/// A bounded map of recently written instances. Entries live in two generations of half
+/// the capacity each: when the current one is full it becomes the previous one and the old
+/// previous one is dropped, so an instance written within the last `capacity / 2` writes
+/// is kept.
+#[derive(Debug)]
 pub(super) struct RecentInstances {
     generations: Mutex<Generations>,
+    /// Entries per generation; 0 remembers nothing.
+    generation: usize,
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +33,14 @@ struct Generations {
 }
 
 impl RecentInstances {
+    /// Remembers at most `capacity` instances.
+    pub(super) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            generations: Mutex::default(),
+            generation: capacity / 2,
+        }
+    }
+
     /// The instance as this engine last wrote it, if remembered, taken out: the step that
     /// starts from it puts it back once committed. (A concurrent step on the same instance
     /// meanwhile reads it from the database.)
@@ -42,8 +53,11 @@ impl RecentInstances {
 
     /// Remembers an instance as written.
     pub(super) fn put(&self, record: Arc<InstanceRecord>) {
+        if self.generation == 0 {
+            return;
+        }
         let mut g = self.generations.lock().unwrap_or_else(|e| e.into_inner());
-        if g.current.len() >= GENERATION && !g.current.contains_key(&record.id) {
+        if g.current.len() >= self.generation && !g.current.contains_key(&record.id) {
             g.previous = std::mem::take(&mut g.current);
         }
         g.previous.remove(&record.id);
@@ -79,7 +93,7 @@ mod tests {
 
     #[test]
     fn the_latest_write_of_an_instance_is_remembered_until_taken_or_forgotten() {
-        let recent = RecentInstances::default();
+        let recent = RecentInstances::with_capacity(DEFAULT_CAPACITY);
         recent.put(record("a", 1));
         recent.put(record("a", 2));
         assert_eq!(recent.take("a").map(|r| r.version), Some(2));
@@ -90,14 +104,21 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_bounded_to_two_generations() {
-        let recent = RecentInstances::default();
-        for i in 0..3 * GENERATION {
+    fn memory_is_bounded_to_the_capacity() {
+        let recent = RecentInstances::with_capacity(100);
+        for i in 0..300 {
             recent.put(record(&i.to_string(), 1));
         }
         assert!(recent.take("0").is_none(), "the oldest are dropped");
-        assert!(recent.take(&(3 * GENERATION - 1).to_string()).is_some());
+        assert!(recent.take("299").is_some());
         let g = recent.generations.lock().unwrap();
-        assert!(g.current.len() + g.previous.len() <= 2 * GENERATION);
+        assert!(g.current.len() + g.previous.len() <= 100);
+    }
+
+    #[test]
+    fn a_capacity_of_zero_remembers_nothing() {
+        let recent = RecentInstances::with_capacity(0);
+        recent.put(record("a", 1));
+        assert!(recent.take("a").is_none());
     }
 }

@@ -176,6 +176,7 @@ pub async fn spawn_app_on_clock(
         group_commit_wait_us: 0,
         write_shards: 0,
         write_queue: 4096,
+        instance_cache: 16_384,
         tokens: Secret::new(TOKENS),
     };
     let server = Server::build_with_clock(&settings, clock)

@@ -39,6 +39,7 @@ pub(super) async fn http_run(
         group_commit_wait_us: 0,
         write_shards: 0,
         write_queue: 4096,
+        instance_cache: 16_384,
         tokens: Secret::new(format!("{token}=bench:service_desk,requester")),
     };
     let server = Server::build(&settings).await?;
