@@ -25,6 +25,9 @@ pub(super) struct Bulk<'a> {
     pub(super) updates: Vec<InstanceRow<'a>>,
     pub(super) link_clears: Vec<LinkRow<'a>>,
     pub(super) link_adds: Vec<LinkRow<'a>>,
+    /// Instances whose timers are replaced, and their new timers.
+    pub(super) timer_clears: Vec<TimerClearRow<'a>>,
+    pub(super) timer_adds: Vec<TimerRow<'a>>,
     pub(super) traces: Vec<TraceRow<'a>>,
 }
 
@@ -61,6 +64,21 @@ pub(super) struct LinkRow<'a> {
     pub(super) from_id: &'a str,
     pub(super) relation: &'a str,
     pub(super) to_id: Option<&'a str>,
+}
+
+/// An instance whose timers are replaced.
+#[derive(Debug, Serialize)]
+pub(super) struct TimerClearRow<'a> {
+    pub(super) instance_id: &'a str,
+}
+
+/// A timer.
+#[derive(Debug, Serialize)]
+pub(super) struct TimerRow<'a> {
+    pub(super) instance_id: &'a str,
+    pub(super) name: &'a str,
+    pub(super) due_at: i64,
+    pub(super) version: i64,
 }
 
 /// A trace record.
@@ -105,7 +123,7 @@ pub(super) fn chunks<T>(mut rows: &[T], max: usize) -> impl Iterator<Item = &[T]
 
 impl<'a> Bulk<'a> {
     /// The rows of `steps`, or `None` when the batch cannot be written set-wise: two of its
-    /// steps write the same instance, key or link field (they must apply one after the
+    /// steps write the same instance, key, link field or timers (they must apply one after the
     /// other, and one of them will be refused).
     pub(super) fn new(steps: &'a [Step]) -> Option<Bulk<'a>> {
         let mut bulk = Bulk {
@@ -115,6 +133,7 @@ impl<'a> Bulk<'a> {
         let mut instances = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
         let mut fields = std::collections::HashSet::new();
+        let mut timed = std::collections::HashSet::new();
         for step in steps {
             if let Some(w) = &step.answer {
                 let a = &w.answer;
@@ -168,6 +187,22 @@ impl<'a> Bulk<'a> {
                         from_id: &change.from,
                         relation: &change.relation,
                         to_id: Some(to),
+                    });
+                }
+            }
+            for change in &step.timers {
+                if !timed.insert(change.instance_id.as_str()) {
+                    return None;
+                }
+                bulk.timer_clears.push(TimerClearRow {
+                    instance_id: &change.instance_id,
+                });
+                for t in &change.timers {
+                    bulk.timer_adds.push(TimerRow {
+                        instance_id: &t.instance_id,
+                        name: &t.name,
+                        due_at: t.due_at,
+                        version: t.version,
                     });
                 }
             }

@@ -6,8 +6,23 @@ use serde_json::{Map, Value, json};
 use super::bulk::Bulk;
 use super::{
     AnswerWrite, Decision, InstanceRecord, InstanceWrite, LinkChange, PgStore, SqliteStore, Step,
-    Store, StoredAnswer, StoredDefinition, TraceKind, TraceRecord, Vote,
+    Store, StoredAnswer, StoredDefinition, TimerChange, TimerRecord, TraceKind, TraceRecord, Vote,
 };
+
+fn timers(id: &str, names: &[(&str, i64)]) -> TimerChange {
+    TimerChange {
+        instance_id: id.into(),
+        timers: names
+            .iter()
+            .map(|(name, due_at)| TimerRecord {
+                instance_id: id.into(),
+                name: (*name).into(),
+                due_at: *due_at,
+                version: 1,
+            })
+            .collect(),
+    }
+}
 
 fn data(n: i64) -> Map<String, Value> {
     match json!({
@@ -89,7 +104,10 @@ async fn prepare(store: &dyn Store) {
         .await
         .unwrap();
     for id in ["a", "b", "c", "d"] {
-        store.commit(create(id)).await.unwrap();
+        let mut step = create(id);
+        step.timers
+            .push(timers(id, &[("respond", 10), ("resolve", 20)]));
+        store.commit(step).await.unwrap();
     }
     let mut step = create("old");
     step.answer = Some(answer("k-old", 1));
@@ -132,10 +150,14 @@ fn batch() -> Vec<Step> {
             record("a", 3, TraceKind::Automatic, None),
         ],
         answer: Some(answer("k1", 1_000)),
+        timers: vec![timers("a", &[("callback", 30)])],
         ..Step::default()
     });
     // A create that links to an existing instance, and replaces an expired answer.
     let mut linked = create("e");
+    linked
+        .timers
+        .push(timers("e", &[("respond", 40), ("resolve", 50)]));
     linked.links.push(LinkChange {
         from: "e".into(),
         relation: "rel".into(),
@@ -152,6 +174,7 @@ fn batch() -> Vec<Step> {
         trace: vec![record("d", 3, TraceKind::Transition, None)],
         ..Step::default()
     };
+    relinked.timers.push(timers("d", &[]));
     relinked.links.push(LinkChange {
         from: "d".into(),
         relation: "rel".into(),
@@ -175,6 +198,7 @@ async fn everything(store: &dyn Store) -> Vec<String> {
         out.push(format!("{:?}", store.get_instance(id).await.unwrap()));
         out.push(format!("{:?}", store.trace(id).await.unwrap()));
         out.push(format!("{:?}", store.links(id).await.unwrap()));
+        out.push(format!("{:?}", store.timers(id).await.unwrap()));
     }
     for key in ["k1", "k-old"] {
         out.push(format!("{:?}", store.answer("alice", key).await.unwrap()));

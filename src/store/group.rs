@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     InstanceHead, InstanceQuery, InstanceRecord, Links, Step, Store, StoreError, StoredAnswer,
-    StoredDefinition, TraceRecord,
+    StoredDefinition, TimerClaim, TimerRecord, TraceRecord,
 };
 
 /// How batches are formed.
@@ -180,6 +180,12 @@ impl Store for GroupCommit {
     async fn purge_answers(&self, before: i64) -> Result<u64, StoreError> {
         self.inner.purge_answers(before).await
     }
+    async fn timers(&self, instance_id: &str) -> Result<Vec<TimerRecord>, StoreError> {
+        self.inner.timers(instance_id).await
+    }
+    async fn claim_due_timers(&self, c: &TimerClaim) -> Result<Vec<TimerRecord>, StoreError> {
+        self.inner.claim_due_timers(c).await
+    }
 
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
@@ -238,6 +244,12 @@ mod tests {
         }
         async fn purge_answers(&self, before: i64) -> Result<u64, StoreError> {
             self.0.purge_answers(before).await
+        }
+        async fn timers(&self, id: &str) -> Result<Vec<TimerRecord>, StoreError> {
+            self.0.timers(id).await
+        }
+        async fn claim_due_timers(&self, c: &TimerClaim) -> Result<Vec<TimerRecord>, StoreError> {
+            self.0.claim_due_timers(c).await
         }
         async fn commit(&self, step: Step) -> Result<(), StoreError> {
             self.1.notify_one();

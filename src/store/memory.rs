@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use super::{
     InstanceHead, InstanceQuery, InstanceRecord, LinkedInstance, Links, Step, Store, StoreError,
-    StoredAnswer, StoredDefinition, TraceRecord,
+    StoredAnswer, StoredDefinition, TimerClaim, TimerRecord, TraceRecord,
 };
 
 #[derive(Debug, Default)]
@@ -18,6 +18,15 @@ struct Tables {
     trace: HashMap<String, Vec<TraceRecord>>,
     links: BTreeSet<(String, String, String)>,
     answers: HashMap<(String, String), StoredAnswer>,
+    /// Timers by (instance, name).
+    timers: BTreeMap<(String, String), StoredTimer>,
+}
+
+/// A timer and its claim, if any: who claimed it, until when.
+#[derive(Debug)]
+struct StoredTimer {
+    timer: TimerRecord,
+    claim: Option<(String, i64)>,
 }
 
 /// Keeps everything in process memory, behind one lock.
@@ -148,9 +157,106 @@ impl Store for MemoryStore {
                 t.links.insert((c.from.clone(), c.relation.clone(), to));
             }
         }
+        for c in step.timers {
+            t.timers
+                .retain(|(instance, _), _| *instance != c.instance_id);
+            for timer in c.timers {
+                let key = (timer.instance_id.clone(), timer.name.clone());
+                t.timers.insert(key, StoredTimer { timer, claim: None });
+            }
+        }
         for r in step.trace {
             t.trace.entry(r.instance_id.clone()).or_default().push(r);
         }
         Ok(())
+    }
+
+    async fn timers(&self, instance_id: &str) -> Result<Vec<TimerRecord>, StoreError> {
+        let t = self.tables();
+        let mut timers: Vec<TimerRecord> = t
+            .timers
+            .values()
+            .filter(|s| s.timer.instance_id == instance_id)
+            .map(|s| s.timer.clone())
+            .collect();
+        timers.sort_by(|a, b| (a.due_at, &a.name).cmp(&(b.due_at, &b.name)));
+        Ok(timers)
+    }
+
+    async fn claim_due_timers(&self, c: &TimerClaim) -> Result<Vec<TimerRecord>, StoreError> {
+        let mut t = self.tables();
+        let mut due: Vec<&mut StoredTimer> = t
+            .timers
+            .values_mut()
+            .filter(|s| {
+                s.timer.due_at <= c.now && s.claim.as_ref().is_none_or(|(_, until)| *until <= c.now)
+            })
+            .collect();
+        due.sort_by_key(|s| s.timer.due_at);
+        Ok(due
+            .into_iter()
+            .take(c.limit as usize)
+            .map(|s| {
+                s.claim = Some((c.claimant.clone(), c.until));
+                s.timer.clone()
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::TimerChange;
+
+    fn timer(name: &str, due_at: i64) -> TimerRecord {
+        TimerRecord {
+            instance_id: "i".into(),
+            name: name.into(),
+            due_at,
+            version: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn timers_are_replaced_per_instance_and_claimed_once_per_lease() {
+        let store = MemoryStore::default();
+        let step = |timers| Step {
+            timers: vec![TimerChange {
+                instance_id: "i".into(),
+                timers,
+            }],
+            ..Step::default()
+        };
+        store
+            .commit(step(vec![timer("late", 300), timer("early", 100)]))
+            .await
+            .unwrap();
+        let names = |t: Vec<TimerRecord>| t.into_iter().map(|t| t.name).collect::<Vec<_>>();
+        assert_eq!(names(store.timers("i").await.unwrap()), ["early", "late"]);
+        let claim = |who: &str, now| TimerClaim {
+            claimant: who.into(),
+            now,
+            until: now + 50,
+            limit: 10,
+        };
+        assert_eq!(
+            names(store.claim_due_timers(&claim("a", 200)).await.unwrap()),
+            ["early"]
+        );
+        assert!(
+            store
+                .claim_due_timers(&claim("b", 220))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            names(store.claim_due_timers(&claim("b", 400)).await.unwrap()),
+            ["early", "late"],
+            "a's claim lapsed at 250"
+        );
+        store.commit(step(Vec::new())).await.unwrap();
+        assert!(store.timers("i").await.unwrap().is_empty());
     }
 }

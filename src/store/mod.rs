@@ -184,8 +184,48 @@ pub struct Step {
     pub trace: Vec<TraceRecord>,
     /// Link fields whose targets changed.
     pub links: Vec<LinkChange>,
+    /// Instances whose timers this step replaces.
+    pub timers: Vec<TimerChange>,
     /// The answer to a request sent with an `Idempotency-Key`.
     pub answer: Option<AnswerWrite>,
+}
+
+/// A timer of an instance: due at `due_at`, it fires only while the instance is still at
+/// `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimerRecord {
+    /// The instance.
+    pub instance_id: String,
+    /// The timer's name in the process definition.
+    pub name: String,
+    /// When it is due, ms since the epoch.
+    #[serde(serialize_with = "crate::clock::serialize_ms")]
+    pub due_at: i64,
+    /// The instance version it was set at.
+    pub version: i64,
+}
+
+/// The timers of an instance after a step: they replace all of its timers (none: the
+/// instance has no timer running).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerChange {
+    /// The instance.
+    pub instance_id: String,
+    /// Its timers from now on.
+    pub timers: Vec<TimerRecord>,
+}
+
+/// A claim on due timers: who claims and until when no one else may take them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerClaim {
+    /// The claiming node.
+    pub claimant: String,
+    /// Timers due at or before this time (ms) are claimed.
+    pub now: i64,
+    /// The claim lapses at this time (ms), so the timers of a node that died are taken again.
+    pub until: i64,
+    /// At most this many.
+    pub limit: u32,
 }
 
 /// An answer to store with a step.
@@ -312,6 +352,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn answer(&self, actor: &str, key: &str) -> Result<Option<StoredAnswer>, StoreError>;
     /// Deletes stored answers given before `before` (ms); returns how many.
     async fn purge_answers(&self, before: i64) -> Result<u64, StoreError>;
+    /// The timers of an instance, by due time.
+    async fn timers(&self, instance_id: &str) -> Result<Vec<TimerRecord>, StoreError>;
+    /// Claims due timers not claimed by anyone else (or whose claim lapsed), earliest
+    /// first; concurrent claimants never get the same timer while its claim holds.
+    async fn claim_due_timers(&self, claim: &TimerClaim) -> Result<Vec<TimerRecord>, StoreError>;
     /// Makes one step durable, all or nothing. Fails with [`StoreError::Conflict`] when an
     /// instance no longer has its `previous_version` (or already exists, on creation), and
     /// with [`StoreError::KeyTaken`] when its answer's key already holds an answer that has

@@ -14,12 +14,12 @@ use sqlx::{Postgres, QueryBuilder};
 use super::batch::commit_in_savepoints;
 use super::bulk::{Bulk, Refused, expect_rows, json_array};
 use super::rows::{
-    answer_from_row, definition_from_row, head_from_row, instance_from_row, links_from_rows,
-    trace_from_row,
+    answer_from_row, by_due_time, definition_from_row, head_from_row, instance_from_row,
+    links_from_rows, timer_from_row, trace_from_row,
 };
 use super::{
     InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError,
-    StoredAnswer, StoredDefinition, TraceRecord,
+    StoredAnswer, StoredDefinition, TimerClaim, TimerRecord, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -188,6 +188,38 @@ impl Store for PgStore {
         Ok(done.rows_affected())
     }
 
+    async fn timers(&self, instance_id: &str) -> Result<Vec<TimerRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance_id, name, due_at, version FROM timers
+             WHERE instance_id = $1 ORDER BY due_at, name",
+        )
+        .bind(instance_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(timer_from_row).collect()
+    }
+
+    async fn claim_due_timers(&self, c: &TimerClaim) -> Result<Vec<TimerRecord>, StoreError> {
+        // Rows another node is claiming right now are skipped, not waited for.
+        let rows = sqlx::query(
+            "UPDATE timers t SET claimed_by = $1, claimed_until = $2
+             FROM (SELECT instance_id, name FROM timers
+                   WHERE due_at <= $3 AND (claimed_until IS NULL OR claimed_until <= $3)
+                   ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) d
+             WHERE t.instance_id = d.instance_id AND t.name = d.name
+             RETURNING t.instance_id, t.name, t.due_at, t.version",
+        )
+        .bind(&c.claimant)
+        .bind(c.until)
+        .bind(c.now)
+        .bind(i64::from(c.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(by_due_time(
+            rows.iter().map(timer_from_row).collect::<Result<_, _>>()?,
+        ))
+    }
+
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         apply_step(&mut tx, &step).await?;
@@ -281,6 +313,27 @@ pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Re
         .await?;
         expect_rows("links", done.rows_affected(), &bulk.link_adds)?;
     }
+    if !bulk.timer_clears.is_empty() {
+        sqlx::query(
+            "DELETE FROM timers t USING jsonb_to_recordset($1::jsonb) AS j(instance_id text)
+             WHERE t.instance_id = j.instance_id",
+        )
+        .bind(json_array(&bulk.timer_clears)?)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !bulk.timer_adds.is_empty() {
+        let done = sqlx::query(
+            "INSERT INTO timers (instance_id, name, due_at, version)
+             SELECT instance_id, name, due_at, version
+             FROM jsonb_to_recordset($1::jsonb) AS j(instance_id text, name text,
+                  due_at bigint, version bigint)",
+        )
+        .bind(json_array(&bulk.timer_adds)?)
+        .execute(&mut *tx)
+        .await?;
+        expect_rows("timers", done.rows_affected(), &bulk.timer_adds)?;
+    }
     if !bulk.traces.is_empty() {
         let done = sqlx::query(
             "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
@@ -353,6 +406,24 @@ async fn apply_step(
                 .execute(&mut **tx)
                 .await
                 .map_err(conflict_on_unique)?;
+        }
+    }
+    for change in &step.timers {
+        sqlx::query("DELETE FROM timers WHERE instance_id = $1")
+            .bind(&change.instance_id)
+            .execute(&mut **tx)
+            .await?;
+        for t in &change.timers {
+            sqlx::query(
+                "INSERT INTO timers (instance_id, name, due_at, version) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&t.instance_id)
+            .bind(&t.name)
+            .bind(t.due_at)
+            .bind(t.version)
+            .execute(&mut **tx)
+            .await
+            .map_err(conflict_on_unique)?;
         }
     }
     if !step.trace.is_empty() {

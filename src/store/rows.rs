@@ -4,7 +4,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
     InstanceHead, InstanceRecord, LinkedInstance, Links, StoreError, StoredAnswer,
-    StoredDefinition, TraceKind, TraceRecord,
+    StoredDefinition, TimerRecord, TraceKind, TraceRecord,
 };
 
 fn json_map(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
@@ -78,6 +78,29 @@ where
         response: row.try_get("response")?,
         created_at: row.try_get("created_at")?,
     })
+}
+
+pub(super) fn timer_from_row<'r, R>(row: &'r R) -> Result<TimerRecord, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(TimerRecord {
+        instance_id: row.try_get("instance_id")?,
+        name: row.try_get("name")?,
+        due_at: row.try_get("due_at")?,
+        version: row.try_get("version")?,
+    })
+}
+
+/// Claimed timers, earliest first (the databases return claimed rows in no set order).
+pub(super) fn by_due_time(mut timers: Vec<TimerRecord>) -> Vec<TimerRecord> {
+    timers.sort_by(|a, b| {
+        (a.due_at, &a.instance_id, &a.name).cmp(&(b.due_at, &b.instance_id, &b.name))
+    });
+    timers
 }
 
 pub(super) fn definition_from_row<'r, R>(row: &'r R) -> Result<StoredDefinition, StoreError>

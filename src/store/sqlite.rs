@@ -14,12 +14,12 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::batch::commit_in_savepoints;
 use super::bulk::{Bulk, Refused, chunks, expect_rows};
 use super::rows::{
-    answer_from_row, definition_from_row, head_from_row, instance_from_row, links_from_rows,
-    trace_from_row,
+    answer_from_row, by_due_time, definition_from_row, head_from_row, instance_from_row,
+    links_from_rows, timer_from_row, trace_from_row,
 };
 use super::{
     InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError,
-    StoredAnswer, StoredDefinition, TraceRecord,
+    StoredAnswer, StoredDefinition, TimerClaim, TimerRecord, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -216,6 +216,38 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    async fn timers(&self, instance_id: &str) -> Result<Vec<TimerRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance_id, name, due_at, version FROM timers
+             WHERE instance_id = ? ORDER BY due_at, name",
+        )
+        .bind(instance_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(timer_from_row).collect()
+    }
+
+    async fn claim_due_timers(&self, c: &TimerClaim) -> Result<Vec<TimerRecord>, StoreError> {
+        // One writer at a time: the claim is atomic without row locks.
+        let rows = sqlx::query(
+            "UPDATE timers SET claimed_by = ?1, claimed_until = ?2
+             WHERE (instance_id, name) IN (
+                 SELECT instance_id, name FROM timers
+                 WHERE due_at <= ?3 AND (claimed_until IS NULL OR claimed_until <= ?3)
+                 ORDER BY due_at LIMIT ?4)
+             RETURNING instance_id, name, due_at, version",
+        )
+        .bind(&c.claimant)
+        .bind(c.until)
+        .bind(c.now)
+        .bind(i64::from(c.limit))
+        .fetch_all(&self.writer)
+        .await?;
+        Ok(by_due_time(
+            rows.iter().map(timer_from_row).collect::<Result<_, _>>()?,
+        ))
+    }
+
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await?;
         apply_step(&mut tx, &step).await?;
@@ -367,6 +399,35 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
     )
     .await?;
     expect_rows("links", done, &bulk.link_adds)?;
+    write_chunks(
+        &mut tx,
+        "WITH j (instance_id) AS (",
+        (
+            ") DELETE FROM timers WHERE instance_id IN (SELECT instance_id FROM j)",
+            None,
+        ),
+        &bulk.timer_clears,
+        |_| Ok([]),
+        |b, t, []| {
+            b.push_bind(t.instance_id);
+        },
+    )
+    .await?;
+    let done = write_chunks(
+        &mut tx,
+        "INSERT INTO timers (instance_id, name, due_at, version) ",
+        ("", None),
+        &bulk.timer_adds,
+        |_| Ok([]),
+        |b, t, []| {
+            b.push_bind(t.instance_id)
+                .push_bind(t.name)
+                .push_bind(t.due_at)
+                .push_bind(t.version);
+        },
+    )
+    .await?;
+    expect_rows("timers", done, &bulk.timer_adds)?;
     let done = write_chunks(
         &mut tx,
         "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
@@ -439,6 +500,24 @@ async fn apply_step(tx: &mut sqlx::Transaction<'_, Sqlite>, step: &Step) -> Resu
                 .execute(&mut **tx)
                 .await
                 .map_err(conflict_on_unique)?;
+        }
+    }
+    for change in &step.timers {
+        sqlx::query("DELETE FROM timers WHERE instance_id = ?")
+            .bind(&change.instance_id)
+            .execute(&mut **tx)
+            .await?;
+        for t in &change.timers {
+            sqlx::query(
+                "INSERT INTO timers (instance_id, name, due_at, version) VALUES (?, ?, ?, ?)",
+            )
+            .bind(&t.instance_id)
+            .bind(&t.name)
+            .bind(t.due_at)
+            .bind(t.version)
+            .execute(&mut **tx)
+            .await
+            .map_err(conflict_on_unique)?;
         }
     }
     if !step.trace.is_empty() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use opsflow::server::open_store;
 use opsflow::store::{
     AnswerWrite, InstanceRecord, InstanceWrite, LinkChange, Step, Store, StoreError, StoredAnswer,
-    StoredDefinition, TraceKind, TraceRecord,
+    StoredDefinition, TimerChange, TimerClaim, TimerRecord, TraceKind, TraceRecord,
 };
 use serde_json::{Map, json};
 
@@ -248,4 +248,143 @@ async fn a_batch_refuses_a_failing_step_alone_and_writes_the_others() {
         "one of the racing steps written"
     );
     assert_eq!(store.get_instance("i2").await.unwrap().unwrap().version, 1);
+}
+
+fn timer(id: &str, name: &str, due_at: i64) -> TimerRecord {
+    TimerRecord {
+        instance_id: id.into(),
+        name: name.into(),
+        due_at,
+        version: 1,
+    }
+}
+
+fn with_timers(mut step: Step, id: &str, timers: Vec<TimerRecord>) -> Step {
+    step.timers.push(TimerChange {
+        instance_id: id.into(),
+        timers,
+    });
+    step
+}
+
+fn claim(claimant: &str, now: i64, until: i64, limit: u32) -> TimerClaim {
+    TimerClaim {
+        claimant: claimant.into(),
+        now,
+        until,
+        limit,
+    }
+}
+
+#[tokio::test]
+async fn each_step_replaces_the_timers_of_its_instance() {
+    let (store, _db) = store().await;
+    let step = with_timers(
+        create("i1"),
+        "i1",
+        vec![timer("i1", "resolve", 100), timer("i1", "respond", 50)],
+    );
+    store.commit(step).await.unwrap();
+    store.commit(create("i2")).await.unwrap();
+    let names = |t: Vec<TimerRecord>| t.into_iter().map(|t| t.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.timers("i1").await.unwrap()),
+        ["respond", "resolve"],
+        "by due time"
+    );
+    let step = with_timers(advance("i1", 1), "i1", vec![timer("i1", "callback", 70)]);
+    store.commit(step).await.unwrap();
+    assert_eq!(names(store.timers("i1").await.unwrap()), ["callback"]);
+    // A step that says nothing of timers leaves them; one with an empty change clears them.
+    store.commit(advance("i1", 2)).await.unwrap();
+    assert_eq!(store.timers("i1").await.unwrap().len(), 1);
+    store
+        .commit(with_timers(advance("i1", 3), "i1", Vec::new()))
+        .await
+        .unwrap();
+    assert!(store.timers("i1").await.unwrap().is_empty());
+    assert!(store.timers("i2").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_due_timer_is_claimed_once_until_its_claim_lapses() {
+    let (store, _db) = store().await;
+    let timers = vec![
+        timer("i1", "a", 100),
+        timer("i1", "b", 200),
+        timer("i1", "later", 300),
+    ];
+    store
+        .commit(with_timers(create("i1"), "i1", timers))
+        .await
+        .unwrap();
+    let due = store
+        .claim_due_timers(&claim("n1", 250, 1_000, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["a", "b"],
+        "due ones only, earliest first"
+    );
+    assert!(
+        store
+            .claim_due_timers(&claim("n2", 250, 1_000, 10))
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed by n1"
+    );
+    // n1 died: at 1,000 its claims lapse and n2 takes them, now with the later one too.
+    let due = store
+        .claim_due_timers(&claim("n2", 1_000, 2_000, 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["a", "b"],
+        "at most the limit, earliest first"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claimants_never_take_the_same_timer() {
+    let (store, _db) = store().await;
+    const INSTANCES: usize = 50;
+    for i in 0..INSTANCES {
+        let id = format!("i{i:03}");
+        let timers = (0..4)
+            .map(|n| timer(&id, &format!("t{n}"), (i * 4 + n) as i64))
+            .collect();
+        store
+            .commit(with_timers(create(&id), &id, timers))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for node in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .claim_due_timers(&claim(&format!("n{node}"), 10_000, 20_000, 7))
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|t| (t.instance_id, t.name)));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(total, INSTANCES * 4, "every timer claimed");
+    assert_eq!(all.len(), total, "none claimed twice");
 }
