@@ -63,6 +63,12 @@ impl DatabaseKind {
 /// How often expired idempotency answers are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(300);
 
+/// How often due timers are looked for.
+const TIMER_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Timers claimed and fired per round.
+const TIMERS_PER_ROUND: u32 = 64;
+
 /// Group-commit writers on PostgreSQL by default: batches commit in parallel.
 pub const PG_WRITE_SHARDS: usize = 4;
 
@@ -164,11 +170,32 @@ impl Server {
 
     /// Serves until `shutdown` completes, then finishes requests in flight.
     ///
-    /// Background work (purging expired idempotency answers) runs meanwhile.
+    /// Background work runs meanwhile: firing due timers every second, and purging expired
+    /// idempotency answers.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let engine = self.engine.clone();
+        let timers = tokio::spawn(async move {
+            let node = format!("node-{}", uuid::Uuid::now_v7().simple());
+            let mut every = tokio::time::interval(TIMER_INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                // Fire in rounds until nothing more is due.
+                loop {
+                    match engine.fire_due_timers(&node, TIMERS_PER_ROUND).await {
+                        Ok(n) if n < TIMERS_PER_ROUND as usize => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "firing due timers failed");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
         let engine = self.engine.clone();
         let background = tokio::spawn(async move {
             let mut every = tokio::time::interval(PURGE_INTERVAL);
@@ -185,6 +212,7 @@ impl Server {
             .with_graceful_shutdown(shutdown)
             .await;
         background.abort();
+        timers.abort();
         served
     }
 }

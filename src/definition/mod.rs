@@ -14,6 +14,7 @@ mod problems;
 mod raw;
 mod source_map;
 mod suggest;
+mod timer;
 mod transition;
 
 pub use calendar::{Calendar, NoWorkingTime, Period, parse_calendar};
@@ -27,6 +28,7 @@ pub use model::{
 };
 pub use parse::parse;
 pub use source_map::{Position, SourceMap, YamlPath};
+pub use timer::Timer;
 
 impl Definition {
     /// A problem at the value found at `path` of this definition's YAML.

@@ -202,6 +202,8 @@ pub struct Definition {
     pub states: IndexMap<String, State>,
     /// Transitions, in file order (automatic transitions are tried in this order).
     pub transitions: IndexMap<String, Transition>,
+    /// Timers, in file order.
+    pub timers: IndexMap<String, super::timer::Timer>,
     /// Data tables for the rules (`ctx.tables` in scripts), such as a priority matrix.
     pub tables: serde_json::Value,
     /// The source texts.

@@ -12,6 +12,7 @@ use super::model::{Definition, RuleSource, Script, ScriptRef, Source, Start, Sta
 use super::problems::Problems;
 use super::raw::{RawField, RawProcess, RawStart, RawState};
 use super::source_map::{Position, SourceMap, YamlPath};
+use super::timer::check_timers;
 use super::transition::{Known, check_transition, unknown_role};
 
 /// SHA-256 over the YAML and the rule modules it uses, in order.
@@ -194,6 +195,8 @@ pub fn parse(
         }
     }
 
+    let timers = check_timers(&mut p, raw.timers, &states, &transitions);
+
     let graph = match StateGraph::build(&states, &edges) {
         Ok(g) => Some(g),
         Err(problems) => {
@@ -222,6 +225,7 @@ pub fn parse(
         fields,
         states,
         transitions,
+        timers,
         tables,
         source: Source {
             file: file.to_owned(),

@@ -12,6 +12,7 @@ mod idempotency;
 mod links;
 mod recent;
 mod step;
+mod timers;
 mod view;
 
 use std::collections::HashMap;
@@ -271,7 +272,10 @@ impl Engine {
             return Ok(view);
         }
         if let Some(record) = self.recent.take(id) {
-            match self.fire_on(record, actor, transition, &request).await {
+            match self
+                .fire_on(record, actor, transition, &request, None)
+                .await
+            {
                 Ok(view) => return Ok(view),
                 Err(e @ (EngineError::Busy | EngineError::Store(_))) => return Err(e),
                 Err(e) => {
@@ -284,16 +288,19 @@ impl Engine {
             .get_instance(id)
             .await?
             .ok_or_else(|| EngineError::UnknownInstance(id.to_owned()))?;
-        self.fire_on(record, actor, transition, &request).await
+        self.fire_on(record, actor, transition, &request, None)
+            .await
     }
 
-    /// Fires `transition` on `record`, the instance as last known.
+    /// Fires `transition` on `record`, the instance as last known; `timer` names the timer
+    /// whose firing this is.
     async fn fire_on(
         &self,
         record: crate::store::InstanceRecord,
         actor: &Actor,
         transition: &str,
         request: &FireRequest,
+        timer: Option<&str>,
     ) -> Result<InstanceView, EngineError> {
         tracing::Span::current().record("process", record.process.as_str());
         let loaded = self.version(&record.definition_hash).await?;
@@ -307,6 +314,7 @@ impl Engine {
             Value::Object(Map::new())
         };
         let mut w = Working::existing(self.env(), &loaded, actor, record, &request.data, links);
+        w.fired_timer = timer.map(str::to_owned);
         let (data, comment) = (request.data.clone(), request.comment.clone());
         match (&t.approval, request.vote) {
             (Some(approval), Some(decision)) => w.vote(t, approval, decision, data, comment)?,
@@ -346,13 +354,16 @@ impl Engine {
     /// idempotency key; returns the answer. `status` is the HTTP status of a first answer.
     async fn commit(
         &self,
-        w: Working<'_>,
+        mut w: Working<'_>,
         def: &Definition,
         actor: &Actor,
         idempotency: Option<Idempotency>,
         status: u16,
     ) -> Result<InstanceView, EngineError> {
         self.verify_links(&w).await?;
+        if w.needs_stored_timers() {
+            w.stored_timers = self.store.timers(&w.record.id).await?;
+        }
         let view = InstanceView::new(w.record.clone(), def, actor);
         let mut step = w.into_step();
         if let Some(idem) = &idempotency {

@@ -10,7 +10,8 @@ use super::error::EngineError;
 use crate::definition::{Approval, Create, Quorum, Script, ScriptRef, Transition};
 use crate::rules::{Context, RuleEngine, RuleError, RuleFailure};
 use crate::store::{
-    Decision, InstanceRecord, InstanceWrite, LinkChange, Step, TraceKind, TraceRecord, Vote,
+    Decision, InstanceRecord, InstanceWrite, LinkChange, Step, TimerChange, TimerRecord, TraceKind,
+    TraceRecord, Vote,
 };
 
 /// Automatic transitions followed in one step, at most.
@@ -47,6 +48,13 @@ pub(crate) struct Working<'a> {
     original_links: Map<String, Value>,
     /// Instances this step created.
     created: Vec<Working<'a>>,
+    /// The state when the step began (`None` for a new instance).
+    original_state: Option<String>,
+    /// The timer whose firing this step is.
+    pub(crate) fired_timer: Option<String>,
+    /// The instance's stored timers, read when some keep running through a change of the
+    /// running set (see [`Working::needs_stored_timers`]).
+    pub(crate) stored_timers: Vec<TimerRecord>,
 }
 
 impl<'a> Working<'a> {
@@ -67,11 +75,14 @@ impl<'a> Working<'a> {
             loaded,
             actor,
             previous_version: Some(record.version),
+            original_state: Some(record.state.clone()),
             record,
             trace: Vec::new(),
             links,
             original_links,
             created: Vec::new(),
+            fired_timer: None,
+            stored_timers: Vec::new(),
         }
     }
 
@@ -108,6 +119,9 @@ impl<'a> Working<'a> {
             links: Value::Object(Map::new()),
             original_links: Map::new(),
             created: Vec::new(),
+            original_state: None,
+            fired_timer: None,
+            stored_timers: Vec::new(),
         };
         let mut written = data.clone();
         if let Some(action) = &def.start.action {
@@ -486,6 +500,9 @@ impl<'a> Working<'a> {
                 });
             }
         }
+        if let Some(change) = self.timer_change() {
+            step.timers.push(change);
+        }
         step.writes.push(InstanceWrite {
             instance: std::sync::Arc::new(self.record),
             previous_version: self.previous_version,
@@ -494,6 +511,66 @@ impl<'a> Working<'a> {
         for c in self.created {
             c.collect(step);
         }
+    }
+}
+
+impl Working<'_> {
+    /// Names of the timers running in `state`.
+    fn running(&self, state: Option<&str>) -> Vec<&str> {
+        let timers = self.loaded.definition.timers.values();
+        match state {
+            Some(state) => timers
+                .filter(|t| t.runs_in(state))
+                .map(|t| t.name.as_str())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Some timer keeps running while the set of running timers changes (or one of them
+    /// fired): its due time must be read to be kept.
+    pub(crate) fn needs_stored_timers(&self) -> bool {
+        let before = self.running(self.original_state.as_deref());
+        let after = self.running(Some(&self.record.state));
+        (before != after || self.fired_timer.is_some())
+            && after
+                .iter()
+                .any(|t| before.contains(t) && self.fired_timer.as_deref() != Some(*t))
+    }
+
+    /// The instance's timers after the step, when they change: timers of states left stop,
+    /// timers of states entered start, timers running on keep their due time, and a timer
+    /// that fired starts again if its states still hold.
+    fn timer_change(&self) -> Option<TimerChange> {
+        let before = self.running(self.original_state.as_deref());
+        let after = self.running(Some(&self.record.state));
+        if before == after && self.fired_timer.is_none() {
+            return None;
+        }
+        let def = &self.loaded.definition;
+        let timers = after
+            .iter()
+            .filter_map(|name| def.timers.get(*name))
+            .map(|t| {
+                let kept = before.contains(&t.name.as_str())
+                    && self.fired_timer.as_deref() != Some(t.name.as_str());
+                let due_at = kept
+                    .then(|| self.stored_timers.iter().find(|s| s.name == t.name))
+                    .flatten()
+                    .map(|s| s.due_at)
+                    .unwrap_or(self.env.now.saturating_add(t.after_ms));
+                TimerRecord {
+                    instance_id: self.record.id.clone(),
+                    name: t.name.clone(),
+                    due_at,
+                    version: self.record.version,
+                }
+            })
+            .collect();
+        Some(TimerChange {
+            instance_id: self.record.id.clone(),
+            timers,
+        })
     }
 }
 

@@ -18,3 +18,4 @@ mod report;
 mod rules;
 mod service_level;
 mod store_contract;
+mod timers;

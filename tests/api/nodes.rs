@@ -338,3 +338,100 @@ async fn a_node_whose_last_copy_is_stale_answers_from_the_database() {
         .collect();
     assert_eq!(seqs, [1, 2, 3, 4, 5], "one record per acknowledged step");
 }
+
+/// A ticket that closes itself two seconds after it starts waiting.
+const EXPIRING: &str = r#"
+process: ticket
+roles: [auditor]
+states:
+  open: { initial: true }
+  waiting: {}
+  closed: { final: true }
+transitions:
+  wait:   { from: open, to: waiting, roles: [auditor] }
+  expire: { from: waiting, to: closed, roles: [auditor] }
+timers:
+  expiry: { in: [waiting], after: 2s, fire: expire }
+"#;
+
+/// Creates `n` tickets spread over `bases`, each set waiting; returns their ids.
+async fn waiting_tickets(client: &reqwest::Client, bases: &[String], n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let base = &bases[i % bases.len()];
+        let (status, created) = post_json(
+            client,
+            format!("{base}/api/v1/instances"),
+            json!({"process": "ticket"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+        let (status, body) = post_json(
+            client,
+            format!("{base}/api/v1/instances/{id}/transitions/wait"),
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        ids.push(id);
+    }
+    ids
+}
+
+/// Waits until every ticket is closed; asserts each closed by exactly one timer firing.
+async fn all_expired_once(client: &reqwest::Client, base: &str, ids: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for id in ids {
+        loop {
+            let trace = get_json(client, format!("{base}/api/v1/instances/{id}/trace")).await;
+            let records = trace["records"].as_array().unwrap();
+            if records.last().unwrap()["to"] == "closed" {
+                let fired: Vec<&Value> =
+                    records.iter().filter(|r| r["actor"] == "system").collect();
+                assert_eq!(fired.len(), 1, "{id} fired once: {records:#?}");
+                assert_eq!(records.len(), 3, "created, wait, expire");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} never expired");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn timers_due_while_the_server_was_down_fire_once_after_a_restart() {
+    let files = tempfile::tempdir().unwrap();
+    let processes = files.path().join("processes");
+    std::fs::create_dir(&processes).unwrap();
+    std::fs::write(processes.join("ticket.yaml"), EXPIRING).unwrap();
+    let db = TestDb::new().await;
+    let client = reqwest::Client::new();
+    let mut node = start_node(&db.url, &processes);
+    let ids = waiting_tickets(&client, std::slice::from_ref(&node.base), 20).await;
+    // SIGKILL before any timer is due, stay down past their due time, start again.
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let node = start_node(&db.url, &processes);
+    all_expired_once(&client, &node.base, &ids).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_fire_each_of_hundreds_of_due_timers_once() {
+    let files = tempfile::tempdir().unwrap();
+    let processes = files.path().join("processes");
+    std::fs::create_dir(&processes).unwrap();
+    std::fs::write(processes.join("ticket.yaml"), EXPIRING).unwrap();
+    let db = TestDb::new().await;
+    let client = reqwest::Client::new();
+    let first = start_node(&db.url, &processes);
+    let nodes = [
+        first,
+        start_node(&db.url, &processes),
+        start_node(&db.url, &processes),
+    ];
+    let bases: Vec<String> = nodes.iter().map(|n| n.base.clone()).collect();
+    let ids = waiting_tickets(&client, &bases, 300).await;
+    all_expired_once(&client, &bases[0], &ids).await;
+}

@@ -1,0 +1,216 @@
+//! Timers in process files: while an instance is in one of a timer's states, the timer
+//! runs; when it is due, the engine fires the timer's transition as the actor `system`.
+//!
+//! ```yaml
+//! timers:
+//!   auto_close:
+//!     in: [resolved]        # runs while the instance is in these states
+//!     after: 3d             # s, m, h, d; combined as 1h30m
+//!     fire: auto_close      # a transition leaving every state of `in`
+//! ```
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use super::model::{State, Transition};
+use super::problems::Problems;
+use super::source_map::YamlPath;
+use super::suggest::closest;
+
+/// A timer of a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    /// Its name.
+    pub name: String,
+    /// A human title.
+    pub title: Option<String>,
+    /// It runs while the instance is in one of these states.
+    pub states: Vec<String>,
+    /// It is due this long after it starts, in ms.
+    pub after_ms: i64,
+    /// The transition fired when it is due.
+    pub fire: String,
+}
+
+impl Timer {
+    /// It runs in `state`.
+    pub fn runs_in(&self, state: &str) -> bool {
+        self.states.iter().any(|s| s == state)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimer {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(rename = "in")]
+    states: Vec<String>,
+    after: String,
+    fire: String,
+}
+
+/// Checks the `timers` of a process against its states and transitions.
+pub(crate) fn check_timers(
+    p: &mut Problems<'_>,
+    raw: IndexMap<String, serde_yaml::Value>,
+    states: &IndexMap<String, State>,
+    transitions: &IndexMap<String, Transition>,
+) -> IndexMap<String, Timer> {
+    let mut timers = IndexMap::new();
+    for (name, value) in raw {
+        let path = YamlPath::root().key("timers").key(name.as_str());
+        let Some(raw) = p.deserialize::<RawTimer>(&path, value) else {
+            continue;
+        };
+        let mut ok = true;
+        if raw.states.is_empty() {
+            p.at_key(&path.key("in"), format!("timer `{name}` runs in no state"));
+            ok = false;
+        }
+        for (i, state) in raw.states.iter().enumerate() {
+            let at = path.key("in").index(i);
+            match states.get(state) {
+                None => {
+                    let hint = closest(state, states.keys().map(String::as_str))
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                    p.at_value(&at, format!("unknown state `{state}`{hint}"));
+                    ok = false;
+                }
+                Some(s) if s.is_final => {
+                    p.at_value(
+                        &at,
+                        format!("`{state}` is final: a timer there could never fire"),
+                    );
+                    ok = false;
+                }
+                Some(_) => {}
+            }
+        }
+        let after_ms = match duration_ms(&raw.after) {
+            Some(ms) if ms > 0 => ms,
+            _ => {
+                p.at_value(
+                    &path.key("after"),
+                    format!(
+                        "`{}` is not a duration such as `90m`, `4h`, `3d` or `1h30m`",
+                        raw.after
+                    ),
+                );
+                ok = false;
+                0
+            }
+        };
+        match transitions.get(&raw.fire) {
+            None => {
+                let hint = closest(&raw.fire, transitions.keys().map(String::as_str))
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                p.at_value(
+                    &path.key("fire"),
+                    format!("unknown transition `{}`{hint}", raw.fire),
+                );
+                ok = false;
+            }
+            Some(t) if t.auto || t.approval.is_some() => {
+                p.at_value(
+                    &path.key("fire"),
+                    format!(
+                        "`{}` is {}: a timer fires a transition a caller could fire",
+                        raw.fire,
+                        if t.auto { "automatic" } else { "an approval" }
+                    ),
+                );
+                ok = false;
+            }
+            Some(t) => {
+                for state in raw.states.iter().filter(|s| !t.from.contains(s)) {
+                    p.at_value(
+                        &path.key("fire"),
+                        format!(
+                            "`{}` does not leave `{state}`, where timer `{name}` runs",
+                            raw.fire
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if ok {
+            timers.insert(
+                name.clone(),
+                Timer {
+                    name,
+                    title: raw.title,
+                    states: raw.states,
+                    after_ms,
+                    fire: raw.fire,
+                },
+            );
+        }
+    }
+    timers
+}
+
+/// `45s`, `90m`, `4h`, `3d`, or several of them (`1h30m`), in ms.
+pub(crate) fn duration_ms(text: &str) -> Option<i64> {
+    let mut total: i64 = 0;
+    let mut number = String::new();
+    let mut any = false;
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit: i64 = match c {
+            's' => 1_000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
+            _ => return None,
+        };
+        let n: i64 = number.parse().ok()?;
+        total = total.checked_add(n.checked_mul(unit)?)?;
+        number.clear();
+        any = true;
+    }
+    (any && number.is_empty()).then_some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration_ms;
+
+    #[test]
+    fn mistakes_in_timers_are_reported_at_their_line_and_column() {
+        let yaml = "process: t\nroles: [r]\nstates:\n  a: { initial: true }\n  b: {}\n  done: { final: true }\ntransitions:\n  go: { from: a, to: b, roles: [r] }\n  end: { from: b, to: done, roles: [r] }\n  auto_end: { from: a, to: done, auto: true }\ntimers:\n  t1: { in: [b, c], after: 2 hours, fire: ned }\n  t2: { in: [a, b], after: 1h, fire: end }\n  t3: { in: [done], after: 1h, fire: auto_end }\n";
+        let errors: Vec<String> = crate::definition::parse("t.yaml", yaml, &Default::default())
+            .expect_err("refused")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "t.yaml:12:17: unknown state `c`; did you mean `a`?",
+                "t.yaml:12:28: `2 hours` is not a duration such as `90m`, `4h`, `3d` or `1h30m`",
+                "t.yaml:12:43: unknown transition `ned`",
+                "t.yaml:13:38: `end` does not leave `a`, where timer `t2` runs",
+                "t.yaml:14:14: `done` is final: a timer there could never fire",
+                "t.yaml:14:38: `auto_end` is automatic: a timer fires a transition a caller could fire",
+            ]
+        );
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(duration_ms("45s"), Some(45_000));
+        assert_eq!(duration_ms("90m"), Some(5_400_000));
+        assert_eq!(duration_ms("1h30m"), Some(5_400_000));
+        assert_eq!(duration_ms("3d"), Some(259_200_000));
+        for bad in ["", "3", "h", "3 days", "1.5h", "-2h"] {
+            assert_eq!(duration_ms(bad), None, "{bad}");
+        }
+    }
+}

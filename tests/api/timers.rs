@@ -1,0 +1,104 @@
+//! Timers in process files, with a moved clock: due, they fire their transition as
+//! `system`; leaving their states stops them; staying keeps their due time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opsflow::clock::ManualClock;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, repo_path, spawn_app_on_clock};
+
+const TICKET: &str = r#"
+process: ticket
+roles: [service_desk]
+states:
+  open: { initial: true }
+  waiting: {}
+  closed: { final: true }
+transitions:
+  wait:   { from: open, to: waiting, roles: [service_desk] }
+  answer: { from: waiting, to: open, roles: [service_desk] }
+  nudge:  { from: waiting, to: waiting, roles: [service_desk] }
+  expire: { from: waiting, to: closed, roles: [service_desk] }
+  close:  { from: open, to: closed, roles: [service_desk] }
+timers:
+  expiry:
+    in: [waiting]
+    after: 2h
+    fire: expire
+"#;
+
+const MINUTE: i64 = 60_000;
+
+async fn app() -> (TestApp, Arc<ManualClock>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ticket.yaml"), TICKET).unwrap();
+    let clock = ManualClock::at(1_800_000_000_000);
+    let app = spawn_app_on_clock(dir.path(), &repo_path("rules"), None, clock.clone()).await;
+    (app, clock, dir)
+}
+
+async fn state(app: &TestApp, id: &str) -> String {
+    let got = app.get(&format!("/api/v1/instances/{id}"), "desk").await;
+    got.body["state"].as_str().unwrap().to_owned()
+}
+
+/// Waits (real time) for the server's timer loop, which runs every second.
+async fn eventually_closed(app: &TestApp, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state(app, id).await != "closed" {
+        assert!(Instant::now() < deadline, "the timer did not fire");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Long enough for the timer loop to have run twice.
+async fn two_rounds() {
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+}
+
+#[tokio::test]
+async fn a_due_timer_fires_its_transition_as_system_once() {
+    let (app, clock, _dir) = app().await;
+    let id = app.create_id("ticket", "desk", json!({})).await;
+    app.fire_ok(&id, "wait", "desk", json!({})).await;
+    clock.advance(119 * MINUTE);
+    two_rounds().await;
+    assert_eq!(state(&app, &id).await, "waiting", "not yet due");
+    clock.advance(MINUTE);
+    eventually_closed(&app, &id).await;
+    let trace = app.trace(&id).await;
+    let last: &Value = trace.last().unwrap();
+    assert_eq!(last["actor"], "system");
+    assert_eq!(last["transition"], "expire");
+    two_rounds().await;
+    assert_eq!(app.trace(&id).await.len(), 3, "fired once");
+}
+
+#[tokio::test]
+async fn leaving_its_state_stops_a_timer_and_coming_back_starts_it_afresh() {
+    let (app, clock, _dir) = app().await;
+    let id = app.create_id("ticket", "desk", json!({})).await;
+    app.fire_ok(&id, "wait", "desk", json!({})).await;
+    clock.advance(60 * MINUTE);
+    app.fire_ok(&id, "answer", "desk", json!({})).await;
+    clock.advance(30 * MINUTE);
+    app.fire_ok(&id, "wait", "desk", json!({})).await; // due 2 h from now
+    clock.advance(60 * MINUTE); // the first timer would be due now
+    two_rounds().await;
+    assert_eq!(state(&app, &id).await, "waiting");
+    clock.advance(60 * MINUTE);
+    eventually_closed(&app, &id).await;
+}
+
+#[tokio::test]
+async fn a_step_that_stays_in_the_timer_s_state_keeps_its_due_time() {
+    let (app, clock, _dir) = app().await;
+    let id = app.create_id("ticket", "desk", json!({})).await;
+    app.fire_ok(&id, "wait", "desk", json!({})).await;
+    clock.advance(90 * MINUTE);
+    app.fire_ok(&id, "nudge", "desk", json!({})).await;
+    clock.advance(30 * MINUTE);
+    eventually_closed(&app, &id).await;
+}
