@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState, Tokens};
 use crate::clock::{Clock, SystemClock};
 use crate::definition::DefinitionError;
-use crate::engine::{Catalog, Engine, EngineError};
+use crate::engine::{Catalog, Engine, EngineError, load_calendars};
 use crate::rules::{Limits, RuleEngine};
 use crate::settings::Settings;
 use crate::store::{GroupCommit, PgStore, SqliteStore, Store, StoreError};
@@ -124,6 +124,7 @@ impl Server {
             std::slice::from_ref(&settings.processes),
             &settings.rules,
         )
+        .and_then(|catalog| catalog.with_calendars(load_calendars(&settings.calendars)?))
         .map_err(StartError::Definitions)?;
         let shards = match DatabaseKind::of(&settings.db)? {
             DatabaseKind::Sqlite => 1,

@@ -61,6 +61,9 @@ pub struct Settings {
     /// Folder of Rhai rule modules.
     #[arg(long, env = "OPSFLOW_RULES", default_value = "rules")]
     pub rules: PathBuf,
+    /// Folder of business calendars (none when it does not exist).
+    #[arg(long, env = "OPSFLOW_CALENDARS", default_value = "calendars")]
+    pub calendars: PathBuf,
     /// Address to listen on.
     #[arg(long, env = "OPSFLOW_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

@@ -147,8 +147,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let loaded = Catalog::load(&rule_engine(), &paths, &rules);
             let calendars = load_calendars(&calendars);
-            match (loaded, calendars) {
-                (Ok(catalog), Ok(calendars)) => {
+            let checked = match (loaded, calendars) {
+                (Ok(catalog), Ok(calendars)) => catalog
+                    .with_calendars(calendars.clone())
+                    .map(|catalog| (catalog, calendars)),
+                (loaded, calendars) => Err(loaded
+                    .err()
+                    .into_iter()
+                    .chain(calendars.err())
+                    .flatten()
+                    .collect()),
+            };
+            match checked {
+                Ok((catalog, calendars)) => {
                     for l in catalog.iter() {
                         println!(
                             "{}: ok: process `{}` ({} states, {} transitions), hash {}",
@@ -164,13 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     Ok(ExitCode::SUCCESS)
                 }
-                (loaded, calendars) => {
-                    let errors: Vec<_> = loaded
-                        .err()
-                        .into_iter()
-                        .chain(calendars.err())
-                        .flatten()
-                        .collect();
+                Err(errors) => {
                     print_definition_errors(&errors);
                     eprintln!("{} problem(s) found", errors.len());
                     Ok(ExitCode::FAILURE)

@@ -28,6 +28,7 @@ pub use model::{
 };
 pub use parse::parse;
 pub use source_map::{Position, SourceMap, YamlPath};
+pub(crate) use suggest::closest;
 pub use timer::Timer;
 
 impl Definition {

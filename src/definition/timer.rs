@@ -6,6 +6,7 @@
 //!   auto_close:
 //!     in: [resolved]        # runs while the instance is in these states
 //!     after: 3d             # s, m, h, d; combined as 1h30m
+//!     calendar: service-desk  # optional: count only the calendar's working time
 //!     fire: auto_close      # a transition leaving every state of `in`
 //! ```
 
@@ -28,6 +29,8 @@ pub struct Timer {
     pub states: Vec<String>,
     /// It is due this long after it starts, in ms.
     pub after_ms: i64,
+    /// The business calendar `after` counts in (all time when absent).
+    pub calendar: Option<String>,
     /// The transition fired when it is due.
     pub fire: String,
 }
@@ -47,6 +50,8 @@ struct RawTimer {
     #[serde(rename = "in")]
     states: Vec<String>,
     after: String,
+    #[serde(default)]
+    calendar: Option<String>,
     fire: String,
 }
 
@@ -145,6 +150,7 @@ pub(crate) fn check_timers(
                     title: raw.title,
                     states: raw.states,
                     after_ms,
+                    calendar: raw.calendar,
                     fire: raw.fire,
                 },
             );

@@ -48,6 +48,8 @@ impl Loaded {
 #[derive(Debug, Default)]
 pub struct Catalog {
     processes: IndexMap<String, Arc<Loaded>>,
+    /// Business calendars timers count in, by id.
+    calendars: BTreeMap<String, Arc<Calendar>>,
 }
 
 impl Catalog {
@@ -157,7 +159,48 @@ impl Catalog {
                 .into_iter()
                 .map(|l| (l.definition.id.clone(), Arc::new(l)))
                 .collect(),
+            calendars: BTreeMap::new(),
         }
+    }
+
+    /// The catalog with the business calendars its timers count in; every timer naming a
+    /// calendar that is not among them is reported at its place.
+    pub fn with_calendars(
+        mut self,
+        calendars: BTreeMap<String, Calendar>,
+    ) -> Result<Self, Vec<DefinitionError>> {
+        let mut errors = Vec::new();
+        for l in self.iter() {
+            let d = &l.definition;
+            for t in d.timers.values() {
+                let Some(c) = t.calendar.as_deref() else {
+                    continue;
+                };
+                if !calendars.contains_key(c) {
+                    let hint = crate::definition::closest(c, calendars.keys().map(String::as_str))
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                    let path = YamlPath::root().key("timers").key(&t.name).key("calendar");
+                    errors.push(d.error_at(
+                        &path,
+                        format!("unknown calendar `{c}`: no file in the calendars folder defines it{hint}"),
+                    ));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        self.calendars = calendars
+            .into_iter()
+            .map(|(id, c)| (id, Arc::new(c)))
+            .collect();
+        Ok(self)
+    }
+
+    /// A business calendar by id.
+    pub fn calendar(&self, id: &str) -> Option<&Calendar> {
+        self.calendars.get(id).map(|c| c.as_ref())
     }
 
     /// The current definition of a process.

@@ -527,6 +527,32 @@ impl Working<'_> {
         }
     }
 
+    /// When timer `t`, started now, is due: `after` of working time in its calendar, or of
+    /// all time.
+    fn due_after(&self, t: &crate::definition::Timer) -> i64 {
+        let now = self.env.now;
+        let plain = now.saturating_add(t.after_ms);
+        let Some(id) = &t.calendar else {
+            return plain;
+        };
+        match self
+            .env
+            .catalog
+            .calendar(id)
+            .map(|c| c.add_working_ms(now, t.after_ms))
+        {
+            Some(Ok(due)) => due,
+            Some(Err(e)) => {
+                tracing::warn!(timer = %t.name, error = %e, "counting all time instead");
+                plain
+            }
+            None => {
+                tracing::warn!(timer = %t.name, calendar = %id, "calendar not loaded; counting all time");
+                plain
+            }
+        }
+    }
+
     /// Some timer keeps running while the set of running timers changes (or one of them
     /// fired): its due time must be read to be kept.
     pub(crate) fn needs_stored_timers(&self) -> bool {
@@ -558,7 +584,7 @@ impl Working<'_> {
                     .then(|| self.stored_timers.iter().find(|s| s.name == t.name))
                     .flatten()
                     .map(|s| s.due_at)
-                    .unwrap_or(self.env.now.saturating_add(t.after_ms));
+                    .unwrap_or_else(|| self.due_after(t));
                 TimerRecord {
                     instance_id: self.record.id.clone(),
                     name: t.name.clone(),

@@ -424,3 +424,23 @@ fn validate_checks_the_business_calendars_too() {
         "{err}"
     );
 }
+
+#[test]
+fn validate_reports_a_timer_naming_an_unknown_calendar() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ticket.yaml"),
+        "process: ticket\nroles: [r]\nstates:\n  open: { initial: true }\n  closed: { final: true }\ntransitions:\n  close: { from: open, to: closed, roles: [r] }\ntimers:\n  expiry: { in: [open], after: 1h, calendar: servicedesk, fire: close }\n",
+    )
+    .unwrap();
+    let file = dir.path().join("ticket.yaml").display().to_string();
+    let out = opsflow(&["validate", &file], &repo_path("."));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{file}:9:46: unknown calendar `servicedesk`: no file in the calendars folder defines it; did you mean `service-desk`?"
+        )),
+        "{err}"
+    );
+}

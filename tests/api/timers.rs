@@ -102,3 +102,25 @@ async fn a_step_that_stays_in_the_timer_s_state_keeps_its_due_time() {
     clock.advance(30 * MINUTE);
     eventually_closed(&app, &id).await;
 }
+
+#[tokio::test]
+async fn a_timer_in_business_hours_skips_the_night_and_works_the_make_up_saturday() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = TICKET.replace(
+        "    after: 2h\n",
+        "    after: 2h\n    calendar: service-desk\n",
+    );
+    std::fs::write(dir.path().join("ticket.yaml"), yaml).unwrap();
+    // Friday 2026-10-09, 17:00 in Beijing (09:00 UTC). The shipped service-desk calendar
+    // works until 18:00, then on Saturday 10-10 (调休, Friday's hours) from 09:00.
+    let clock = ManualClock::at(1_791_536_400_000);
+    let app = spawn_app_on_clock(dir.path(), &repo_path("rules"), None, clock.clone()).await;
+    let id = app.create_id("ticket", "desk", json!({})).await;
+    app.fire_ok(&id, "wait", "desk", json!({})).await;
+    // Due Saturday 10:00 Beijing: 17 hours later.
+    clock.advance(17 * 60 * MINUTE - MINUTE);
+    two_rounds().await;
+    assert_eq!(state(&app, &id).await, "waiting", "one working minute left");
+    clock.advance(MINUTE);
+    eventually_closed(&app, &id).await;
+}
