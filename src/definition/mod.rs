@@ -29,7 +29,7 @@ pub use model::{
 pub use parse::parse;
 pub use source_map::{Position, SourceMap, YamlPath};
 pub(crate) use suggest::closest;
-pub use timer::Timer;
+pub use timer::{Timer, TimerStatus};
 
 impl Definition {
     /// A problem at the value found at `path` of this definition's YAML.

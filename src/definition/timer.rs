@@ -5,6 +5,7 @@
 //! timers:
 //!   auto_close:
 //!     in: [resolved]        # runs while the instance is in these states
+//!     pause_in: [waiting]   # optional: paused here, keeping the time it has left
 //!     after: 3d             # s, m, h, d; combined as 1h30m
 //!     calendar: service-desk  # optional: count only the calendar's working time
 //!     fire: auto_close      # a transition leaving every state of `in`
@@ -27,6 +28,8 @@ pub struct Timer {
     pub title: Option<String>,
     /// It runs while the instance is in one of these states.
     pub states: Vec<String>,
+    /// It is paused, keeping the time it has left, while the instance is in one of these.
+    pub pause_in: Vec<String>,
     /// It is due this long after it starts, in ms.
     pub after_ms: i64,
     /// The business calendar `after` counts in (all time when absent).
@@ -35,10 +38,30 @@ pub struct Timer {
     pub fire: String,
 }
 
+/// Where a timer stands in a state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerStatus {
+    /// Not started, or stopped.
+    Off,
+    /// Counting down.
+    Running,
+    /// Keeping the time it has left.
+    Paused,
+}
+
 impl Timer {
     /// It runs in `state`.
     pub fn runs_in(&self, state: &str) -> bool {
         self.states.iter().any(|s| s == state)
+    }
+
+    /// Where it stands while an instance is in `state` (`None`: no instance yet).
+    pub fn status_in(&self, state: Option<&str>) -> TimerStatus {
+        match state {
+            Some(s) if self.runs_in(s) => TimerStatus::Running,
+            Some(s) if self.pause_in.iter().any(|p| p == s) => TimerStatus::Paused,
+            _ => TimerStatus::Off,
+        }
     }
 }
 
@@ -49,6 +72,8 @@ struct RawTimer {
     title: Option<String>,
     #[serde(rename = "in")]
     states: Vec<String>,
+    #[serde(default)]
+    pause_in: Vec<String>,
     after: String,
     #[serde(default)]
     calendar: Option<String>,
@@ -91,6 +116,22 @@ pub(crate) fn check_timers(
                     ok = false;
                 }
                 Some(_) => {}
+            }
+        }
+        for (i, state) in raw.pause_in.iter().enumerate() {
+            let at = path.key("pause_in").index(i);
+            if !states.contains_key(state) {
+                let hint = closest(state, states.keys().map(String::as_str))
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                p.at_value(&at, format!("unknown state `{state}`{hint}"));
+                ok = false;
+            } else if raw.states.contains(state) {
+                p.at_value(
+                    &at,
+                    format!("timer `{name}` cannot both run and pause in `{state}`"),
+                );
+                ok = false;
             }
         }
         let after_ms = match duration_ms(&raw.after) {
@@ -149,6 +190,7 @@ pub(crate) fn check_timers(
                     name,
                     title: raw.title,
                     states: raw.states,
+                    pause_in: raw.pause_in,
                     after_ms,
                     calendar: raw.calendar,
                     fire: raw.fire,
@@ -205,6 +247,23 @@ mod tests {
                 "t.yaml:13:38: `end` does not leave `a`, where timer `t2` runs",
                 "t.yaml:14:14: `done` is final: a timer there could never fire",
                 "t.yaml:14:38: `auto_end` is automatic: a timer fires a transition a caller could fire",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_timer_cannot_pause_in_an_unknown_state_or_where_it_runs() {
+        let yaml = "process: t\nroles: [r]\nstates:\n  a: { initial: true }\n  b: {}\n  done: { final: true }\ntransitions:\n  go: { from: a, to: b, roles: [r] }\n  end: { from: [a, b], to: done, roles: [r] }\ntimers:\n  t: { in: [a], pause_in: [a, hold], after: 1h, fire: end }\n";
+        let errors: Vec<String> = crate::definition::parse("t.yaml", yaml, &Default::default())
+            .expect_err("refused")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "t.yaml:11:28: timer `t` cannot both run and pause in `a`",
+                "t.yaml:11:31: unknown state `hold`",
             ]
         );
     }

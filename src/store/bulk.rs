@@ -78,6 +78,7 @@ pub(super) struct TimerRow<'a> {
     pub(super) instance_id: &'a str,
     pub(super) name: &'a str,
     pub(super) due_at: i64,
+    pub(super) paused_left_ms: Option<i64>,
     pub(super) version: i64,
 }
 
@@ -202,6 +203,7 @@ impl<'a> Bulk<'a> {
                         instance_id: &t.instance_id,
                         name: &t.name,
                         due_at: t.due_at,
+                        paused_left_ms: t.paused_left_ms,
                         version: t.version,
                     });
                 }

@@ -17,7 +17,9 @@ fn timers(id: &str, names: &[(&str, i64)]) -> TimerChange {
             .map(|(name, due_at)| TimerRecord {
                 instance_id: id.into(),
                 name: (*name).into(),
-                due_at: *due_at,
+                // A negative due time here stands for a paused timer with that much left.
+                due_at: if *due_at < 0 { i64::MAX } else { *due_at },
+                paused_left_ms: (*due_at < 0).then_some(-due_at),
                 version: 1,
             })
             .collect(),
@@ -150,7 +152,7 @@ fn batch() -> Vec<Step> {
             record("a", 3, TraceKind::Automatic, None),
         ],
         answer: Some(answer("k1", 1_000)),
-        timers: vec![timers("a", &[("callback", 30)])],
+        timers: vec![timers("a", &[("callback", 30), ("paused", -5_000)])],
         ..Step::default()
     });
     // A create that links to an existing instance, and replaces an expired answer.

@@ -214,6 +214,7 @@ mod tests {
             instance_id: "i".into(),
             name: name.into(),
             due_at,
+            paused_left_ms: None,
             version: 1,
         }
     }

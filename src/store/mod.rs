@@ -198,9 +198,11 @@ pub struct TimerRecord {
     pub instance_id: String,
     /// The timer's name in the process definition.
     pub name: String,
-    /// When it is due, ms since the epoch.
+    /// When it is due, ms since the epoch ([`i64::MAX`] while paused).
     #[serde(serialize_with = "crate::clock::serialize_ms")]
     pub due_at: i64,
+    /// While paused: the working time it has left, in ms.
+    pub paused_left_ms: Option<i64>,
     /// The instance version it was set at.
     pub version: i64,
 }

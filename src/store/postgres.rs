@@ -190,7 +190,7 @@ impl Store for PgStore {
 
     async fn timers(&self, instance_id: &str) -> Result<Vec<TimerRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT instance_id, name, due_at, version FROM timers
+            "SELECT instance_id, name, due_at, paused_left_ms, version FROM timers
              WHERE instance_id = $1 ORDER BY due_at, name",
         )
         .bind(instance_id)
@@ -207,7 +207,7 @@ impl Store for PgStore {
                    WHERE due_at <= $3 AND (claimed_until IS NULL OR claimed_until <= $3)
                    ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) d
              WHERE t.instance_id = d.instance_id AND t.name = d.name
-             RETURNING t.instance_id, t.name, t.due_at, t.version",
+             RETURNING t.instance_id, t.name, t.due_at, t.paused_left_ms, t.version",
         )
         .bind(&c.claimant)
         .bind(c.until)
@@ -324,10 +324,10 @@ pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Re
     }
     if !bulk.timer_adds.is_empty() {
         let done = sqlx::query(
-            "INSERT INTO timers (instance_id, name, due_at, version)
-             SELECT instance_id, name, due_at, version
+            "INSERT INTO timers (instance_id, name, due_at, paused_left_ms, version)
+             SELECT instance_id, name, due_at, paused_left_ms, version
              FROM jsonb_to_recordset($1::jsonb) AS j(instance_id text, name text,
-                  due_at bigint, version bigint)",
+                  due_at bigint, paused_left_ms bigint, version bigint)",
         )
         .bind(json_array(&bulk.timer_adds)?)
         .execute(&mut *tx)
@@ -415,11 +415,13 @@ async fn apply_step(
             .await?;
         for t in &change.timers {
             sqlx::query(
-                "INSERT INTO timers (instance_id, name, due_at, version) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO timers (instance_id, name, due_at, paused_left_ms, version)
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(&t.instance_id)
             .bind(&t.name)
             .bind(t.due_at)
+            .bind(t.paused_left_ms)
             .bind(t.version)
             .execute(&mut **tx)
             .await

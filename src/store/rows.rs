@@ -86,11 +86,13 @@ where
     &'r str: ColumnIndex<R>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
+    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
 {
     Ok(TimerRecord {
         instance_id: row.try_get("instance_id")?,
         name: row.try_get("name")?,
         due_at: row.try_get("due_at")?,
+        paused_left_ms: row.try_get("paused_left_ms")?,
         version: row.try_get("version")?,
     })
 }

@@ -218,7 +218,7 @@ impl Store for SqliteStore {
 
     async fn timers(&self, instance_id: &str) -> Result<Vec<TimerRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT instance_id, name, due_at, version FROM timers
+            "SELECT instance_id, name, due_at, paused_left_ms, version FROM timers
              WHERE instance_id = ? ORDER BY due_at, name",
         )
         .bind(instance_id)
@@ -235,7 +235,7 @@ impl Store for SqliteStore {
                  SELECT instance_id, name FROM timers
                  WHERE due_at <= ?3 AND (claimed_until IS NULL OR claimed_until <= ?3)
                  ORDER BY due_at LIMIT ?4)
-             RETURNING instance_id, name, due_at, version",
+             RETURNING instance_id, name, due_at, paused_left_ms, version",
         )
         .bind(&c.claimant)
         .bind(c.until)
@@ -415,7 +415,7 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
     .await?;
     let done = write_chunks(
         &mut tx,
-        "INSERT INTO timers (instance_id, name, due_at, version) ",
+        "INSERT INTO timers (instance_id, name, due_at, paused_left_ms, version) ",
         ("", None),
         &bulk.timer_adds,
         |_| Ok([]),
@@ -423,6 +423,7 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
             b.push_bind(t.instance_id)
                 .push_bind(t.name)
                 .push_bind(t.due_at)
+                .push_bind(t.paused_left_ms)
                 .push_bind(t.version);
         },
     )
@@ -509,11 +510,13 @@ async fn apply_step(tx: &mut sqlx::Transaction<'_, Sqlite>, step: &Step) -> Resu
             .await?;
         for t in &change.timers {
             sqlx::query(
-                "INSERT INTO timers (instance_id, name, due_at, version) VALUES (?, ?, ?, ?)",
+                "INSERT INTO timers (instance_id, name, due_at, paused_left_ms, version)
+                 VALUES (?, ?, ?, ?, ?)",
             )
             .bind(&t.instance_id)
             .bind(&t.name)
             .bind(t.due_at)
+            .bind(t.paused_left_ms)
             .bind(t.version)
             .execute(&mut **tx)
             .await

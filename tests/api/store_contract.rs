@@ -255,6 +255,7 @@ fn timer(id: &str, name: &str, due_at: i64) -> TimerRecord {
         instance_id: id.into(),
         name: name.into(),
         due_at,
+        paused_left_ms: None,
         version: 1,
     }
 }

@@ -124,3 +124,37 @@ async fn a_timer_in_business_hours_skips_the_night_and_works_the_make_up_saturda
     clock.advance(MINUTE);
     eventually_closed(&app, &id).await;
 }
+
+#[tokio::test]
+async fn a_timer_paused_65_minutes_falls_due_65_minutes_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = TICKET
+        .replace(
+            "  closed: { final: true }\n",
+            "  on_hold: {}\n  closed: { final: true }\n",
+        )
+        .replace(
+            "  close:  { from: open, to: closed, roles: [service_desk] }\n",
+            "  close:  { from: open, to: closed, roles: [service_desk] }\n  hold:   { from: waiting, to: on_hold, roles: [service_desk] }\n  resume: { from: on_hold, to: waiting, roles: [service_desk] }\n",
+        )
+        .replace("    in: [waiting]\n", "    in: [waiting]\n    pause_in: [on_hold]\n");
+    std::fs::write(dir.path().join("ticket.yaml"), yaml).unwrap();
+    let clock = ManualClock::at(1_800_000_000_000);
+    let app = spawn_app_on_clock(dir.path(), &repo_path("rules"), None, clock.clone()).await;
+    let paused = app.create_id("ticket", "desk", json!({})).await;
+    let straight = app.create_id("ticket", "desk", json!({})).await;
+    app.fire_ok(&paused, "wait", "desk", json!({})).await;
+    app.fire_ok(&straight, "wait", "desk", json!({})).await;
+    clock.advance(30 * MINUTE);
+    app.fire_ok(&paused, "hold", "desk", json!({})).await;
+    clock.advance(65 * MINUTE);
+    app.fire_ok(&paused, "resume", "desk", json!({})).await; // 90 minutes left
+    clock.advance(25 * MINUTE); // two hours after `wait`
+    eventually_closed(&app, &straight).await;
+    assert_eq!(state(&app, &paused).await, "waiting");
+    clock.advance(64 * MINUTE);
+    two_rounds().await;
+    assert_eq!(state(&app, &paused).await, "waiting", "a minute left");
+    clock.advance(MINUTE);
+    eventually_closed(&app, &paused).await;
+}

@@ -1,6 +1,8 @@
 //! One step computed in memory: the transition's checks, its action, and the automatic
 //! transitions that follow. Nothing here touches storage; the result is a [`Step`].
 
+mod timers;
+
 use serde_json::{Map, Value};
 
 use super::Actor;
@@ -10,8 +12,8 @@ use super::error::EngineError;
 use crate::definition::{Approval, Create, Quorum, Script, ScriptRef, Transition};
 use crate::rules::{Context, RuleEngine, RuleError, RuleFailure};
 use crate::store::{
-    Decision, InstanceRecord, InstanceWrite, LinkChange, Step, TimerChange, TimerRecord, TraceKind,
-    TraceRecord, Vote,
+    Decision, InstanceRecord, InstanceWrite, LinkChange, Step, TimerRecord, TraceKind, TraceRecord,
+    Vote,
 };
 
 /// Automatic transitions followed in one step, at most.
@@ -511,92 +513,6 @@ impl<'a> Working<'a> {
         for c in self.created {
             c.collect(step);
         }
-    }
-}
-
-impl Working<'_> {
-    /// Names of the timers running in `state`.
-    fn running(&self, state: Option<&str>) -> Vec<&str> {
-        let timers = self.loaded.definition.timers.values();
-        match state {
-            Some(state) => timers
-                .filter(|t| t.runs_in(state))
-                .map(|t| t.name.as_str())
-                .collect(),
-            None => Vec::new(),
-        }
-    }
-
-    /// When timer `t`, started now, is due: `after` of working time in its calendar, or of
-    /// all time.
-    fn due_after(&self, t: &crate::definition::Timer) -> i64 {
-        let now = self.env.now;
-        let plain = now.saturating_add(t.after_ms);
-        let Some(id) = &t.calendar else {
-            return plain;
-        };
-        match self
-            .env
-            .catalog
-            .calendar(id)
-            .map(|c| c.add_working_ms(now, t.after_ms))
-        {
-            Some(Ok(due)) => due,
-            Some(Err(e)) => {
-                tracing::warn!(timer = %t.name, error = %e, "counting all time instead");
-                plain
-            }
-            None => {
-                tracing::warn!(timer = %t.name, calendar = %id, "calendar not loaded; counting all time");
-                plain
-            }
-        }
-    }
-
-    /// Some timer keeps running while the set of running timers changes (or one of them
-    /// fired): its due time must be read to be kept.
-    pub(crate) fn needs_stored_timers(&self) -> bool {
-        let before = self.running(self.original_state.as_deref());
-        let after = self.running(Some(&self.record.state));
-        (before != after || self.fired_timer.is_some())
-            && after
-                .iter()
-                .any(|t| before.contains(t) && self.fired_timer.as_deref() != Some(*t))
-    }
-
-    /// The instance's timers after the step, when they change: timers of states left stop,
-    /// timers of states entered start, timers running on keep their due time, and a timer
-    /// that fired starts again if its states still hold.
-    fn timer_change(&self) -> Option<TimerChange> {
-        let before = self.running(self.original_state.as_deref());
-        let after = self.running(Some(&self.record.state));
-        if before == after && self.fired_timer.is_none() {
-            return None;
-        }
-        let def = &self.loaded.definition;
-        let timers = after
-            .iter()
-            .filter_map(|name| def.timers.get(*name))
-            .map(|t| {
-                let kept = before.contains(&t.name.as_str())
-                    && self.fired_timer.as_deref() != Some(t.name.as_str());
-                let due_at = kept
-                    .then(|| self.stored_timers.iter().find(|s| s.name == t.name))
-                    .flatten()
-                    .map(|s| s.due_at)
-                    .unwrap_or_else(|| self.due_after(t));
-                TimerRecord {
-                    instance_id: self.record.id.clone(),
-                    name: t.name.clone(),
-                    due_at,
-                    version: self.record.version,
-                }
-            })
-            .collect();
-        Some(TimerChange {
-            instance_id: self.record.id.clone(),
-            timers,
-        })
     }
 }
 
