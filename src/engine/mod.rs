@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 pub use catalog::{Catalog, Loaded, load_calendars, read_rule_library};
 pub use error::{EngineError, FieldProblem};
 pub use idempotency::Idempotency;
-pub use view::{AllowedTransition, InstanceView};
+pub use view::{AllowedTransition, InstanceView, TimerView};
 
 use crate::clock::Clock;
 use crate::definition::Definition;
@@ -328,7 +328,7 @@ impl Engine {
         Ok(view)
     }
 
-    /// One instance as `actor` sees it, with its links both ways.
+    /// One instance as `actor` sees it, with its links both ways and its timers.
     pub async fn get(&self, actor: &Actor, id: &str) -> Result<InstanceView, EngineError> {
         let record = self
             .store
@@ -337,8 +337,10 @@ impl Engine {
             .ok_or_else(|| EngineError::UnknownInstance(id.to_owned()))?;
         let loaded = self.version(&record.definition_hash).await?;
         let links = self.store.links(id).await?;
+        let timers = self.store.timers(id).await?;
         let mut view = InstanceView::new(record, &loaded.definition, actor);
         view.links = Some(links);
+        view.timers = Some(timers.into_iter().map(TimerView::from).collect());
         Ok(view)
     }
 

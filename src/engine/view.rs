@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::Actor;
 use crate::clock::format_ms;
 use crate::definition::Definition;
-use crate::store::{InstanceRecord, Links, Vote};
+use crate::store::{InstanceRecord, Links, TimerRecord, Vote};
 
 /// A transition the caller may fire now.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -24,6 +24,29 @@ pub struct AllowedTransition {
     pub guarded: bool,
     /// Firing it casts a vote (send `"vote": "approve"` or `"reject"`).
     pub approval: bool,
+}
+
+/// A timer of an instance as answered to a caller.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct TimerView {
+    /// The timer's name in the process file.
+    pub name: String,
+    /// When it is due, RFC 3339 UTC; absent while paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
+    /// While paused: the working time it has left, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_left_ms: Option<i64>,
+}
+
+impl From<TimerRecord> for TimerView {
+    fn from(t: TimerRecord) -> Self {
+        Self {
+            name: t.name,
+            due_at: t.paused_left_ms.is_none().then(|| format_ms(t.due_at)),
+            paused_left_ms: t.paused_left_ms,
+        }
+    }
 }
 
 /// An instance as answered to a caller.
@@ -57,6 +80,9 @@ pub struct InstanceView {
     /// Linked instances both ways (on `GET` of one instance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub links: Option<Links>,
+    /// Timers running or paused (on `GET` of one instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timers: Option<Vec<TimerView>>,
     /// This is the stored answer to an earlier request with the same idempotency key.
     #[serde(skip)]
     pub replayed: bool,
@@ -93,6 +119,7 @@ impl InstanceView {
             allowed_transitions,
             votes: record.votes,
             links: None,
+            timers: None,
             replayed: false,
             status: 0,
         }

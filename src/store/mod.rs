@@ -192,14 +192,13 @@ pub struct Step {
 
 /// A timer of an instance: due at `due_at`, it fires only while the instance is still at
 /// `version`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimerRecord {
     /// The instance.
     pub instance_id: String,
     /// The timer's name in the process definition.
     pub name: String,
     /// When it is due, ms since the epoch ([`i64::MAX`] while paused).
-    #[serde(serialize_with = "crate::clock::serialize_ms")]
     pub due_at: i64,
     /// While paused: the working time it has left, in ms.
     pub paused_left_ms: Option<i64>,

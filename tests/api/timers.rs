@@ -63,6 +63,12 @@ async fn a_due_timer_fires_its_transition_as_system_once() {
     let (app, clock, _dir) = app().await;
     let id = app.create_id("ticket", "desk", json!({})).await;
     app.fire_ok(&id, "wait", "desk", json!({})).await;
+    let shown = app.get(&format!("/api/v1/instances/{id}"), "desk").await;
+    assert_eq!(
+        shown.body["timers"],
+        json!([{ "name": "expiry", "due_at": "2027-01-15T10:00:00.000Z" }]),
+        "the instance shows when its timer is due"
+    );
     clock.advance(119 * MINUTE);
     two_rounds().await;
     assert_eq!(state(&app, &id).await, "waiting", "not yet due");
@@ -74,6 +80,8 @@ async fn a_due_timer_fires_its_transition_as_system_once() {
     assert_eq!(last["transition"], "expire");
     two_rounds().await;
     assert_eq!(app.trace(&id).await.len(), 3, "fired once");
+    let shown = app.get(&format!("/api/v1/instances/{id}"), "desk").await;
+    assert_eq!(shown.body["timers"], json!([]), "none left");
 }
 
 #[tokio::test]
@@ -147,6 +155,14 @@ async fn a_timer_paused_65_minutes_falls_due_65_minutes_later() {
     app.fire_ok(&straight, "wait", "desk", json!({})).await;
     clock.advance(30 * MINUTE);
     app.fire_ok(&paused, "hold", "desk", json!({})).await;
+    let shown = app
+        .get(&format!("/api/v1/instances/{paused}"), "desk")
+        .await;
+    assert_eq!(
+        shown.body["timers"],
+        json!([{ "name": "expiry", "paused_left_ms": 90 * MINUTE }]),
+        "the instance shows its paused timer"
+    );
     clock.advance(65 * MINUTE);
     app.fire_ok(&paused, "resume", "desk", json!({})).await; // 90 minutes left
     clock.advance(25 * MINUTE); // two hours after `wait`
