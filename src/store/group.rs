@@ -83,12 +83,18 @@ impl GroupCommit {
         Self { inner, queues }
     }
 
-    /// The writer that owns the step's (first) instance.
+    /// The writer that owns the step's (first) instance, or the instance whose timers a
+    /// timers-only step rewrites.
     fn queue_for(&self, step: &Step) -> &mpsc::Sender<Pending> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        if let Some(w) = step.writes.first() {
-            w.instance.id.hash(&mut h);
+        let owner = step
+            .writes
+            .first()
+            .map(|w| w.instance.id.as_str())
+            .or_else(|| step.timers.first().map(|t| t.instance_id.as_str()));
+        if let Some(id) = owner {
+            id.hash(&mut h);
         }
         &self.queues[(h.finish() % self.queues.len() as u64) as usize]
     }
