@@ -128,7 +128,11 @@ struct Validation {
 async fn validate(State(app): State<AppState>, _caller: Caller, body: String) -> impl IntoResponse {
     let mut errors = Vec::new();
     let library = read_rule_library(&app.rules_dir, &mut errors);
-    let answer = match Loaded::build(app.engine.rule_engine(), "request", &body, &library) {
+    let built = Loaded::build(app.engine.rule_engine(), "request", &body, &library);
+    if let Ok(l) = &built {
+        errors.extend(app.engine.catalog().unknown_calendars(&l.definition));
+    }
+    let answer = match built {
         Ok(l) if errors.is_empty() => Validation {
             valid: true,
             process: Some(l.definition.id.clone()),

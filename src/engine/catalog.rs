@@ -169,25 +169,10 @@ impl Catalog {
         mut self,
         calendars: BTreeMap<String, Calendar>,
     ) -> Result<Self, Vec<DefinitionError>> {
-        let mut errors = Vec::new();
-        for l in self.iter() {
-            let d = &l.definition;
-            for t in d.timers.values() {
-                let Some(c) = t.calendar.as_deref() else {
-                    continue;
-                };
-                if !calendars.contains_key(c) {
-                    let hint = crate::definition::closest(c, calendars.keys().map(String::as_str))
-                        .map(|s| format!("; did you mean `{s}`?"))
-                        .unwrap_or_default();
-                    let path = YamlPath::root().key("timers").key(&t.name).key("calendar");
-                    errors.push(d.error_at(
-                        &path,
-                        format!("unknown calendar `{c}`: no file in the calendars folder defines it{hint}"),
-                    ));
-                }
-            }
-        }
+        let errors: Vec<DefinitionError> = self
+            .iter()
+            .flat_map(|l| unknown_calendars(&l.definition, calendars.keys()))
+            .collect();
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -196,6 +181,11 @@ impl Catalog {
             .map(|(id, c)| (id, Arc::new(c)))
             .collect();
         Ok(self)
+    }
+
+    /// Timers of `definition` naming a calendar this catalog does not have.
+    pub fn unknown_calendars(&self, definition: &Definition) -> Vec<DefinitionError> {
+        unknown_calendars(definition, self.calendars.keys())
     }
 
     /// A business calendar by id.
@@ -212,6 +202,31 @@ impl Catalog {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Loaded>> {
         self.processes.values()
     }
+}
+
+/// Timers of `d` naming a calendar not among `known`, each at its place.
+fn unknown_calendars<'k>(
+    d: &Definition,
+    known: impl Iterator<Item = &'k String> + Clone,
+) -> Vec<DefinitionError> {
+    let mut errors = Vec::new();
+    for t in d.timers.values() {
+        let Some(c) = t.calendar.as_deref() else {
+            continue;
+        };
+        if known.clone().any(|k| k == c) {
+            continue;
+        }
+        let hint = crate::definition::closest(c, known.clone().map(String::as_str))
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        let path = YamlPath::root().key("timers").key(&t.name).key("calendar");
+        errors.push(d.error_at(
+            &path,
+            format!("unknown calendar `{c}`: no file in the calendars folder defines it{hint}"),
+        ));
+    }
+    errors
 }
 
 fn file_error(file: &str, message: String) -> DefinitionError {

@@ -127,3 +127,32 @@ async fn posting_a_broken_process_file_lists_every_problem_with_its_position() {
             .contains("did you mean `resolved`")
     );
 }
+
+#[tokio::test]
+async fn posting_a_process_whose_timer_names_an_unknown_calendar_is_invalid() {
+    let app = spawn_app().await;
+    let yaml = "process: ticket\nroles: [r]\nstates:\n  open: { initial: true }\n  closed: { final: true }\ntransitions:\n  close: { from: open, to: closed, roles: [r] }\ntimers:\n  expiry: { in: [open], after: 1h, calendar: service_desk, fire: close }\n";
+    let post = |body: String| {
+        app.raw(
+            app.client
+                .post(format!("{}/api/v1/processes/validate", app.base))
+                .bearer_auth("desk")
+                .body(body),
+        )
+    };
+    let a = post(yaml.to_owned()).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body["valid"], false, "{}", a.text);
+    assert_eq!(a.body["errors"][0]["line"], 9);
+    assert_eq!(a.body["errors"][0]["column"], 46);
+    assert!(
+        a.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `service-desk`"),
+        "{}",
+        a.text
+    );
+    let a = post(yaml.replace("service_desk", "service-desk")).await;
+    assert_eq!(a.body["valid"], true, "{}", a.text);
+}
