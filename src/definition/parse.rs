@@ -34,6 +34,31 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The positions and the value of a YAML text; a syntax error or a duplicate key is
+/// reported at its place.
+pub(super) fn read_yaml(
+    file: &str,
+    yaml: &str,
+) -> Result<(SourceMap, serde_yaml::Value), Vec<DefinitionError>> {
+    let map = SourceMap::build(yaml).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|e| DefinitionError::new(file, e.position, e.message))
+            .collect::<Vec<_>>()
+    })?;
+    let value = serde_yaml::from_str(yaml).map_err(|e| {
+        let position = e
+            .location()
+            .map(|l| Position {
+                line: l.line(),
+                column: l.column(),
+            })
+            .unwrap_or(Position { line: 1, column: 1 });
+        vec![DefinitionError::new(file, position, e.to_string())]
+    })?;
+    Ok((map, value))
+}
+
 /// Parses and checks one process file. `library` holds every rule module that may be named
 /// in `rules:`. All problems found are returned together.
 pub fn parse(
@@ -41,28 +66,7 @@ pub fn parse(
     yaml: &str,
     library: &IndexMap<String, RuleSource>,
 ) -> Result<Definition, Vec<DefinitionError>> {
-    let map = match SourceMap::build(yaml) {
-        Ok(map) => map,
-        Err(errors) => {
-            return Err(errors
-                .into_iter()
-                .map(|e| DefinitionError::new(file, e.position, e.message))
-                .collect());
-        }
-    };
-    let value: serde_yaml::Value = match serde_yaml::from_str(yaml) {
-        Ok(v) => v,
-        Err(e) => {
-            let position = e
-                .location()
-                .map(|l| Position {
-                    line: l.line(),
-                    column: l.column(),
-                })
-                .unwrap_or(Position { line: 1, column: 1 });
-            return Err(vec![DefinitionError::new(file, position, e.to_string())]);
-        }
-    };
+    let (map, value) = read_yaml(file, yaml)?;
     let mut p = Problems {
         file,
         map: &map,

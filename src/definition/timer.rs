@@ -230,16 +230,20 @@ pub(crate) fn duration_ms(text: &str) -> Option<i64> {
 mod tests {
     use super::duration_ms;
 
-    #[test]
-    fn mistakes_in_timers_are_reported_at_their_line_and_column() {
-        let yaml = "process: t\nroles: [r]\nstates:\n  a: { initial: true }\n  b: {}\n  done: { final: true }\ntransitions:\n  go: { from: a, to: b, roles: [r] }\n  end: { from: b, to: done, roles: [r] }\n  auto_end: { from: a, to: done, auto: true }\ntimers:\n  t1: { in: [b, c], after: 2 hours, fire: ned }\n  t2: { in: [a, b], after: 1h, fire: end }\n  t3: { in: [done], after: 1h, fire: auto_end }\n";
-        let errors: Vec<String> = crate::definition::parse("t.yaml", yaml, &Default::default())
+    /// The problems `parse` finds in `yaml`, as `file:line:col: message`.
+    fn problems(yaml: &str) -> Vec<String> {
+        crate::definition::parse("t.yaml", yaml, &Default::default())
             .expect_err("refused")
             .iter()
             .map(ToString::to_string)
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn mistakes_in_timers_are_reported_at_their_line_and_column() {
+        let yaml = "process: t\nroles: [r]\nstates:\n  a: { initial: true }\n  b: {}\n  done: { final: true }\ntransitions:\n  go: { from: a, to: b, roles: [r] }\n  end: { from: b, to: done, roles: [r] }\n  auto_end: { from: a, to: done, auto: true }\ntimers:\n  t1: { in: [b, c], after: 2 hours, fire: ned }\n  t2: { in: [a, b], after: 1h, fire: end }\n  t3: { in: [done], after: 1h, fire: auto_end }\n";
         assert_eq!(
-            errors,
+            problems(yaml),
             [
                 "t.yaml:12:17: unknown state `c`; did you mean `a`?",
                 "t.yaml:12:28: `2 hours` is not a duration such as `90m`, `4h`, `3d` or `1h30m`",
@@ -254,13 +258,8 @@ mod tests {
     #[test]
     fn a_timer_cannot_pause_in_an_unknown_state_or_where_it_runs() {
         let yaml = "process: t\nroles: [r]\nstates:\n  a: { initial: true }\n  b: {}\n  done: { final: true }\ntransitions:\n  go: { from: a, to: b, roles: [r] }\n  end: { from: [a, b], to: done, roles: [r] }\ntimers:\n  t: { in: [a], pause_in: [a, hold], after: 1h, fire: end }\n";
-        let errors: Vec<String> = crate::definition::parse("t.yaml", yaml, &Default::default())
-            .expect_err("refused")
-            .iter()
-            .map(ToString::to_string)
-            .collect();
         assert_eq!(
-            errors,
+            problems(yaml),
             [
                 "t.yaml:11:28: timer `t` cannot both run and pause in `a`",
                 "t.yaml:11:31: unknown state `hold`",

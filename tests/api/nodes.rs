@@ -23,6 +23,15 @@ transitions:
   finish: { from: a, to: done, roles: [auditor] }
 "#;
 
+/// A folder holding one process file; the folder's path.
+fn processes_with(name: &str, yaml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let files = tempfile::tempdir().unwrap();
+    let processes = files.path().join("processes");
+    std::fs::create_dir(&processes).unwrap();
+    std::fs::write(processes.join(name), yaml).unwrap();
+    (files, processes)
+}
+
 /// A running `opsflow serve` child process; killed when dropped.
 struct Node {
     child: Child,
@@ -81,10 +90,7 @@ async fn get_json(client: &reqwest::Client, url: String) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_on_one_database_lose_and_double_no_step() {
-    let files = tempfile::tempdir().unwrap();
-    let processes = files.path().join("processes");
-    std::fs::create_dir(&processes).unwrap();
-    std::fs::write(processes.join("toggle.yaml"), TOGGLE).unwrap();
+    let (_files, processes) = processes_with("toggle.yaml", TOGGLE);
     let db = TestDb::new().await;
 
     // The first node migrates the database; the others start on the migrated schema.
@@ -191,10 +197,7 @@ async fn three_nodes_on_one_database_lose_and_double_no_step() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_killed_under_load_loses_no_acknowledged_step() {
-    let files = tempfile::tempdir().unwrap();
-    let processes = files.path().join("processes");
-    std::fs::create_dir(&processes).unwrap();
-    std::fs::write(processes.join("toggle.yaml"), TOGGLE).unwrap();
+    let (_files, processes) = processes_with("toggle.yaml", TOGGLE);
     let db = TestDb::new().await;
     let mut node = start_node(&db.url, &processes);
     let base = node.base.clone();
@@ -294,10 +297,7 @@ async fn post_json(client: &reqwest::Client, url: String, body: Value) -> (u16, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_last_copy_is_stale_answers_from_the_database() {
-    let files = tempfile::tempdir().unwrap();
-    let processes = files.path().join("processes");
-    std::fs::create_dir(&processes).unwrap();
-    std::fs::write(processes.join("toggle.yaml"), TOGGLE).unwrap();
+    let (_files, processes) = processes_with("toggle.yaml", TOGGLE);
     let db = TestDb::new().await;
     let a = start_node(&db.url, &processes);
     let b = start_node(&db.url, &processes);
@@ -401,10 +401,7 @@ async fn all_expired_once(client: &reqwest::Client, base: &str, ids: &[String]) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn timers_due_while_the_server_was_down_fire_once_after_a_restart() {
-    let files = tempfile::tempdir().unwrap();
-    let processes = files.path().join("processes");
-    std::fs::create_dir(&processes).unwrap();
-    std::fs::write(processes.join("ticket.yaml"), EXPIRING).unwrap();
+    let (_files, processes) = processes_with("ticket.yaml", EXPIRING);
     let db = TestDb::new().await;
     let client = reqwest::Client::new();
     let mut node = start_node(&db.url, &processes);
@@ -419,10 +416,7 @@ async fn timers_due_while_the_server_was_down_fire_once_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_fire_each_of_hundreds_of_due_timers_once() {
-    let files = tempfile::tempdir().unwrap();
-    let processes = files.path().join("processes");
-    std::fs::create_dir(&processes).unwrap();
-    std::fs::write(processes.join("ticket.yaml"), EXPIRING).unwrap();
+    let (_files, processes) = processes_with("ticket.yaml", EXPIRING);
     let db = TestDb::new().await;
     let client = reqwest::Client::new();
     let first = start_node(&db.url, &processes);

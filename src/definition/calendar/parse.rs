@@ -8,8 +8,9 @@ use serde::Deserialize;
 
 use super::{Calendar, Period, WEEKDAYS, dates};
 use crate::definition::error::DefinitionError;
+use crate::definition::parse::read_yaml;
 use crate::definition::problems::Problems;
-use crate::definition::source_map::{Position, SourceMap, YamlPath};
+use crate::definition::source_map::{Position, YamlPath};
 use crate::definition::suggest::closest;
 
 #[derive(Debug, Deserialize)]
@@ -54,22 +55,7 @@ struct RawWorkingDay {
 
 /// Parses and checks the calendar file `file` holding `yaml`.
 pub fn parse_calendar(file: &str, yaml: &str) -> Result<Calendar, Vec<DefinitionError>> {
-    let map = SourceMap::build(yaml).map_err(|errors| {
-        errors
-            .into_iter()
-            .map(|e| DefinitionError::new(file, e.position, e.message))
-            .collect::<Vec<_>>()
-    })?;
-    let value: serde_yaml::Value = serde_yaml::from_str(yaml).map_err(|e| {
-        let position = e
-            .location()
-            .map(|l| Position {
-                line: l.line(),
-                column: l.column(),
-            })
-            .unwrap_or(Position { line: 1, column: 1 });
-        vec![DefinitionError::new(file, position, e.to_string())]
-    })?;
+    let (map, value) = read_yaml(file, yaml)?;
     let mut p = Problems {
         file,
         map: &map,
