@@ -29,7 +29,7 @@ pub use model::{
 pub use parse::parse;
 pub use source_map::{Position, SourceMap, YamlPath};
 pub(crate) use suggest::closest;
-pub use timer::{Timer, TimerStatus};
+pub use timer::{Clock, Timer, TimerStatus, WARNING_SUFFIX, Warning};
 
 impl Definition {
     /// A problem at the value found at `path` of this definition's YAML.

@@ -9,6 +9,7 @@
 //!     after: 3d             # s, m, h, d; combined as 1h30m
 //!     calendar: service-desk  # optional: count only the calendar's working time
 //!     fire: auto_close      # a transition leaving every state of `in`
+//!     warn: { at: 75%, fire: remind }   # optional: fired when 75% of the time has passed
 //! ```
 
 use indexmap::IndexMap;
@@ -36,7 +37,34 @@ pub struct Timer {
     pub calendar: Option<String>,
     /// The transition fired when it is due.
     pub fire: String,
+    /// A warning before it is due.
+    pub warn: Option<Warning>,
 }
+
+/// A warning a timer gives when part of its time has passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// The share of the timer's time after which it warns, in percent (1 to 99).
+    pub at_percent: u8,
+    /// The transition fired then (typically one that stays in the state).
+    pub fire: String,
+}
+
+/// One of the clocks a timer keeps: its due time, or its warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock<'t> {
+    /// The stored name: the timer's, or the timer's with [`WARNING_SUFFIX`].
+    pub name: &'t str,
+    /// The transition fired when it runs out.
+    pub fire: &'t str,
+    /// Its full duration, in ms.
+    pub after_ms: i64,
+    /// It is the warning.
+    pub warning: bool,
+}
+
+/// Appended to a timer's name for the stored row of its warning.
+pub const WARNING_SUFFIX: &str = ":warning";
 
 /// Where a timer stands in a state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +78,32 @@ pub enum TimerStatus {
 }
 
 impl Timer {
+    /// The stored name of its warning.
+    pub fn warning_name(&self) -> String {
+        format!("{}{WARNING_SUFFIX}", self.name)
+    }
+
+    /// Its clocks: the warning (if any) and the due time, with `warning_name` as the
+    /// warning's stored name.
+    pub fn clocks<'t>(&'t self, warning_name: &'t str) -> Vec<Clock<'t>> {
+        let mut clocks = Vec::with_capacity(2);
+        if let Some(w) = &self.warn {
+            clocks.push(Clock {
+                name: warning_name,
+                fire: &w.fire,
+                after_ms: self.after_ms * i64::from(w.at_percent) / 100,
+                warning: true,
+            });
+        }
+        clocks.push(Clock {
+            name: &self.name,
+            fire: &self.fire,
+            after_ms: self.after_ms,
+            warning: false,
+        });
+        clocks
+    }
+
     /// It runs in `state`.
     pub fn runs_in(&self, state: &str) -> bool {
         self.states.iter().any(|s| s == state)
@@ -77,6 +131,15 @@ struct RawTimer {
     after: String,
     #[serde(default)]
     calendar: Option<String>,
+    fire: String,
+    #[serde(default)]
+    warn: Option<RawWarning>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWarning {
+    at: String,
     fire: String,
 }
 
@@ -148,41 +211,40 @@ pub(crate) fn check_timers(
                 0
             }
         };
-        match transitions.get(&raw.fire) {
-            None => {
-                let hint = closest(&raw.fire, transitions.keys().map(String::as_str))
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
-                p.at_value(
-                    &path.key("fire"),
-                    format!("unknown transition `{}`{hint}", raw.fire),
-                );
-                ok = false;
-            }
-            Some(t) if t.auto || t.approval.is_some() => {
-                p.at_value(
-                    &path.key("fire"),
-                    format!(
-                        "`{}` is {}: a timer fires a transition a caller could fire",
-                        raw.fire,
-                        if t.auto { "automatic" } else { "an approval" }
-                    ),
-                );
-                ok = false;
-            }
-            Some(t) => {
-                for state in raw.states.iter().filter(|s| !t.from.contains(s)) {
+        if name.contains(':') {
+            p.at_key(&path, format!("a timer's name cannot hold `:` (`{name}`)"));
+            ok = false;
+        }
+        ok &= check_fire(
+            p,
+            &path.key("fire"),
+            &name,
+            &raw.fire,
+            &raw.states,
+            transitions,
+        );
+        let warn = match &raw.warn {
+            None => None,
+            Some(w) => {
+                let at = path.key("warn");
+                let percent =
+                    w.at.strip_suffix('%')
+                        .and_then(|n| n.trim().parse::<u8>().ok())
+                        .filter(|n| (1..=99).contains(n));
+                if percent.is_none() {
                     p.at_value(
-                        &path.key("fire"),
-                        format!(
-                            "`{}` does not leave `{state}`, where timer `{name}` runs",
-                            raw.fire
-                        ),
+                        &at.key("at"),
+                        format!("`{}` is not a share of the time such as `75%`", w.at),
                     );
                     ok = false;
                 }
+                ok &= check_fire(p, &at.key("fire"), &name, &w.fire, &raw.states, transitions);
+                percent.map(|at_percent| Warning {
+                    at_percent,
+                    fire: w.fire.clone(),
+                })
             }
-        }
+        };
         if ok {
             timers.insert(
                 name.clone(),
@@ -194,11 +256,54 @@ pub(crate) fn check_timers(
                     after_ms,
                     calendar: raw.calendar,
                     fire: raw.fire,
+                    warn,
                 },
             );
         }
     }
     timers
+}
+
+/// Whether `fire` names a transition a timer running in `states` can fire: it exists, a
+/// caller could fire it (not automatic, not an approval), and it leaves every state.
+fn check_fire(
+    p: &mut Problems<'_>,
+    path: &YamlPath,
+    timer: &str,
+    fire: &str,
+    states: &[String],
+    transitions: &IndexMap<String, Transition>,
+) -> bool {
+    match transitions.get(fire) {
+        None => {
+            let hint = closest(fire, transitions.keys().map(String::as_str))
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            p.at_value(path, format!("unknown transition `{fire}`{hint}"));
+            false
+        }
+        Some(t) if t.auto || t.approval.is_some() => {
+            p.at_value(
+                path,
+                format!(
+                    "`{fire}` is {}: a timer fires a transition a caller could fire",
+                    if t.auto { "automatic" } else { "an approval" }
+                ),
+            );
+            false
+        }
+        Some(t) => {
+            let mut ok = true;
+            for state in states.iter().filter(|s| !t.from.contains(s)) {
+                p.at_value(
+                    path,
+                    format!("`{fire}` does not leave `{state}`, where timer `{timer}` runs"),
+                );
+                ok = false;
+            }
+            ok
+        }
+    }
 }
 
 /// `45s`, `90m`, `4h`, `3d`, or several of them (`1h30m`), in ms.
@@ -263,6 +368,19 @@ mod tests {
             [
                 "t.yaml:11:28: timer `t` cannot both run and pause in `a`",
                 "t.yaml:11:31: unknown state `hold`",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_warning_needs_a_share_of_the_time_and_a_transition_from_the_timer_s_states() {
+        let yaml = "process: t\nroles: [r]\nstates:\n  a: { initial: true }\n  b: {}\n  done: { final: true }\ntransitions:\n  go: { from: a, to: b, roles: [r] }\n  end: { from: [a, b], to: done, roles: [r] }\ntimers:\n  t: { in: [a, b], after: 1h, fire: end, warn: { at: 120%, fire: go } }\n  \"x:y\": { in: [a], after: 1h, fire: end }\n";
+        assert_eq!(
+            problems(yaml),
+            [
+                "t.yaml:11:54: `120%` is not a share of the time such as `75%`",
+                "t.yaml:11:66: `go` does not leave `b`, where timer `t` runs",
+                "t.yaml:12:3: a timer's name cannot hold `:` (`x:y`)",
             ]
         );
     }

@@ -8,6 +8,7 @@
 //! of two racing firings can commit.
 
 use super::{Actor, Engine, EngineError, FireRequest};
+use crate::definition::WARNING_SUFFIX;
 use crate::store::{Step, TimerChange, TimerClaim, TimerRecord};
 
 /// How long a claim on due timers holds before another node may take them.
@@ -44,31 +45,36 @@ impl Engine {
         };
         let loaded = self.version(&record.definition_hash).await?;
         let def = &loaded.definition;
-        let Some(t) = def
-            .timers
-            .get(&timer.name)
-            .filter(|t| t.runs_in(&record.state))
-        else {
+        let (name, warning) = match timer.name.strip_suffix(WARNING_SUFFIX) {
+            Some(name) => (name, true),
+            None => (timer.name.as_str(), false),
+        };
+        let Some(t) = def.timers.get(name).filter(|t| t.runs_in(&record.state)) else {
             // The step that left the timer's states replaced it; this is a stale row.
             self.stop_timer(timer).await?;
             return Ok(false);
         };
+        let fire = match (&t.warn, warning) {
+            (Some(w), true) => &w.fire,
+            _ => &t.fire,
+        };
         let roles = def
             .transitions
-            .get(&t.fire)
+            .get(fire)
             .map(|tr| tr.callers().to_vec())
             .unwrap_or_default();
         let actor = Actor::new(SYSTEM_ACTOR, roles);
+        let what = if warning { "warning" } else { "due" };
         let request = FireRequest {
-            comment: Some(format!("timer `{}` due", t.name)),
+            comment: Some(format!("timer `{}` {what}", t.name)),
             ..FireRequest::default()
         };
         match self
-            .fire_on(record, &actor, &t.fire, &request, Some(&t.name))
+            .fire_on(record, &actor, fire, &request, Some(&timer.name))
             .await
         {
             Ok(view) => {
-                tracing::info!(instance = %view.id, timer = %t.name, transition = %t.fire, state = %view.state, "timer fired");
+                tracing::info!(instance = %view.id, timer = %timer.name, transition = %fire, state = %view.state, "timer fired");
                 Ok(true)
             }
             // Another step moved the instance first; its commit decided the timers.

@@ -174,3 +174,47 @@ async fn a_timer_paused_65_minutes_falls_due_65_minutes_later() {
     clock.advance(MINUTE);
     eventually_closed(&app, &paused).await;
 }
+
+#[tokio::test]
+async fn a_warning_fires_at_75_percent_before_the_breach_and_only_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = TICKET
+        .replace(
+            "  close:  { from: open, to: closed, roles: [service_desk] }\n",
+            "  close:  { from: open, to: closed, roles: [service_desk] }\n  remind: { from: waiting, to: waiting, roles: [service_desk] }\n",
+        )
+        .replace(
+            "    fire: expire\n",
+            "    fire: expire\n    warn: { at: 75%, fire: remind }\n",
+        );
+    std::fs::write(dir.path().join("ticket.yaml"), yaml).unwrap();
+    let clock = ManualClock::at(1_800_000_000_000);
+    let app = spawn_app_on_clock(dir.path(), &repo_path("rules"), None, clock.clone()).await;
+    let id = app.create_id("ticket", "desk", json!({})).await;
+    app.fire_ok(&id, "wait", "desk", json!({})).await;
+    clock.advance(89 * MINUTE);
+    two_rounds().await;
+    assert_eq!(app.trace(&id).await.len(), 2, "no warning before 75%");
+    clock.advance(MINUTE); // 90 of 120 minutes
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.trace(&id).await.len() < 3 {
+        assert!(Instant::now() < deadline, "the warning did not fire");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let trace = app.trace(&id).await;
+    assert_eq!(trace[2]["transition"], "remind");
+    assert_eq!(trace[2]["actor"], "system");
+    assert_eq!(state(&app, &id).await, "waiting");
+    let shown = app.get(&format!("/api/v1/instances/{id}"), "desk").await;
+    assert_eq!(
+        shown.body["timers"],
+        json!([{ "name": "expiry", "due_at": "2027-01-15T10:00:00.000Z" }]),
+        "the warning is given; the due time stands"
+    );
+    clock.advance(29 * MINUTE);
+    two_rounds().await;
+    assert_eq!(app.trace(&id).await.len(), 3, "warned once, not due yet");
+    clock.advance(MINUTE);
+    eventually_closed(&app, &id).await;
+    assert_eq!(app.trace(&id).await.len(), 4);
+}

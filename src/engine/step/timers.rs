@@ -2,7 +2,8 @@
 //!
 //! Each timer of the process stands, in every state, as off, running or paused. A step that
 //! changes where some timer stands (or that is a timer's firing) rewrites the instance's
-//! timers: a timer switched on starts with its full duration, a running one keeps its due
+//! timers (each timer's due time and, if it warns, its warning): a timer switched on starts
+//! with its full duration, a running one keeps its due
 //! time, a paused one keeps the working time it had left and counts it down again when it
 //! runs, and a timer that fired starts afresh if it is still on.
 
@@ -40,43 +41,54 @@ impl Working<'_> {
                 .any(|(t, b, a)| b != TimerStatus::Off && a != TimerStatus::Off && !self.fired(t))
     }
 
-    /// The instance's timers after the step, when the step changes them.
+    /// The instance's timers after the step, when the step changes them. A timer keeps two
+    /// clocks when it warns: its warning and its due time; a warning given is not stored
+    /// again until the timer starts afresh.
     pub(super) fn timer_change(&self) -> Option<TimerChange> {
         if !self.changes_timers() {
             return None;
         }
-        let timers = self
-            .timer_statuses()
-            .filter(|(_, _, a)| *a != TimerStatus::Off)
-            .map(|(t, before, after)| {
-                let stored = (before != TimerStatus::Off && !self.fired(t))
-                    .then(|| self.stored_timers.iter().find(|s| s.name == t.name))
-                    .flatten();
+        let mut timers = Vec::new();
+        for (t, before, after) in self.timer_statuses() {
+            if after == TimerStatus::Off {
+                continue;
+            }
+            let carried = before != TimerStatus::Off && !self.fired(t);
+            let warning_name = t.warning_name();
+            for clock in t.clocks(&warning_name) {
+                let stored = self.stored_timers.iter().find(|s| s.name == clock.name);
+                let given = carried && clock.warning && stored.is_none();
+                if given || self.fired_timer.as_deref() == Some(clock.name) {
+                    continue;
+                }
+                let stored = stored.filter(|_| carried);
                 let (due_at, paused_left_ms) = match (before, after, stored) {
                     (TimerStatus::Running, TimerStatus::Running, Some(s)) => (s.due_at, None),
-                    (_, TimerStatus::Running, s) => (self.due_in(t, self.left(t, s)), None),
-                    (_, _, s) => (i64::MAX, Some(self.left(t, s))),
+                    (_, TimerStatus::Running, s) => {
+                        (self.due_in(t, self.left(t, clock.after_ms, s)), None)
+                    }
+                    (_, _, s) => (i64::MAX, Some(self.left(t, clock.after_ms, s))),
                 };
-                TimerRecord {
+                timers.push(TimerRecord {
                     instance_id: self.record.id.clone(),
-                    name: t.name.clone(),
+                    name: clock.name.to_owned(),
                     due_at,
                     paused_left_ms,
                     version: self.record.version,
-                }
-            })
-            .collect();
+                });
+            }
+        }
         Some(TimerChange {
             instance_id: self.record.id.clone(),
             timers,
         })
     }
 
-    /// The working time a timer has left: all of it when it starts; what remains to its
-    /// due time when it was running; what it kept when it was paused.
-    fn left(&self, t: &Timer, stored: Option<&TimerRecord>) -> i64 {
+    /// The working time a clock of timer `t` has left: all of it (`after_ms`) when it
+    /// starts; what remains to its due time when it was running; what it kept when paused.
+    fn left(&self, t: &Timer, after_ms: i64, stored: Option<&TimerRecord>) -> i64 {
         match stored {
-            None => t.after_ms,
+            None => after_ms,
             Some(s) => match s.paused_left_ms {
                 Some(left) => left,
                 None => match self.calendar(t) {
