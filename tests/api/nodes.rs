@@ -106,16 +106,8 @@ async fn three_nodes_on_one_database_lose_and_double_no_step() {
     const INSTANCES: usize = 12;
     let mut ids = Vec::new();
     for i in 0..INSTANCES {
-        let created: Value = client
-            .post(format!("{}/api/v1/instances", bases[i % 3]))
-            .bearer_auth("nobody")
-            .json(&json!({"process": "toggle"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{}/api/v1/instances", bases[i % 3]);
+        let (_, created) = post_json(&client, url, json!({"process": "toggle"})).await;
         ids.push(created["id"].as_str().unwrap().to_owned());
     }
 
@@ -206,16 +198,8 @@ async fn a_server_killed_under_load_loses_no_acknowledged_step() {
     const CLIENTS: usize = 8;
     let mut ids = Vec::new();
     for _ in 0..CLIENTS {
-        let created: Value = client
-            .post(format!("{base}/api/v1/instances"))
-            .bearer_auth("nobody")
-            .json(&json!({"process": "toggle"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{base}/api/v1/instances");
+        let (_, created) = post_json(&client, url, json!({"process": "toggle"})).await;
         ids.push(created["id"].as_str().unwrap().to_owned());
     }
 

@@ -31,10 +31,16 @@ timers:
 
 const MINUTE: i64 = 60_000;
 
+/// A server on a moved clock starting at 2027-01-15 08:00 UTC, serving the ticket process.
 async fn app() -> (TestApp, Arc<ManualClock>, tempfile::TempDir) {
+    app_with(TICKET, 1_800_000_000_000).await
+}
+
+/// A server serving `yaml` as `ticket.yaml`, its clock starting at `start_ms`.
+async fn app_with(yaml: &str, start_ms: i64) -> (TestApp, Arc<ManualClock>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ticket.yaml"), TICKET).unwrap();
-    let clock = ManualClock::at(1_800_000_000_000);
+    std::fs::write(dir.path().join("ticket.yaml"), yaml).unwrap();
+    let clock = ManualClock::at(start_ms);
     let app = spawn_app_on_clock(dir.path(), &repo_path("rules"), None, clock.clone()).await;
     (app, clock, dir)
 }
@@ -113,16 +119,13 @@ async fn a_step_that_stays_in_the_timer_s_state_keeps_its_due_time() {
 
 #[tokio::test]
 async fn a_timer_in_business_hours_skips_the_night_and_works_the_make_up_saturday() {
-    let dir = tempfile::tempdir().unwrap();
     let yaml = TICKET.replace(
         "    after: 2h\n",
         "    after: 2h\n    calendar: service-desk\n",
     );
-    std::fs::write(dir.path().join("ticket.yaml"), yaml).unwrap();
     // Friday 2026-10-09, 17:00 in Beijing (09:00 UTC). The shipped service-desk calendar
     // works until 18:00, then on Saturday 10-10 (调休, Friday's hours) from 09:00.
-    let clock = ManualClock::at(1_791_536_400_000);
-    let app = spawn_app_on_clock(dir.path(), &repo_path("rules"), None, clock.clone()).await;
+    let (app, clock, _dir) = app_with(&yaml, 1_791_536_400_000).await;
     let id = app.create_id("ticket", "desk", json!({})).await;
     app.fire_ok(&id, "wait", "desk", json!({})).await;
     // Due Saturday 10:00 Beijing: 17 hours later.
@@ -135,7 +138,6 @@ async fn a_timer_in_business_hours_skips_the_night_and_works_the_make_up_saturda
 
 #[tokio::test]
 async fn a_timer_paused_65_minutes_falls_due_65_minutes_later() {
-    let dir = tempfile::tempdir().unwrap();
     let yaml = TICKET
         .replace(
             "  closed: { final: true }\n",
@@ -146,9 +148,7 @@ async fn a_timer_paused_65_minutes_falls_due_65_minutes_later() {
             "  close:  { from: open, to: closed, roles: [service_desk] }\n  hold:   { from: waiting, to: on_hold, roles: [service_desk] }\n  resume: { from: on_hold, to: waiting, roles: [service_desk] }\n",
         )
         .replace("    in: [waiting]\n", "    in: [waiting]\n    pause_in: [on_hold]\n");
-    std::fs::write(dir.path().join("ticket.yaml"), yaml).unwrap();
-    let clock = ManualClock::at(1_800_000_000_000);
-    let app = spawn_app_on_clock(dir.path(), &repo_path("rules"), None, clock.clone()).await;
+    let (app, clock, _dir) = app_with(&yaml, 1_800_000_000_000).await;
     let paused = app.create_id("ticket", "desk", json!({})).await;
     let straight = app.create_id("ticket", "desk", json!({})).await;
     app.fire_ok(&paused, "wait", "desk", json!({})).await;
@@ -177,7 +177,6 @@ async fn a_timer_paused_65_minutes_falls_due_65_minutes_later() {
 
 #[tokio::test]
 async fn a_warning_fires_at_75_percent_before_the_breach_and_only_once() {
-    let dir = tempfile::tempdir().unwrap();
     let yaml = TICKET
         .replace(
             "  close:  { from: open, to: closed, roles: [service_desk] }\n",
@@ -187,9 +186,7 @@ async fn a_warning_fires_at_75_percent_before_the_breach_and_only_once() {
             "    fire: expire\n",
             "    fire: expire\n    warn: { at: 75%, fire: remind }\n",
         );
-    std::fs::write(dir.path().join("ticket.yaml"), yaml).unwrap();
-    let clock = ManualClock::at(1_800_000_000_000);
-    let app = spawn_app_on_clock(dir.path(), &repo_path("rules"), None, clock.clone()).await;
+    let (app, clock, _dir) = app_with(&yaml, 1_800_000_000_000).await;
     let id = app.create_id("ticket", "desk", json!({})).await;
     app.fire_ok(&id, "wait", "desk", json!({})).await;
     clock.advance(89 * MINUTE);
