@@ -8,6 +8,7 @@ mod document;
 mod error;
 mod field;
 mod graph;
+mod lookup;
 mod model;
 mod parse;
 mod problems;
@@ -22,6 +23,7 @@ pub use document::render_markdown;
 pub use error::{DefinitionError, DefinitionErrors};
 pub use field::{Field, FieldType, describe_json};
 pub use graph::GraphFormat;
+pub use lookup::{LOOKUP_LIMIT, Lookup};
 pub use model::{
     Approval, Create, Definition, Quorum, RuleSource, Script, ScriptRef, Source, Start, State,
     Transition,
@@ -29,6 +31,7 @@ pub use model::{
 pub use parse::parse;
 pub use source_map::{Position, SourceMap, YamlPath};
 pub(crate) use suggest::closest;
+pub(crate) use timer::duration_ms;
 pub use timer::{Clock, Timer, TimerStatus, WARNING_SUFFIX, Warning};
 
 impl Definition {

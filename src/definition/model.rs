@@ -204,6 +204,8 @@ pub struct Definition {
     pub transitions: IndexMap<String, Transition>,
     /// Timers, in file order.
     pub timers: IndexMap<String, super::timer::Timer>,
+    /// Instances of other processes its timer rules read.
+    pub lookups: IndexMap<String, super::lookup::Lookup>,
     /// Data tables for the rules (`ctx.tables` in scripts), such as a priority matrix.
     pub tables: serde_json::Value,
     /// The source texts.
@@ -275,6 +277,11 @@ impl Definition {
                         }))
                 }))
         });
-        start.chain(transitions)
+        let timers = self.timers.values().filter_map(|t| {
+            t.after_rule
+                .as_ref()
+                .map(|s| (format!("timer `{}` after_rule", t.name), s))
+        });
+        start.chain(transitions).chain(timers)
     }
 }

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use super::error::DefinitionError;
 use super::field::{Field, FieldType, TYPE_NAMES};
 use super::graph::StateGraph;
+use super::lookup::check_lookups;
 use super::model::{Definition, RuleSource, Script, ScriptRef, Source, Start, State};
 use super::problems::Problems;
 use super::raw::{RawField, RawProcess, RawStart, RawState};
@@ -199,7 +200,8 @@ pub fn parse(
         }
     }
 
-    let timers = check_timers(&mut p, raw.timers, &states, &transitions);
+    let timers = check_timers(&mut p, raw.timers, &states, &transitions, &raw.roles);
+    let lookups = check_lookups(&mut p, raw.lookups);
 
     let graph = match StateGraph::build(&states, &edges) {
         Ok(g) => Some(g),
@@ -230,6 +232,7 @@ pub fn parse(
         states,
         transitions,
         timers,
+        lookups,
         tables,
         source: Source {
             file: file.to_owned(),

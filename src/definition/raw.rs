@@ -33,6 +33,8 @@ pub(crate) struct RawProcess {
     pub(crate) transitions: IndexMap<String, serde_yaml::Value>,
     #[serde(default)]
     pub(crate) timers: IndexMap<String, serde_yaml::Value>,
+    #[serde(default)]
+    pub(crate) lookups: IndexMap<String, serde_yaml::Value>,
 }
 
 /// Who may start an instance and what runs when it starts.

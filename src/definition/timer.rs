@@ -7,21 +7,24 @@
 //!     in: [resolved]        # runs while the instance is in these states
 //!     pause_in: [waiting]   # optional: paused here, keeping the time it has left
 //!     after: 3d             # s, m, h, d; combined as 1h30m
+//!     after_rule: close_after  # optional: a rule giving the duration (`after` when it gives ())
 //!     calendar: service-desk  # optional: count only the calendar's working time
-//!     fire: auto_close      # a transition leaving every state of `in`
-//!     warn: { at: 75%, fire: remind }   # optional: fired when 75% of the time has passed
+//!     fire: auto_close      # a transition leaving every state of `in` (optional with notify)
+//!     notify: [duty_manager]  # optional: roles told when it is due (through the outbox)
+//!     warn: { at: 75%, fire: remind, notify: [l1_lead] }   # optional: at 75% of the time
+//!     sla: true             # optional: keep an SLA record (met or breached) on the instance
 //! ```
 
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::model::{State, Transition};
+use super::model::{Script, ScriptRef, State, Transition};
 use super::problems::Problems;
 use super::source_map::YamlPath;
 use super::suggest::closest;
 
 /// A timer of a process.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Timer {
     /// Its name.
     pub name: String,
@@ -31,14 +34,21 @@ pub struct Timer {
     pub states: Vec<String>,
     /// It is paused, keeping the time it has left, while the instance is in one of these.
     pub pause_in: Vec<String>,
-    /// It is due this long after it starts, in ms.
-    pub after_ms: i64,
+    /// It is due this long after it starts, in ms (when no rule gives the duration).
+    pub after_ms: Option<i64>,
+    /// A rule giving the duration when the timer starts: ms, or text such as `4h`; `()`
+    /// falls back to `after_ms`.
+    pub after_rule: Option<Script>,
     /// The business calendar `after` counts in (all time when absent).
     pub calendar: Option<String>,
-    /// The transition fired when it is due.
-    pub fire: String,
+    /// The transition fired when it is due (none: it only notifies).
+    pub fire: Option<String>,
+    /// Roles told when it is due.
+    pub notify: Vec<String>,
     /// A warning before it is due.
     pub warn: Option<Warning>,
+    /// It keeps an SLA record on the instance.
+    pub sla: bool,
 }
 
 /// A warning a timer gives when part of its time has passed.
@@ -46,8 +56,10 @@ pub struct Timer {
 pub struct Warning {
     /// The share of the timer's time after which it warns, in percent (1 to 99).
     pub at_percent: u8,
-    /// The transition fired then (typically one that stays in the state).
-    pub fire: String,
+    /// The transition fired then (typically one that stays in the state), if any.
+    pub fire: Option<String>,
+    /// Roles told then.
+    pub notify: Vec<String>,
 }
 
 /// One of the clocks a timer keeps: its due time, or its warning.
@@ -55,8 +67,10 @@ pub struct Warning {
 pub struct Clock<'t> {
     /// The stored name: the timer's, or the timer's with [`WARNING_SUFFIX`].
     pub name: &'t str,
-    /// The transition fired when it runs out.
-    pub fire: &'t str,
+    /// The transition fired when it runs out, if any.
+    pub fire: Option<&'t str>,
+    /// Roles told when it runs out.
+    pub notify: &'t [String],
     /// Its full duration, in ms.
     pub after_ms: i64,
     /// It is the warning.
@@ -83,22 +97,24 @@ impl Timer {
         format!("{}{WARNING_SUFFIX}", self.name)
     }
 
-    /// Its clocks: the warning (if any) and the due time, with `warning_name` as the
-    /// warning's stored name.
-    pub fn clocks<'t>(&'t self, warning_name: &'t str) -> Vec<Clock<'t>> {
+    /// Its clocks for a run of `after_ms`: the warning (if any) and the due time, with
+    /// `warning_name` as the warning's stored name.
+    pub fn clocks<'t>(&'t self, warning_name: &'t str, after_ms: i64) -> Vec<Clock<'t>> {
         let mut clocks = Vec::with_capacity(2);
         if let Some(w) = &self.warn {
             clocks.push(Clock {
                 name: warning_name,
-                fire: &w.fire,
-                after_ms: self.after_ms * i64::from(w.at_percent) / 100,
+                fire: w.fire.as_deref(),
+                notify: &w.notify,
+                after_ms: after_ms * i64::from(w.at_percent) / 100,
                 warning: true,
             });
         }
         clocks.push(Clock {
             name: &self.name,
-            fire: &self.fire,
-            after_ms: self.after_ms,
+            fire: self.fire.as_deref(),
+            notify: &self.notify,
+            after_ms,
             warning: false,
         });
         clocks
@@ -128,19 +144,30 @@ struct RawTimer {
     states: Vec<String>,
     #[serde(default)]
     pause_in: Vec<String>,
-    after: String,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    after_rule: Option<String>,
     #[serde(default)]
     calendar: Option<String>,
-    fire: String,
+    #[serde(default)]
+    fire: Option<String>,
+    #[serde(default)]
+    notify: Vec<String>,
     #[serde(default)]
     warn: Option<RawWarning>,
+    #[serde(default)]
+    sla: bool,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWarning {
     at: String,
-    fire: String,
+    #[serde(default)]
+    fire: Option<String>,
+    #[serde(default)]
+    notify: Vec<String>,
 }
 
 /// Checks the `timers` of a process against its states and transitions.
@@ -149,6 +176,7 @@ pub(crate) fn check_timers(
     raw: IndexMap<String, serde_yaml::Value>,
     states: &IndexMap<String, State>,
     transitions: &IndexMap<String, Transition>,
+    roles: &[String],
 ) -> IndexMap<String, Timer> {
     let mut timers = IndexMap::new();
     for (name, value) in raw {
@@ -197,31 +225,37 @@ pub(crate) fn check_timers(
                 ok = false;
             }
         }
-        let after_ms = match duration_ms(&raw.after) {
-            Some(ms) if ms > 0 => ms,
-            _ => {
+        let after_ms = match raw.after.as_deref().map(|a| (a, duration_ms(a))) {
+            Some((_, Some(ms))) if ms > 0 => Some(ms),
+            Some((text, _)) => {
                 p.at_value(
                     &path.key("after"),
-                    format!(
-                        "`{}` is not a duration such as `90m`, `4h`, `3d` or `1h30m`",
-                        raw.after
-                    ),
+                    format!("`{text}` is not a duration such as `90m`, `4h`, `3d` or `1h30m`"),
                 );
                 ok = false;
-                0
+                None
             }
+            None if raw.after_rule.is_none() => {
+                p.at_key(
+                    &path,
+                    format!("timer `{name}` needs `after:` (a duration), `after_rule:`, or both"),
+                );
+                ok = false;
+                None
+            }
+            None => None,
         };
         if name.contains(':') {
             p.at_key(&path, format!("a timer's name cannot hold `:` (`{name}`)"));
             ok = false;
         }
-        ok &= check_fire(
+        ok &= check_action(
             p,
-            &path.key("fire"),
+            &path,
             &name,
-            &raw.fire,
+            (raw.fire.as_deref(), &raw.notify),
             &raw.states,
-            transitions,
+            (transitions, roles),
         );
         let warn = match &raw.warn {
             None => None,
@@ -238,10 +272,18 @@ pub(crate) fn check_timers(
                     );
                     ok = false;
                 }
-                ok &= check_fire(p, &at.key("fire"), &name, &w.fire, &raw.states, transitions);
+                ok &= check_action(
+                    p,
+                    &at,
+                    &name,
+                    (w.fire.as_deref(), &w.notify),
+                    &raw.states,
+                    (transitions, roles),
+                );
                 percent.map(|at_percent| Warning {
                     at_percent,
                     fire: w.fire.clone(),
+                    notify: w.notify.clone(),
                 })
             }
         };
@@ -254,14 +296,61 @@ pub(crate) fn check_timers(
                     states: raw.states,
                     pause_in: raw.pause_in,
                     after_ms,
+                    after_rule: raw.after_rule.map(|r| Script {
+                        script: ScriptRef::from_text(&r),
+                        path: path.key("after_rule"),
+                    }),
                     calendar: raw.calendar,
                     fire: raw.fire,
+                    notify: raw.notify,
                     warn,
+                    sla: raw.sla,
                 },
             );
         }
     }
     timers
+}
+
+/// Whether a clock's `fire` and `notify` (one of them at least) are sound: see
+/// [`check_fire`]; every role notified is a role of the process.
+fn check_action(
+    p: &mut Problems<'_>,
+    path: &YamlPath,
+    timer: &str,
+    (fire, notify): (Option<&str>, &[String]),
+    states: &[String],
+    (transitions, roles): (&IndexMap<String, Transition>, &[String]),
+) -> bool {
+    let mut ok = true;
+    for (i, role) in notify.iter().enumerate() {
+        if !roles.contains(role) {
+            let hint = closest(role, roles.iter().map(String::as_str))
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            p.at_value(
+                &path.key("notify").index(i),
+                format!("unknown role `{role}`{hint}"),
+            );
+            ok = false;
+        }
+    }
+    match fire {
+        Some(fire) => {
+            ok &= check_fire(p, &path.key("fire"), timer, fire, states, transitions);
+        }
+        None if notify.is_empty() => {
+            p.at_key(
+                path,
+                format!(
+                    "timer `{timer}` does nothing when it runs out: add `fire:`, `notify:` or both"
+                ),
+            );
+            ok = false;
+        }
+        None => {}
+    }
+    ok
 }
 
 /// Whether `fire` names a transition a timer running in `states` can fire: it exists, a

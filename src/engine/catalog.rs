@@ -135,6 +135,19 @@ impl Catalog {
                     errors.push(d.error_at(&path, unknown(p)));
                 }
             }
+            for l in d.lookups.values() {
+                let path = YamlPath::root().key("lookups").key(&l.name);
+                let Some(other) = self.get(&l.process) else {
+                    errors.push(d.error_at(&path.key("process"), unknown(&l.process)));
+                    continue;
+                };
+                for (i, s) in l.states.iter().enumerate() {
+                    if !other.definition.states.contains_key(s) {
+                        let message = format!("process `{}` has no state `{s}`", l.process);
+                        errors.push(d.error_at(&path.key("in").index(i), message));
+                    }
+                }
+            }
             for t in d.transitions.values() {
                 for (i, c) in t.creates.iter().enumerate() {
                     if !known.contains(&c.process) {

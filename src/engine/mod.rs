@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 pub use catalog::{Catalog, Loaded, load_calendars, read_rule_library};
 pub use error::{EngineError, FieldProblem};
 pub use idempotency::Idempotency;
-pub use view::{AllowedTransition, InstanceView, TimerView};
+pub use view::{AllowedTransition, InstanceView, SlaView, TimerView};
 
 use crate::clock::Clock;
 use crate::definition::Definition;
@@ -101,6 +101,8 @@ pub struct Engine {
     answer_ttl_ms: i64,
     /// Instances as this engine last wrote them.
     recent: RecentInstances,
+    /// Where notifications go: one outbox message per URL.
+    webhooks: Vec<String>,
 }
 
 impl Engine {
@@ -124,7 +126,20 @@ impl Engine {
             versions: RwLock::new(versions),
             answer_ttl_ms: DEFAULT_ANSWER_TTL_MS,
             recent: RecentInstances::with_capacity(recent::DEFAULT_CAPACITY),
+            webhooks: Vec::new(),
         }
+    }
+
+    /// Sends notifications (timer warnings and breaches, transitions that notify) to these
+    /// webhook URLs, through the outbox; with none they are only logged.
+    pub fn with_webhooks(mut self, urls: Vec<String>) -> Self {
+        self.webhooks = urls;
+        self
+    }
+
+    /// The engine clock's now, ms.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// Keeps answers to requests with an idempotency key for `ttl` (default 24 hours).
@@ -366,8 +381,14 @@ impl Engine {
         if w.needs_stored_timers() {
             w.stored_timers = self.store.timers(&w.record.id).await?;
         }
+        if w.needs_lookups() {
+            w.lookups = self.lookups(def).await?;
+        }
+        w.plan_timers()?;
+        let notices = w.take_notices();
         let view = InstanceView::new(w.record.clone(), def, actor);
         let mut step = w.into_step();
+        step.outbox = self.outbox(notices);
         if let Some(idem) = &idempotency {
             step.answer = Some(self.answer_write(actor, idem, status, &view)?);
         }
@@ -388,6 +409,52 @@ impl Engine {
                 .ok_or(EngineError::Conflict),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// What `def`'s lookups find, as timer rules see it: lookup name → `[{id, state, data}]`.
+    async fn lookups(&self, def: &Definition) -> Result<Value, EngineError> {
+        let mut found = Map::new();
+        for l in def.lookups.values() {
+            let mut items = Vec::new();
+            for state in &l.states {
+                let query = InstanceQuery {
+                    process: Some(l.process.clone()),
+                    state: Some(state.clone()),
+                    after: None,
+                    limit: crate::definition::LOOKUP_LIMIT,
+                };
+                for r in self.store.list_instances(&query).await? {
+                    items.push(serde_json::json!({ "id": r.id, "state": r.state, "data": r.data }));
+                }
+            }
+            found.insert(l.name.clone(), Value::Array(items));
+        }
+        Ok(Value::Object(found))
+    }
+
+    /// One outbox message per webhook for each notification.
+    fn outbox(&self, notices: Vec<Value>) -> Vec<crate::store::OutboxMessage> {
+        let now = self.clock.now_ms();
+        let mut messages = Vec::new();
+        for mut notice in notices {
+            if self.webhooks.is_empty() {
+                tracing::info!(%notice, "notification (no webhook configured)");
+                continue;
+            }
+            let instance_id = notice["instance"].as_str().unwrap_or_default().to_owned();
+            for url in &self.webhooks {
+                let id = uuid::Uuid::now_v7().to_string();
+                notice["delivery_id"] = Value::from(id.clone());
+                messages.push(crate::store::OutboxMessage {
+                    id,
+                    instance_id: instance_id.clone(),
+                    url: url.clone(),
+                    body: notice.to_string(),
+                    created_at: now,
+                });
+            }
+        }
+        messages
     }
 
     /// A page of instances, ordered by id (creation time).

@@ -88,6 +88,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             votes: Vec::new(),
+            slas: Vec::new(),
         })
     }
 

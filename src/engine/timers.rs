@@ -7,6 +7,9 @@
 //! if a node dies mid-way, its claim lapses and another node fires the timer, and only one
 //! of two racing firings can commit.
 
+use serde_json::{Map, Value};
+
+use super::step::Working;
 use super::{Actor, Engine, EngineError, FireRequest};
 use crate::definition::WARNING_SUFFIX;
 use crate::store::{Step, TimerChange, TimerClaim, TimerRecord};
@@ -38,7 +41,7 @@ impl Engine {
         Ok(fired)
     }
 
-    /// Fires one claimed timer; whether its transition was taken.
+    /// Fires one claimed timer; whether it ran (its transition, or its notification).
     async fn fire_timer(&self, timer: &TimerRecord) -> Result<bool, EngineError> {
         let Some(record) = self.store.get_instance(&timer.instance_id).await? else {
             return Ok(false);
@@ -51,12 +54,17 @@ impl Engine {
         };
         let Some(t) = def.timers.get(name).filter(|t| t.runs_in(&record.state)) else {
             // The step that left the timer's states replaced it; this is a stale row.
-            self.stop_timer(timer).await?;
+            self.remove_stale(timer).await?;
             return Ok(false);
         };
         let fire = match (&t.warn, warning) {
-            (Some(w), true) => &w.fire,
-            _ => &t.fire,
+            (Some(w), true) => w.fire.as_deref(),
+            _ => t.fire.as_deref(),
+        };
+        let what = if warning { "warning" } else { "due" };
+        let comment = format!("timer `{}` {what}", t.name);
+        let Some(fire) = fire else {
+            return self.ran_out(record, timer, &comment).await;
         };
         let roles = def
             .transitions
@@ -64,9 +72,8 @@ impl Engine {
             .map(|tr| tr.callers().to_vec())
             .unwrap_or_default();
         let actor = Actor::new(SYSTEM_ACTOR, roles);
-        let what = if warning { "warning" } else { "due" };
         let request = FireRequest {
-            comment: Some(format!("timer `{}` {what}", t.name)),
+            comment: Some(comment.clone()),
             ..FireRequest::default()
         };
         match self
@@ -81,15 +88,18 @@ impl Engine {
             Err(EngineError::Conflict | EngineError::Busy) => Ok(false),
             Err(EngineError::Store(e)) => Err(EngineError::Store(e)),
             Err(refused) => {
-                tracing::warn!(instance = %timer.instance_id, timer = %t.name, error = %refused, "timer's transition refused; timer stopped");
-                self.stop_timer(timer).await?;
-                Ok(false)
+                tracing::warn!(instance = %timer.instance_id, timer = %t.name, error = %refused, "timer's transition refused; it runs out without it");
+                let Some(record) = self.store.get_instance(&timer.instance_id).await? else {
+                    return Ok(false);
+                };
+                let comment = format!("{comment}; `{fire}` refused: {refused}");
+                self.ran_out(record, timer, &comment).await
             }
         }
     }
 
-    /// Removes one timer of an instance, keeping its others.
-    async fn stop_timer(&self, timer: &TimerRecord) -> Result<(), EngineError> {
+    /// Removes the row of a timer whose instance left its states.
+    async fn remove_stale(&self, timer: &TimerRecord) -> Result<(), EngineError> {
         let timers = self
             .store
             .timers(&timer.instance_id)
@@ -105,5 +115,26 @@ impl Engine {
             ..Step::default()
         };
         Ok(self.store.commit(step).await?)
+    }
+
+    /// Records that a timer ran out without a transition: its SLA record, its
+    /// notification and a trace record, committed only if the instance did not move
+    /// meanwhile.
+    async fn ran_out(
+        &self,
+        record: crate::store::InstanceRecord,
+        timer: &TimerRecord,
+        comment: &str,
+    ) -> Result<bool, EngineError> {
+        let loaded = self.version(&record.definition_hash).await?;
+        let actor = Actor::new(SYSTEM_ACTOR, Vec::<String>::new());
+        let links = Value::Object(Map::new());
+        let mut w = Working::existing(self.env(), &loaded, &actor, record, &Map::new(), links);
+        w.ran_out(&timer.name, comment.to_owned());
+        match self.commit(w, &loaded.definition, &actor, None, 200).await {
+            Ok(_) => Ok(true),
+            Err(EngineError::Conflict | EngineError::Busy) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }

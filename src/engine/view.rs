@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::Actor;
 use crate::clock::format_ms;
 use crate::definition::Definition;
-use crate::store::{InstanceRecord, Links, TimerRecord, Vote};
+use crate::store::{InstanceRecord, Links, SlaRecord, SlaStatus, TimerRecord, Vote};
 
 /// A transition the caller may fire now.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -49,6 +49,60 @@ impl From<TimerRecord> for TimerView {
     }
 }
 
+/// An SLA record as answered to a caller; times are RFC 3339 UTC.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct SlaView {
+    /// The SLA timer (`first_response`, `resolution`).
+    pub metric: String,
+    /// `running`, `paused`, `breached` (not yet stopped), `met` or `missed`.
+    pub status: SlaStatus,
+    /// The working time allowed, in ms.
+    pub target_ms: i64,
+    /// The business calendar it counts in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<String>,
+    /// When it started.
+    pub started_at: String,
+    /// When it runs out, while it runs and is not yet breached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+    /// Working time used up to its last pause or stop, in ms.
+    pub elapsed_ms: i64,
+    /// Wall-clock time spent paused (closed pauses), in ms.
+    pub paused_ms: i64,
+    /// Paused since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_since: Option<String>,
+    /// When its warning was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warned_at: Option<String>,
+    /// When it was breached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breached_at: Option<String>,
+    /// When it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<String>,
+}
+
+impl From<SlaRecord> for SlaView {
+    fn from(r: SlaRecord) -> Self {
+        Self {
+            status: r.status(),
+            metric: r.metric,
+            target_ms: r.target_ms,
+            calendar: r.calendar,
+            started_at: format_ms(r.started_at),
+            deadline: r.deadline.map(format_ms),
+            elapsed_ms: r.elapsed_ms,
+            paused_ms: r.paused_ms,
+            paused_since: r.paused_since.map(format_ms),
+            warned_at: r.warned_at.map(format_ms),
+            breached_at: r.breached_at.map(format_ms),
+            stopped_at: r.stopped_at.map(format_ms),
+        }
+    }
+}
+
 /// An instance as answered to a caller.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct InstanceView {
@@ -80,6 +134,9 @@ pub struct InstanceView {
     /// Linked instances both ways (on `GET` of one instance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub links: Option<Links>,
+    /// SLA records of its SLA timers.
+    #[serde(default)]
+    pub slas: Vec<SlaView>,
     /// Timers running or paused (on `GET` of one instance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timers: Option<Vec<TimerView>>,
@@ -118,6 +175,7 @@ impl InstanceView {
             updated_at: format_ms(record.updated_at),
             allowed_transitions,
             votes: record.votes,
+            slas: record.slas.into_iter().map(SlaView::from).collect(),
             links: None,
             timers: None,
             replayed: false,

@@ -30,11 +30,14 @@ pub struct Context<'a> {
     pub input: &'a Map<String, Value>,
     /// Linked instances: link field → list of `{id, process, state}`.
     pub links: &'a Value,
+    /// Instances the process file's `lookups:` name, for timer rules: lookup name → list
+    /// of `{id, state, data}` (an empty map elsewhere).
+    pub lookups: &'a Value,
 }
 
 /// Names visible to inline scripts, and the keys of the map passed to rule functions.
-const CONTEXT_NAMES: [&str; 9] = [
-    "data", "input", "state", "actor", "roles", "instance", "tables", "process", "links",
+const CONTEXT_NAMES: [&str; 10] = [
+    "data", "input", "state", "actor", "roles", "instance", "tables", "process", "links", "lookups",
 ];
 
 /// The sandboxed Rhai engine shared by every definition.
@@ -223,6 +226,36 @@ impl RuleEngine {
         }
     }
 
+    /// Runs a rule giving a duration: ms (an integer above 0), text such as `4h` or
+    /// `1h30m`, or nothing (`None`: the caller's default).
+    pub fn duration(
+        &self,
+        rules: &CompiledRules,
+        script: &Script,
+        ctx: &Context<'_>,
+    ) -> Result<Option<i64>, RuleError> {
+        let result = self.run(rules, script, ctx)?;
+        if result.is_unit() {
+            return Ok(None);
+        }
+        let ms = match (result.as_int(), result.clone().into_string()) {
+            (Ok(n), _) => Some(n),
+            (_, Ok(text)) => crate::definition::duration_ms(&text),
+            _ => None,
+        };
+        match ms {
+            Some(ms) if ms > 0 => Ok(Some(ms)),
+            _ => Err(RuleError {
+                rule: rules.describe(script),
+                function: None,
+                failure: RuleFailure::WrongType {
+                    expected: "a duration: ms above 0, or text such as `4h`",
+                    got: result.to_string(),
+                },
+            }),
+        }
+    }
+
     /// Runs an action; it may return nothing (`()`) or a map of fields to set.
     pub fn action(
         &self,
@@ -319,7 +352,7 @@ fn scope_template() -> Scope<'static> {
 fn context_values(
     ctx: &Context<'_>,
     tables: &Dynamic,
-) -> Result<[Dynamic; 9], Box<rhai::EvalAltResult>> {
+) -> Result<[Dynamic; 10], Box<rhai::EvalAltResult>> {
     let mut instance = rhai::Map::new();
     instance.insert("id".into(), ctx.instance_id.into());
     instance.insert("process".into(), ctx.process.into());
@@ -335,6 +368,7 @@ fn context_values(
         tables.clone(),
         ctx.process.into(),
         rhai::serde::to_dynamic(ctx.links)?,
+        rhai::serde::to_dynamic(ctx.lookups)?,
     ])
 }
 

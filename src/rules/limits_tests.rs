@@ -20,6 +20,7 @@ fn context(data: &Map<String, serde_json::Value>) -> Context<'_> {
         data,
         input: data,
         links: &serde_json::Value::Null,
+        lookups: &serde_json::Value::Null,
     }
 }
 

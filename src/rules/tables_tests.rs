@@ -41,6 +41,7 @@ fn tables_survive(attempt: &str) {
         data: &data,
         input: &data,
         links: &serde_json::Value::Null,
+        lookups: &serde_json::Value::Null,
     };
     let guard = |t: &str| engine.guard(&compiled, def.transitions[t].guard.as_ref().unwrap(), &ctx);
     let _ = guard("try");

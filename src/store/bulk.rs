@@ -12,7 +12,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{Step, Vote};
+use super::{SlaRecord, Step, Vote};
 
 /// The rows of a batch, by kind, borrowed from its steps.
 #[derive(Debug, Default)]
@@ -56,6 +56,7 @@ pub(super) struct InstanceRow<'a> {
     pub(super) created_at: i64,
     pub(super) updated_at: i64,
     pub(super) votes: &'a [Vote],
+    pub(super) slas: &'a [SlaRecord],
 }
 
 /// A link field to clear (no `to_id`) or one of its targets.
@@ -136,6 +137,9 @@ impl<'a> Bulk<'a> {
         let mut fields = std::collections::HashSet::new();
         let mut timed = std::collections::HashSet::new();
         for step in steps {
+            if !step.outbox.is_empty() {
+                return None;
+            }
             if let Some(w) = &step.answer {
                 let a = &w.answer;
                 if !keys.insert((a.actor.as_str(), a.key.as_str())) {
@@ -168,6 +172,7 @@ impl<'a> Bulk<'a> {
                     created_at: i.created_at,
                     updated_at: i.updated_at,
                     votes: &i.votes,
+                    slas: &i.slas,
                 };
                 match w.previous_version {
                     None => bulk.creates.push(row),

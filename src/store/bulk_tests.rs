@@ -50,6 +50,7 @@ fn instance(id: &str, state: &str, version: i64) -> InstanceRecord {
         created_at: 1,
         updated_at: version * 10,
         votes: Vec::new(),
+        slas: Vec::new(),
     }
 }
 

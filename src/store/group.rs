@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    InstanceHead, InstanceQuery, InstanceRecord, Links, Step, Store, StoreError, StoredAnswer,
-    StoredDefinition, TimerClaim, TimerRecord, TraceRecord,
+    Delivery, DeliveryOutcome, InstanceHead, InstanceQuery, InstanceRecord, Links, Step, Store,
+    StoreError, StoredAnswer, StoredDefinition, TimerClaim, TimerRecord, TraceRecord,
 };
 
 /// How batches are formed.
@@ -192,6 +192,12 @@ impl Store for GroupCommit {
     async fn claim_due_timers(&self, c: &TimerClaim) -> Result<Vec<TimerRecord>, StoreError> {
         self.inner.claim_due_timers(c).await
     }
+    async fn claim_deliveries(&self, c: &TimerClaim) -> Result<Vec<Delivery>, StoreError> {
+        self.inner.claim_deliveries(c).await
+    }
+    async fn record_delivery(&self, id: &str, outcome: &DeliveryOutcome) -> Result<(), StoreError> {
+        self.inner.record_delivery(id, outcome).await
+    }
 
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
@@ -257,6 +263,16 @@ mod tests {
         async fn claim_due_timers(&self, c: &TimerClaim) -> Result<Vec<TimerRecord>, StoreError> {
             self.0.claim_due_timers(c).await
         }
+        async fn claim_deliveries(&self, c: &TimerClaim) -> Result<Vec<Delivery>, StoreError> {
+            self.0.claim_deliveries(c).await
+        }
+        async fn record_delivery(
+            &self,
+            id: &str,
+            outcome: &DeliveryOutcome,
+        ) -> Result<(), StoreError> {
+            self.0.record_delivery(id, outcome).await
+        }
         async fn commit(&self, step: Step) -> Result<(), StoreError> {
             self.1.notify_one();
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -278,6 +294,7 @@ mod tests {
                     created_at: 0,
                     updated_at: 0,
                     votes: Vec::new(),
+                    slas: Vec::new(),
                 }),
                 previous_version: None,
             }],

@@ -7,8 +7,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    InstanceHead, InstanceQuery, InstanceRecord, LinkedInstance, Links, Step, Store, StoreError,
-    StoredAnswer, StoredDefinition, TimerClaim, TimerRecord, TraceRecord,
+    Delivery, DeliveryOutcome, InstanceHead, InstanceQuery, InstanceRecord, LinkedInstance, Links,
+    OutboxMessage, Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim,
+    TimerRecord, TraceRecord,
 };
 
 #[derive(Debug, Default)]
@@ -20,6 +21,17 @@ struct Tables {
     answers: HashMap<(String, String), StoredAnswer>,
     /// Timers by (instance, name).
     timers: BTreeMap<(String, String), StoredTimer>,
+    /// Outbox messages by id.
+    outbox: BTreeMap<String, StoredMessage>,
+}
+
+/// An outbox message and its delivery state.
+#[derive(Debug)]
+struct StoredMessage {
+    message: OutboxMessage,
+    attempts: i64,
+    next_attempt_at: i64,
+    claim_until: Option<i64>,
 }
 
 /// A timer and its claim, if any: who claimed it, until when.
@@ -167,6 +179,48 @@ impl Store for MemoryStore {
         }
         for r in step.trace {
             t.trace.entry(r.instance_id.clone()).or_default().push(r);
+        }
+        for m in step.outbox {
+            let stored = StoredMessage {
+                next_attempt_at: m.created_at,
+                message: m,
+                attempts: 0,
+                claim_until: None,
+            };
+            t.outbox.insert(stored.message.id.clone(), stored);
+        }
+        Ok(())
+    }
+
+    async fn claim_deliveries(&self, c: &TimerClaim) -> Result<Vec<Delivery>, StoreError> {
+        let mut t = self.tables();
+        let mut due: Vec<&mut StoredMessage> = t
+            .outbox
+            .values_mut()
+            .filter(|m| m.next_attempt_at <= c.now && m.claim_until.is_none_or(|u| u <= c.now))
+            .collect();
+        due.sort_by_key(|m| (m.next_attempt_at, m.message.created_at));
+        Ok(due
+            .into_iter()
+            .take(c.limit as usize)
+            .map(|m| {
+                m.claim_until = Some(c.until);
+                Delivery {
+                    message: m.message.clone(),
+                    attempts: m.attempts,
+                }
+            })
+            .collect())
+    }
+
+    async fn record_delivery(&self, id: &str, outcome: &DeliveryOutcome) -> Result<(), StoreError> {
+        if let Some(m) = self.tables().outbox.get_mut(id) {
+            m.attempts += 1;
+            m.claim_until = None;
+            m.next_attempt_at = match outcome {
+                DeliveryOutcome::Delivered { .. } => i64::MAX,
+                DeliveryOutcome::Failed { retry_at, .. } => *retry_at,
+            };
         }
         Ok(())
     }

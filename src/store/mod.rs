@@ -13,6 +13,7 @@ mod group;
 mod memory;
 mod postgres;
 mod rows;
+mod sla;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ pub use baseline::{raw_postgres_steps, raw_sqlite_steps};
 pub use group::{GroupCommit, GroupCommitConfig};
 pub use memory::MemoryStore;
 pub use postgres::{PgStore, create_database, drop_database};
+pub use sla::{Delivery, DeliveryOutcome, OutboxMessage, SlaRecord, SlaStatus};
 pub use sqlite::SqliteStore;
 
 /// An instance as stored.
@@ -48,6 +50,8 @@ pub struct InstanceRecord {
     pub updated_at: i64,
     /// Votes of the open approval round (cleared on every change of state).
     pub votes: Vec<Vote>,
+    /// SLA records of its SLA timers.
+    pub slas: Vec<SlaRecord>,
 }
 
 /// A voter's decision on an approval transition.
@@ -87,6 +91,8 @@ pub enum TraceKind {
     Automatic,
     /// A vote on an approval transition.
     Vote,
+    /// A timer ran out without firing a transition (it notified, or an SLA was breached).
+    Timer,
 }
 
 impl TraceKind {
@@ -97,6 +103,7 @@ impl TraceKind {
             TraceKind::Transition => "transition",
             TraceKind::Automatic => "automatic",
             TraceKind::Vote => "vote",
+            TraceKind::Timer => "timer",
         }
     }
 
@@ -106,6 +113,7 @@ impl TraceKind {
             "transition" => Some(TraceKind::Transition),
             "automatic" => Some(TraceKind::Automatic),
             "vote" => Some(TraceKind::Vote),
+            "timer" => Some(TraceKind::Timer),
             _ => None,
         }
     }
@@ -186,6 +194,8 @@ pub struct Step {
     pub links: Vec<LinkChange>,
     /// Instances whose timers this step replaces.
     pub timers: Vec<TimerChange>,
+    /// Notifications to deliver once the step is durable.
+    pub outbox: Vec<OutboxMessage>,
     /// The answer to a request sent with an `Idempotency-Key`.
     pub answer: Option<AnswerWrite>,
 }
@@ -358,6 +368,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Claims due timers not claimed by anyone else (or whose claim lapsed), earliest
     /// first; concurrent claimants never get the same timer while its claim holds.
     async fn claim_due_timers(&self, claim: &TimerClaim) -> Result<Vec<TimerRecord>, StoreError>;
+    /// Claims outbox messages due for a delivery attempt (never delivered, next attempt
+    /// due, no live claim), oldest first; `claim.now` and `claim.until` as for timers.
+    async fn claim_deliveries(&self, claim: &TimerClaim) -> Result<Vec<Delivery>, StoreError>;
+    /// Records the outcome of an attempt to deliver message `id`.
+    async fn record_delivery(&self, id: &str, outcome: &DeliveryOutcome) -> Result<(), StoreError>;
     /// Makes one step durable, all or nothing. Fails with [`StoreError::Conflict`] when an
     /// instance no longer has its `previous_version` (or already exists, on creation), and
     /// with [`StoreError::KeyTaken`] when its answer's key already holds an answer that has

@@ -14,12 +14,12 @@ use sqlx::{Postgres, QueryBuilder};
 use super::batch::commit_in_savepoints;
 use super::bulk::{Bulk, Refused, expect_rows, json_array};
 use super::rows::{
-    answer_from_row, by_due_time, definition_from_row, head_from_row, instance_from_row,
-    links_from_rows, timer_from_row, trace_from_row,
+    answer_from_row, by_due_time, definition_from_row, delivery_from_row, head_from_row,
+    instance_from_row, links_from_rows, oldest_first, timer_from_row, trace_from_row,
 };
 use super::{
-    InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError,
-    StoredAnswer, StoredDefinition, TimerClaim, TimerRecord, TraceRecord,
+    Delivery, DeliveryOutcome, InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links,
+    Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim, TimerRecord, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -72,7 +72,7 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
 }
 
 const INSTANCE_COLUMNS: &str = "id, process, definition_hash, state, data::text AS data, version, \
-     created_by, created_at, updated_at, votes::text AS votes";
+     created_by, created_at, updated_at, votes::text AS votes, slas::text AS slas";
 
 #[async_trait]
 impl Store for PgStore {
@@ -220,6 +220,49 @@ impl Store for PgStore {
         ))
     }
 
+    async fn claim_deliveries(&self, c: &TimerClaim) -> Result<Vec<Delivery>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE outbox o SET claimed_by = $1, claimed_until = $2
+             FROM (SELECT id FROM outbox
+                   WHERE next_attempt_at <= $3 AND (claimed_until IS NULL OR claimed_until <= $3)
+                   ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) d
+             WHERE o.id = d.id
+             RETURNING o.id, o.instance_id, o.url, o.body, o.created_at, o.attempts",
+        )
+        .bind(&c.claimant)
+        .bind(c.until)
+        .bind(c.now)
+        .bind(i64::from(c.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(oldest_first(
+            rows.iter()
+                .map(delivery_from_row)
+                .collect::<Result<_, _>>()?,
+        ))
+    }
+
+    async fn record_delivery(&self, id: &str, outcome: &DeliveryOutcome) -> Result<(), StoreError> {
+        let q = match outcome {
+            DeliveryOutcome::Delivered { at } => sqlx::query(
+                "UPDATE outbox SET delivered_at = $1, next_attempt_at = $2,
+                     attempts = attempts + 1, claimed_by = NULL, claimed_until = NULL,
+                     last_error = NULL WHERE id = $3",
+            )
+            .bind(*at)
+            .bind(i64::MAX),
+            DeliveryOutcome::Failed { retry_at, error } => sqlx::query(
+                "UPDATE outbox SET last_error = $1, next_attempt_at = $2,
+                     attempts = attempts + 1, claimed_by = NULL, claimed_until = NULL
+                 WHERE id = $3",
+            )
+            .bind(error.as_str())
+            .bind(*retry_at),
+        };
+        q.bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         apply_step(&mut tx, &step).await?;
@@ -263,12 +306,13 @@ pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Re
     if !bulk.creates.is_empty() {
         let done = sqlx::query(
             "INSERT INTO instances (id, process, definition_hash, state, data, version,
-                 created_by, created_at, updated_at, votes)
+                 created_by, created_at, updated_at, votes, slas)
              SELECT id, process, definition_hash, state, data, version, created_by,
-                    created_at, updated_at, votes
+                    created_at, updated_at, votes, slas
              FROM jsonb_to_recordset($1::jsonb) AS j(id text, process text,
                   definition_hash text, state text, data jsonb, version bigint,
-                  created_by text, created_at bigint, updated_at bigint, votes jsonb)",
+                  created_by text, created_at bigint, updated_at bigint, votes jsonb,
+                  slas jsonb)",
         )
         .bind(json_array(&bulk.creates)?)
         .execute(&mut *tx)
@@ -279,11 +323,11 @@ pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Re
         let done = sqlx::query(
             "WITH j AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS j(id text, state text,
                       data jsonb, version bigint, previous bigint, updated_at bigint,
-                      votes jsonb)),
+                      votes jsonb, slas jsonb)),
                   locked AS (SELECT i.id FROM instances i JOIN j ON j.id = i.id
                       ORDER BY i.id FOR UPDATE OF i)
              UPDATE instances SET state = j.state, data = j.data, version = j.version,
-                 updated_at = j.updated_at, votes = j.votes
+                 updated_at = j.updated_at, votes = j.votes, slas = j.slas
              FROM j JOIN locked ON locked.id = j.id
              WHERE instances.id = j.id AND instances.version = j.previous",
         )
@@ -428,6 +472,20 @@ async fn apply_step(
             .map_err(conflict_on_unique)?;
         }
     }
+    for m in &step.outbox {
+        sqlx::query(
+            "INSERT INTO outbox (id, instance_id, url, body, created_at, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(&m.id)
+        .bind(&m.instance_id)
+        .bind(&m.url)
+        .bind(&m.body)
+        .bind(m.created_at)
+        .execute(&mut **tx)
+        .await
+        .map_err(conflict_on_unique)?;
+    }
     if !step.trace.is_empty() {
         let mut q = QueryBuilder::<Postgres>::new(
             "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
@@ -463,12 +521,13 @@ async fn write_instance(
     let i = &w.instance;
     let data = sqlx::types::Json(&i.data);
     let votes = sqlx::types::Json(&i.votes);
+    let slas = sqlx::types::Json(&i.slas);
     match w.previous_version {
         None => {
             sqlx::query(
                 "INSERT INTO instances (id, process, definition_hash, state, data, version,
-                 created_by, created_at, updated_at, votes)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 created_by, created_at, updated_at, votes, slas)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(&i.id)
             .bind(&i.process)
@@ -480,6 +539,7 @@ async fn write_instance(
             .bind(i.created_at)
             .bind(i.updated_at)
             .bind(votes)
+            .bind(slas)
             .execute(&mut **tx)
             .await
             .map_err(conflict_on_unique)?;
@@ -487,13 +547,14 @@ async fn write_instance(
         Some(previous) => {
             let done = sqlx::query(
                 "UPDATE instances SET state = $1, data = $2, version = $3, updated_at = $4,
-                 votes = $5 WHERE id = $6 AND version = $7",
+                 votes = $5, slas = $6 WHERE id = $7 AND version = $8",
             )
             .bind(&i.state)
             .bind(data)
             .bind(i.version)
             .bind(i.updated_at)
             .bind(votes)
+            .bind(slas)
             .bind(&i.id)
             .bind(previous)
             .execute(&mut **tx)

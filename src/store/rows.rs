@@ -3,8 +3,8 @@
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
-    InstanceHead, InstanceRecord, LinkedInstance, Links, StoreError, StoredAnswer,
-    StoredDefinition, TimerRecord, TraceKind, TraceRecord,
+    Delivery, InstanceHead, InstanceRecord, LinkedInstance, Links, OutboxMessage, StoreError,
+    StoredAnswer, StoredDefinition, TimerRecord, TraceKind, TraceRecord,
 };
 
 fn json_map(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
@@ -30,6 +30,8 @@ where
         updated_at: row.try_get("updated_at")?,
         votes: serde_json::from_str(row.try_get("votes")?)
             .map_err(|e| StoreError::Corrupt(format!("votes: {e}")))?,
+        slas: serde_json::from_str(row.try_get("slas")?)
+            .map_err(|e| StoreError::Corrupt(format!("slas: {e}")))?,
     })
 }
 
@@ -103,6 +105,33 @@ pub(super) fn by_due_time(mut timers: Vec<TimerRecord>) -> Vec<TimerRecord> {
         (a.due_at, &a.instance_id, &a.name).cmp(&(b.due_at, &b.instance_id, &b.name))
     });
     timers
+}
+
+pub(super) fn delivery_from_row<'r, R>(row: &'r R) -> Result<Delivery, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(Delivery {
+        message: OutboxMessage {
+            id: row.try_get("id")?,
+            instance_id: row.try_get("instance_id")?,
+            url: row.try_get("url")?,
+            body: row.try_get("body")?,
+            created_at: row.try_get("created_at")?,
+        },
+        attempts: row.try_get("attempts")?,
+    })
+}
+
+/// Deliveries in the order their messages were raised.
+pub(super) fn oldest_first(mut deliveries: Vec<Delivery>) -> Vec<Delivery> {
+    deliveries.sort_by(|a, b| {
+        (a.message.created_at, &a.message.id).cmp(&(b.message.created_at, &b.message.id))
+    });
+    deliveries
 }
 
 pub(super) fn definition_from_row<'r, R>(row: &'r R) -> Result<StoredDefinition, StoreError>

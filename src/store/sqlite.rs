@@ -14,12 +14,12 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::batch::commit_in_savepoints;
 use super::bulk::{Bulk, Refused, chunks, expect_rows};
 use super::rows::{
-    answer_from_row, by_due_time, definition_from_row, head_from_row, instance_from_row,
-    links_from_rows, timer_from_row, trace_from_row,
+    answer_from_row, by_due_time, definition_from_row, delivery_from_row, head_from_row,
+    instance_from_row, links_from_rows, oldest_first, timer_from_row, trace_from_row,
 };
 use super::{
-    InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError,
-    StoredAnswer, StoredDefinition, TimerClaim, TimerRecord, TraceRecord,
+    Delivery, DeliveryOutcome, InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links,
+    Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim, TimerRecord, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -95,7 +95,7 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
 }
 
 const INSTANCE_COLUMNS: &str = "id, process, definition_hash, state, data, version, created_by, \
-     created_at, updated_at, votes";
+     created_at, updated_at, votes, slas";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -248,6 +248,47 @@ impl Store for SqliteStore {
         ))
     }
 
+    async fn claim_deliveries(&self, c: &TimerClaim) -> Result<Vec<Delivery>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE outbox SET claimed_by = ?1, claimed_until = ?2
+             WHERE id IN (
+                 SELECT id FROM outbox
+                 WHERE next_attempt_at <= ?3 AND (claimed_until IS NULL OR claimed_until <= ?3)
+                 ORDER BY next_attempt_at, id LIMIT ?4)
+             RETURNING id, instance_id, url, body, created_at, attempts",
+        )
+        .bind(&c.claimant)
+        .bind(c.until)
+        .bind(c.now)
+        .bind(i64::from(c.limit))
+        .fetch_all(&self.writer)
+        .await?;
+        Ok(oldest_first(
+            rows.iter()
+                .map(delivery_from_row)
+                .collect::<Result<_, _>>()?,
+        ))
+    }
+
+    async fn record_delivery(&self, id: &str, outcome: &DeliveryOutcome) -> Result<(), StoreError> {
+        let q = match outcome {
+            DeliveryOutcome::Delivered { at } => sqlx::query(
+                "UPDATE outbox SET delivered_at = ?, next_attempt_at = ?, attempts = attempts + 1,
+                     claimed_by = NULL, claimed_until = NULL, last_error = NULL WHERE id = ?",
+            )
+            .bind(*at)
+            .bind(i64::MAX),
+            DeliveryOutcome::Failed { retry_at, error } => sqlx::query(
+                "UPDATE outbox SET last_error = ?, next_attempt_at = ?, attempts = attempts + 1,
+                     claimed_by = NULL, claimed_until = NULL WHERE id = ?",
+            )
+            .bind(error.as_str())
+            .bind(*retry_at),
+        };
+        q.bind(id).execute(&self.writer).await?;
+        Ok(())
+    }
+
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await?;
         apply_step(&mut tx, &step).await?;
@@ -332,8 +373,14 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
         &format!("INSERT INTO instances ({INSTANCE_COLUMNS}) "),
         ("", None),
         &bulk.creates,
-        |i| Ok([json_text(i.data)?, json_text(&i.votes)?]),
-        |b, i, [data, votes]| {
+        |i| {
+            Ok([
+                json_text(i.data)?,
+                json_text(&i.votes)?,
+                json_text(&i.slas)?,
+            ])
+        },
+        |b, i, [data, votes, slas]| {
             b.push_bind(i.id)
                 .push_bind(i.process)
                 .push_bind(i.definition_hash)
@@ -343,30 +390,38 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
                 .push_bind(i.created_by)
                 .push_bind(i.created_at)
                 .push_bind(i.updated_at)
-                .push_bind(votes);
+                .push_bind(votes)
+                .push_bind(slas);
         },
     )
     .await?;
     expect_rows("new instances", done, &bulk.creates)?;
     let done = write_chunks(
         &mut tx,
-        "WITH j (id, state, data, version, previous, updated_at, votes) AS (",
+        "WITH j (id, state, data, version, previous, updated_at, votes, slas) AS (",
         (
             ") UPDATE instances SET state = j.state, data = j.data, version = j.version,
-                   updated_at = j.updated_at, votes = j.votes
+                   updated_at = j.updated_at, votes = j.votes, slas = j.slas
                FROM j WHERE instances.id = j.id AND instances.version = j.previous",
             None,
         ),
         &bulk.updates,
-        |i| Ok([json_text(i.data)?, json_text(&i.votes)?]),
-        |b, i, [data, votes]| {
+        |i| {
+            Ok([
+                json_text(i.data)?,
+                json_text(&i.votes)?,
+                json_text(&i.slas)?,
+            ])
+        },
+        |b, i, [data, votes, slas]| {
             b.push_bind(i.id)
                 .push_bind(i.state)
                 .push_bind(data)
                 .push_bind(i.version)
                 .push_bind(i.previous)
                 .push_bind(i.updated_at)
-                .push_bind(votes);
+                .push_bind(votes)
+                .push_bind(slas);
         },
     )
     .await?;
@@ -523,6 +578,21 @@ async fn apply_step(tx: &mut sqlx::Transaction<'_, Sqlite>, step: &Step) -> Resu
             .map_err(conflict_on_unique)?;
         }
     }
+    for m in &step.outbox {
+        sqlx::query(
+            "INSERT INTO outbox (id, instance_id, url, body, created_at, next_attempt_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&m.id)
+        .bind(&m.instance_id)
+        .bind(&m.url)
+        .bind(&m.body)
+        .bind(m.created_at)
+        .bind(m.created_at)
+        .execute(&mut **tx)
+        .await
+        .map_err(conflict_on_unique)?;
+    }
     if !step.trace.is_empty() {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
@@ -558,10 +628,11 @@ async fn write_instance(
     let i = &w.instance;
     let data = serde_json::Value::Object(i.data.clone()).to_string();
     let votes = serde_json::to_string(&i.votes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let slas = serde_json::to_string(&i.slas).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     match w.previous_version {
         None => {
             sqlx::query(&format!(
-                "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ))
             .bind(&i.id)
             .bind(&i.process)
@@ -573,20 +644,22 @@ async fn write_instance(
             .bind(i.created_at)
             .bind(i.updated_at)
             .bind(&votes)
+            .bind(&slas)
             .execute(&mut **tx)
             .await
             .map_err(conflict_on_unique)?;
         }
         Some(previous) => {
             let done = sqlx::query(
-                "UPDATE instances SET state = ?, data = ?, version = ?, updated_at = ?, votes = ?
-                 WHERE id = ? AND version = ?",
+                "UPDATE instances SET state = ?, data = ?, version = ?, updated_at = ?, votes = ?,
+                 slas = ? WHERE id = ? AND version = ?",
             )
             .bind(&i.state)
             .bind(&data)
             .bind(i.version)
             .bind(i.updated_at)
             .bind(&votes)
+            .bind(&slas)
             .bind(&i.id)
             .bind(previous)
             .execute(&mut **tx)

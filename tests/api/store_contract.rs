@@ -40,6 +40,7 @@ fn instance(id: &str, state: &str, version: i64) -> InstanceRecord {
         created_at: 1,
         updated_at: version,
         votes: Vec::new(),
+        slas: Vec::new(),
     }
 }
 

@@ -12,8 +12,8 @@ use super::error::EngineError;
 use crate::definition::{Approval, Create, Quorum, Script, ScriptRef, Transition};
 use crate::rules::{Context, RuleEngine, RuleError, RuleFailure};
 use crate::store::{
-    Decision, InstanceRecord, InstanceWrite, LinkChange, Step, TimerRecord, TraceKind, TraceRecord,
-    Vote,
+    Decision, InstanceRecord, InstanceWrite, LinkChange, Step, TimerChange, TimerRecord, TraceKind,
+    TraceRecord, Vote,
 };
 
 /// Automatic transitions followed in one step, at most.
@@ -57,6 +57,14 @@ pub(crate) struct Working<'a> {
     /// The instance's stored timers, read when some keep running through a change of the
     /// running set (see [`Working::needs_stored_timers`]).
     pub(crate) stored_timers: Vec<TimerRecord>,
+    /// The fired timer ran out without taking a transition.
+    fired_alone: bool,
+    /// What the process's lookups found, for timer rules (see [`Working::needs_lookups`]).
+    pub(crate) lookups: Value,
+    /// The instance's timers after the step, once planned.
+    timer_plan: Option<TimerChange>,
+    /// Notifications the step raises.
+    notices: Vec<Value>,
 }
 
 impl<'a> Working<'a> {
@@ -85,6 +93,10 @@ impl<'a> Working<'a> {
             created: Vec::new(),
             fired_timer: None,
             stored_timers: Vec::new(),
+            fired_alone: false,
+            lookups: Value::Null,
+            timer_plan: None,
+            notices: Vec::new(),
         }
     }
 
@@ -109,6 +121,7 @@ impl<'a> Working<'a> {
             created_at: env.now,
             updated_at: env.now,
             votes: Vec::new(),
+            slas: Vec::new(),
         };
         apply(&mut record.data, &data);
         let mut w = Self {
@@ -124,6 +137,10 @@ impl<'a> Working<'a> {
             original_state: None,
             fired_timer: None,
             stored_timers: Vec::new(),
+            fired_alone: false,
+            lookups: Value::Null,
+            timer_plan: None,
+            notices: Vec::new(),
         };
         let mut written = data.clone();
         if let Some(action) = &def.start.action {
@@ -146,6 +163,7 @@ impl<'a> Working<'a> {
             data: &self.record.data,
             input,
             links: &self.links,
+            lookups: &self.lookups,
         }
     }
 
@@ -236,6 +254,21 @@ impl<'a> Working<'a> {
             });
         }
         self.take(t, input, TraceKind::Transition, comment)
+    }
+
+    /// Records that timer clock `name` ran out without taking a transition (it has none, or
+    /// its transition was refused): the instance stays where it is.
+    pub(crate) fn ran_out(&mut self, name: &str, comment: String) {
+        self.fired_timer = Some(name.to_owned());
+        self.fired_alone = true;
+        let state = self.record.state.clone();
+        self.record(
+            TraceKind::Timer,
+            None,
+            Some(state),
+            Map::new(),
+            Some(comment),
+        );
     }
 
     /// Records a vote on an approval transition, then takes the transition once the quorum
@@ -479,6 +512,15 @@ impl<'a> Working<'a> {
         ids
     }
 
+    /// The notifications the step raises (of the instances it created too).
+    pub(crate) fn take_notices(&mut self) -> Vec<Value> {
+        let mut notices = std::mem::take(&mut self.notices);
+        for c in &mut self.created {
+            notices.extend(c.take_notices());
+        }
+        notices
+    }
+
     /// Everything the step writes, this instance first.
     pub(crate) fn into_step(self) -> Step {
         let mut step = Step::default();
@@ -502,7 +544,7 @@ impl<'a> Working<'a> {
                 });
             }
         }
-        if let Some(change) = self.timer_change() {
+        if let Some(change) = self.timer_plan {
             step.timers.push(change);
         }
         step.writes.push(InstanceWrite {

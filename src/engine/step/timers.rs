@@ -1,87 +1,294 @@
-//! What a step does to an instance's timers.
+//! What a step does to an instance's timers, SLA records and notifications.
 //!
 //! Each timer of the process stands, in every state, as off, running or paused. A step that
 //! changes where some timer stands (or that is a timer's firing) rewrites the instance's
 //! timers (each timer's due time and, if it warns, its warning): a timer switched on starts
-//! with its full duration, a running one keeps its due
-//! time, a paused one keeps the working time it had left and counts it down again when it
-//! runs, and a timer that fired starts afresh if it is still on.
+//! with its full duration (from its rule, or `after`), a running one keeps its due time, a
+//! paused one keeps the working time it had left and counts it down again when it runs, and
+//! a timer that fired a transition starts afresh if it is still on. A clock that ran out
+//! without a transition (a warning, a notification) is spent until the timer starts afresh.
+//!
+//! A timer marked `sla` keeps a record on the instance: started, paused, deadline, working
+//! time used, breached, stopped. A stopped record is final: the timer does not start again.
+
+use serde_json::{Map, Value, json};
 
 use super::Working;
-use crate::definition::{Timer, TimerStatus};
-use crate::store::{TimerChange, TimerRecord};
+use crate::clock::format_ms;
+use crate::definition::{Clock, Timer, TimerStatus};
+use crate::engine::error::EngineError;
+use crate::store::{SlaRecord, TimerChange, TimerRecord};
 
 impl Working<'_> {
+    /// Where timer `t` stands in `state`: off for good once its SLA record stopped.
+    fn status(&self, t: &Timer, state: Option<&str>) -> TimerStatus {
+        let stopped = t.sla && self.sla(t).is_some_and(|r| r.stopped_at.is_some());
+        if stopped {
+            TimerStatus::Off
+        } else {
+            t.status_in(state)
+        }
+    }
+
+    fn sla(&self, t: &Timer) -> Option<&SlaRecord> {
+        self.record.slas.iter().find(|r| r.metric == t.name)
+    }
+
     /// Each timer with where it stood before the step and where it stands after.
-    fn timer_statuses(&self) -> impl Iterator<Item = (&Timer, TimerStatus, TimerStatus)> {
+    fn timer_statuses(&self) -> Vec<(&Timer, TimerStatus, TimerStatus)> {
         let before = self.original_state.as_deref();
         let after = Some(self.record.state.as_str());
         self.loaded
             .definition
             .timers
             .values()
-            .map(move |t| (t, t.status_in(before), t.status_in(after)))
+            .map(|t| (t, self.status(t, before), self.status(t, after)))
+            .collect()
     }
 
     fn fired(&self, t: &Timer) -> bool {
-        self.fired_timer.as_deref() == Some(t.name.as_str())
+        self.fired_timer.as_deref().is_some_and(|f| {
+            f == t.name || f.strip_suffix(crate::definition::WARNING_SUFFIX) == Some(&t.name)
+        })
     }
 
     /// The step changes where some timer stands, or fires one.
     fn changes_timers(&self) -> bool {
-        self.fired_timer.is_some() || self.timer_statuses().any(|(_, b, a)| b != a)
+        self.fired_timer.is_some() || self.timer_statuses().iter().any(|(_, b, a)| b != a)
     }
 
     /// The step rewrites the timers while some timer carries on: its stored due time or
     /// time left must be read first.
     pub(crate) fn needs_stored_timers(&self) -> bool {
         self.changes_timers()
-            && self
-                .timer_statuses()
-                .any(|(t, b, a)| b != TimerStatus::Off && a != TimerStatus::Off && !self.fired(t))
+            && self.timer_statuses().iter().any(|(t, b, a)| {
+                *b != TimerStatus::Off && *a != TimerStatus::Off && !self.fired_anew(t)
+            })
     }
 
-    /// The instance's timers after the step, when the step changes them. A timer keeps two
-    /// clocks when it warns: its warning and its due time; a warning given is not stored
-    /// again until the timer starts afresh.
-    pub(super) fn timer_change(&self) -> Option<TimerChange> {
+    /// The process's lookups must be read first: some timer with a rule starts afresh.
+    pub(crate) fn needs_lookups(&self) -> bool {
+        !self.loaded.definition.lookups.is_empty()
+            && self.changes_timers()
+            && self.timer_statuses().iter().any(|(t, b, a)| {
+                t.after_rule.is_some()
+                    && *a != TimerStatus::Off
+                    && (*b == TimerStatus::Off || self.fired_anew(t))
+            })
+    }
+
+    /// Timer `t`'s transition fired in this step: it starts afresh if still on.
+    fn fired_anew(&self, t: &Timer) -> bool {
+        self.fired(t) && !self.fired_alone && !self.fired_warning()
+    }
+
+    fn fired_warning(&self) -> bool {
+        self.fired_timer
+            .as_deref()
+            .is_some_and(|f| f.ends_with(crate::definition::WARNING_SUFFIX))
+    }
+
+    /// Works out the instance's timers, SLA records and notifications after the step (and
+    /// those of the instances it created).
+    pub(crate) fn plan_timers(&mut self) -> Result<(), EngineError> {
+        for c in &mut self.created {
+            c.plan_timers()?;
+        }
         if !self.changes_timers() {
-            return None;
+            return Ok(());
         }
+        let now = self.env.now;
         let mut timers = Vec::new();
-        for (t, before, after) in self.timer_statuses() {
-            if after == TimerStatus::Off {
-                continue;
-            }
-            let carried = before != TimerStatus::Off && !self.fired(t);
+        let statuses: Vec<(Timer, TimerStatus, TimerStatus)> = self
+            .timer_statuses()
+            .into_iter()
+            .map(|(t, b, a)| (t.clone(), b, a))
+            .collect();
+        for (t, before, after) in &statuses {
+            let (before, after) = (*before, *after);
+            let fresh = before == TimerStatus::Off || self.fired_anew(t);
+            let duration = if fresh && after != TimerStatus::Off {
+                self.duration(t)?
+            } else {
+                0
+            };
             let warning_name = t.warning_name();
-            for clock in t.clocks(&warning_name) {
-                let stored = self.stored_timers.iter().find(|s| s.name == clock.name);
-                let given = carried && clock.warning && stored.is_none();
-                if given || self.fired_timer.as_deref() == Some(clock.name) {
-                    continue;
-                }
-                let stored = stored.filter(|_| carried);
-                let (due_at, paused_left_ms) = match (before, after, stored) {
-                    (TimerStatus::Running, TimerStatus::Running, Some(s)) => (s.due_at, None),
-                    (_, TimerStatus::Running, s) => {
-                        (self.due_in(t, self.left(t, clock.after_ms, s)), None)
+            let mut due = None;
+            if after != TimerStatus::Off {
+                for clock in t.clocks(&warning_name, duration) {
+                    let stored = self
+                        .stored_timers
+                        .iter()
+                        .find(|s| s.name == clock.name)
+                        .filter(|_| !fresh);
+                    let ran_out = self.fired_timer.as_deref() == Some(clock.name);
+                    if (!fresh && stored.is_none()) || (ran_out && !self.fired_anew(t)) {
+                        continue; // given, or spent until the timer starts afresh
                     }
-                    (_, _, s) => (i64::MAX, Some(self.left(t, clock.after_ms, s))),
-                };
-                timers.push(TimerRecord {
-                    instance_id: self.record.id.clone(),
-                    name: clock.name.to_owned(),
-                    due_at,
-                    paused_left_ms,
-                    version: self.record.version,
-                });
+                    let (due_at, paused_left_ms) = match (before, after, stored) {
+                        (TimerStatus::Running, TimerStatus::Running, Some(s)) => (s.due_at, None),
+                        (_, TimerStatus::Running, s) => {
+                            (self.due_in(t, self.left(t, clock.after_ms, s)), None)
+                        }
+                        (_, _, s) => (i64::MAX, Some(self.left(t, clock.after_ms, s))),
+                    };
+                    if !clock.warning {
+                        due = paused_left_ms.is_none().then_some(due_at);
+                    }
+                    timers.push(TimerRecord {
+                        instance_id: self.record.id.clone(),
+                        name: clock.name.to_owned(),
+                        due_at,
+                        paused_left_ms,
+                        version: self.record.version,
+                    });
+                }
+            }
+            if t.sla {
+                self.update_sla(t, (before, after), duration, due);
+            }
+            if let Some(clock) = self.ran_out_clock(t) {
+                self.notice(t, &clock, now);
             }
         }
-        Some(TimerChange {
+        self.timer_plan = Some(TimerChange {
             instance_id: self.record.id.clone(),
             timers,
-        })
+        });
+        Ok(())
+    }
+
+    /// The clock of `t` whose running out this step is.
+    fn ran_out_clock<'t>(&self, t: &'t Timer) -> Option<Clock<'t>> {
+        if !self.fired(t) {
+            return None;
+        }
+        let warning = self.fired_warning();
+        t.clocks("", 0).into_iter().find(|c| c.warning == warning)
+    }
+
+    /// Updates the SLA record of `t`; `due` is its due time after the step, if running.
+    fn update_sla(
+        &mut self,
+        t: &Timer,
+        (before, after): (TimerStatus, TimerStatus),
+        duration: i64,
+        due: Option<i64>,
+    ) {
+        let now = self.env.now;
+        let index = self.record.slas.iter().position(|r| r.metric == t.name);
+        let Some(index) = index.or_else(|| {
+            (before == TimerStatus::Off && after != TimerStatus::Off).then(|| {
+                self.record.slas.push(SlaRecord {
+                    metric: t.name.clone(),
+                    target_ms: duration,
+                    calendar: t.calendar.clone(),
+                    started_at: now,
+                    deadline: None,
+                    elapsed_ms: 0,
+                    running_since: None,
+                    paused_ms: 0,
+                    paused_since: None,
+                    warned_at: None,
+                    breached_at: None,
+                    stopped_at: None,
+                });
+                self.record.slas.len() - 1
+            })
+        }) else {
+            return;
+        };
+        let mut r = self.record.slas[index].clone();
+        let deadline = r.deadline;
+        if before == TimerStatus::Running && after != TimerStatus::Running {
+            let since = r.running_since.unwrap_or(now);
+            r.elapsed_ms += self.working_between(t, since, now);
+            r.running_since = None;
+            r.deadline = None;
+        }
+        if before == TimerStatus::Paused
+            && after != TimerStatus::Paused
+            && let Some(since) = r.paused_since.take()
+        {
+            r.paused_ms += now - since;
+        }
+        match after {
+            TimerStatus::Running if before != TimerStatus::Running => {
+                r.running_since = Some(now);
+                if r.breached_at.is_none() {
+                    r.deadline = due;
+                }
+            }
+            TimerStatus::Paused if before != TimerStatus::Paused => r.paused_since = Some(now),
+            TimerStatus::Off => {
+                r.stopped_at = Some(now);
+                if r.breached_at.is_none() && r.elapsed_ms > r.target_ms {
+                    r.breached_at = Some(deadline.unwrap_or(now));
+                }
+            }
+            _ => {}
+        }
+        if let Some(clock) = self.ran_out_clock(t) {
+            if clock.warning {
+                r.warned_at.get_or_insert(now);
+            } else {
+                r.breached_at.get_or_insert(deadline.unwrap_or(now));
+            }
+        }
+        self.record.slas[index] = r;
+    }
+
+    /// Raises the notification of a clock that ran out, when it names roles to notify.
+    fn notice(&mut self, t: &Timer, clock: &Clock<'_>, now: i64) {
+        if clock.notify.is_empty() {
+            return;
+        }
+        let event = if clock.warning {
+            "timer_warning"
+        } else {
+            "timer_due"
+        };
+        let body = json!({
+            "event": event,
+            "timer": t.name,
+            "title": t.title,
+            "notify": clock.notify,
+            "transition": clock.fire,
+        });
+        self.raise(body, now);
+    }
+
+    /// Queues a notification about this instance as it stands after the step.
+    pub(crate) fn raise(&mut self, mut body: Value, now: i64) {
+        if let Value::Object(m) = &mut body {
+            m.insert("process".into(), Value::from(self.record.process.clone()));
+            m.insert("instance".into(), Value::from(self.record.id.clone()));
+            m.insert("at".into(), Value::from(format_ms(now)));
+            m.insert("version".into(), Value::from(self.record.version));
+        }
+        self.notices.push(body);
+    }
+
+    /// The duration of a fresh run of `t`: its rule's answer, or `after`.
+    fn duration(&self, t: &Timer) -> Result<i64, EngineError> {
+        let from_rule = match &t.after_rule {
+            None => None,
+            Some(script) => {
+                let input = Map::new();
+                self.env
+                    .rules
+                    .duration(&self.loaded.rules, script, &self.context(&input))?
+            }
+        };
+        match from_rule.or(t.after_ms) {
+            Some(ms) => Ok(ms),
+            None => Err(self.rule_error(
+                t.after_rule
+                    .as_ref()
+                    .expect("a timer without `after` has a rule"),
+                format!("gave no duration, and timer `{}` has no `after`", t.name),
+            )),
+        }
     }
 
     /// The working time a clock of timer `t` has left: all of it (`after_ms`) when it
@@ -91,11 +298,16 @@ impl Working<'_> {
             None => after_ms,
             Some(s) => match s.paused_left_ms {
                 Some(left) => left,
-                None => match self.calendar(t) {
-                    Some(c) => c.working_ms_between(self.env.now, s.due_at),
-                    None => s.due_at.saturating_sub(self.env.now).max(0),
-                },
+                None => self.working_between(t, self.env.now, s.due_at),
             },
+        }
+    }
+
+    /// Working time (in `t`'s calendar, or all time) between two instants; 0 if reversed.
+    fn working_between(&self, t: &Timer, from: i64, to: i64) -> i64 {
+        match self.calendar(t) {
+            Some(c) => c.working_ms_between(from, to),
+            None => to.saturating_sub(from).max(0),
         }
     }
 
