@@ -8,12 +8,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, Tokens};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SimulatedClock, SystemClock};
 use crate::definition::DefinitionError;
 use crate::engine::{Catalog, Engine, EngineError, load_calendars};
 use crate::rules::{Limits, RuleEngine};
 use crate::settings::Settings;
 use crate::store::{GroupCommit, PgStore, SqliteStore, Store, StoreError};
+use crate::webhook::Webhooks;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,9 @@ pub enum StartError {
     /// `OPSFLOW_TOKENS` is malformed.
     #[error("bad OPSFLOW_TOKENS: {0}")]
     Tokens(String),
+    /// A webhook URL in `OPSFLOW_WEBHOOKS` is not a URL.
+    #[error("bad webhook URL `{0}`: {1}")]
+    Webhook(String, String),
     /// The listen address could not be bound.
     #[error("cannot listen on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
@@ -63,9 +67,6 @@ impl DatabaseKind {
 /// How often expired idempotency answers are deleted.
 const PURGE_INTERVAL: Duration = Duration::from_secs(300);
 
-/// How often due timers are looked for.
-const TIMER_INTERVAL: Duration = Duration::from_secs(1);
-
 /// Timers claimed and fired per round.
 const TIMERS_PER_ROUND: u32 = 64;
 
@@ -95,15 +96,27 @@ pub async fn migrate(url: &str) -> Result<usize, StartError> {
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
-    router: axum::Router,
+    state: AppState,
     addr: SocketAddr,
     engine: Arc<Engine>,
+    webhooks: Webhooks,
+    /// The movable clock, in simulation mode.
+    simulation: Option<Arc<SimulatedClock>>,
+    /// How often due timers are fired and notifications delivered (zero: never).
+    timer_interval: Duration,
 }
 
 impl Server {
     /// Loads definitions, opens the store, builds the engine and binds the listener
     /// (port 0 picks a free port).
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
+        if settings.simulate {
+            let clock = SimulatedClock::new();
+            tracing::warn!("simulation mode: callers may move the engine clock forward");
+            let mut server = Self::build_with_clock(settings, clock.clone()).await?;
+            server.simulation = Some(clock);
+            return Ok(server);
+        }
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
     }
 
@@ -134,10 +147,21 @@ impl Server {
             open_store(&settings.db).await?,
             settings.group_commit(shards),
         ));
+        let webhooks: Vec<String> = settings
+            .webhooks
+            .iter()
+            .map(|u| u.trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        for url in &webhooks {
+            reqwest::Url::parse(url)
+                .map_err(|e| StartError::Webhook(url.clone(), e.to_string()))?;
+        }
         let engine = Arc::new(
             Engine::new(catalog, rules, store, clock)
                 .with_answer_ttl(Duration::from_secs(settings.idempotency_ttl))
-                .with_instance_cache(settings.instance_cache),
+                .with_instance_cache(settings.instance_cache)
+                .with_webhooks(webhooks),
         );
         engine.register_definitions().await?;
         let listener = TcpListener::bind(settings.listen)
@@ -146,16 +170,19 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Bind(settings.listen, e))?;
-        let router = api::router(AppState {
-            engine: engine.clone(),
-            tokens: Arc::new(tokens),
-            rules_dir: Arc::new(settings.rules.clone()),
-        });
         Ok(Self {
             listener,
-            router,
+            state: AppState {
+                engine: engine.clone(),
+                tokens: Arc::new(tokens),
+                rules_dir: Arc::new(settings.rules.clone()),
+                simulation: None,
+            },
             addr,
             engine,
+            webhooks: Webhooks::new(settings.webhook_secret.clone()),
+            simulation: None,
+            timer_interval: Duration::from_millis(settings.timer_interval_ms),
         })
     }
 
@@ -171,26 +198,42 @@ impl Server {
 
     /// Serves until `shutdown` completes, then finishes requests in flight.
     ///
-    /// Background work runs meanwhile: firing due timers every second, and purging expired
+    /// Background work runs meanwhile: firing due timers and delivering notifications
+    /// every second, and purging expired
     /// idempotency answers.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let engine = self.engine.clone();
+        let webhooks = self.webhooks.clone();
+        let interval = self.timer_interval;
         let timers = tokio::spawn(async move {
+            if interval.is_zero() {
+                return;
+            }
             let node = format!("node-{}", uuid::Uuid::now_v7().simple());
-            let mut every = tokio::time::interval(TIMER_INTERVAL);
+            let mut every = tokio::time::interval(interval);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;
-                // Fire in rounds until nothing more is due.
+                // Fire in rounds until nothing more is due, then deliver notifications.
                 loop {
                     match engine.fire_due_timers(&node, TIMERS_PER_ROUND).await {
                         Ok(n) if n < TIMERS_PER_ROUND as usize => break,
                         Ok(_) => {}
                         Err(e) => {
                             tracing::warn!(error = %e, "firing due timers failed");
+                            break;
+                        }
+                    }
+                }
+                loop {
+                    match webhooks.deliver_due(&engine, &node, TIMERS_PER_ROUND).await {
+                        Ok(n) if n < TIMERS_PER_ROUND as usize => break,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "delivering notifications failed");
                             break;
                         }
                     }
@@ -209,7 +252,11 @@ impl Server {
                 }
             }
         });
-        let served = axum::serve(self.listener, self.router)
+        let router = api::router(AppState {
+            simulation: self.simulation,
+            ..self.state
+        });
+        let served = axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
         background.abort();

@@ -87,6 +87,30 @@ pub struct Settings {
     /// need not read it back (0: always read).
     #[arg(long, env = "OPSFLOW_INSTANCE_CACHE", default_value_t = 16_384)]
     pub instance_cache: usize,
+    /// How often this node fires due timers and delivers notifications, in ms (0: never;
+    /// a node that only serves requests, or a test that runs those steps itself).
+    #[arg(long, env = "OPSFLOW_TIMER_INTERVAL_MS", default_value_t = 1_000)]
+    pub timer_interval_ms: u64,
+    /// Webhook URLs notifications are delivered to, comma-separated (none: only logged).
+    #[arg(
+        long,
+        env = "OPSFLOW_WEBHOOKS",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    pub webhooks: Vec<String>,
+    /// The key webhook bodies are signed with (HMAC-SHA256, `Opsflow-Signature` header).
+    #[arg(
+        long,
+        env = "OPSFLOW_WEBHOOK_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub webhook_secret: Secret,
+    /// Simulation: `POST /api/v1/admin/clock` moves the engine clock forward (for trying
+    /// out timers and SLAs; never on a production server).
+    #[arg(long, env = "OPSFLOW_SIMULATE", default_value_t = false)]
+    pub simulate: bool,
     /// Bearer tokens: `token=actor:role,role;token2=actor2:role`.
     #[arg(
         long,

@@ -1,6 +1,7 @@
 //! The HTTP API (axum): a thin adapter from HTTP to the engine. No business rule lives here.
 
 mod auth;
+mod clock;
 mod instances;
 mod json;
 mod problem;
@@ -18,6 +19,7 @@ use tower_http::trace::TraceLayer;
 pub use auth::Tokens;
 pub use problem::{PROBLEM_TYPES, Problem, type_uri};
 
+use crate::clock::SimulatedClock;
 use crate::engine::Engine;
 
 /// Largest request body accepted.
@@ -32,13 +34,16 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     /// Where rule modules are read from, for `POST /processes/validate`.
     pub rules_dir: Arc<PathBuf>,
+    /// The engine's clock when the server simulates time (`--simulate`); `None` in real time.
+    pub simulation: Option<Arc<SimulatedClock>>,
 }
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(processes::router())
-        .merge(instances::router());
+        .merge(instances::router())
+        .merge(clock::router());
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))

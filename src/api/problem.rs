@@ -31,6 +31,11 @@ pub const PROBLEM_TYPES: &[(&str, u16, &str)] = &[
     ("malformed-request", 400, "The request could not be read"),
     ("unauthorized", 401, "A valid bearer token is required"),
     ("forbidden", 403, "The caller lacks the role needed"),
+    (
+        "real-time",
+        403,
+        "The clock can be moved only in simulation mode",
+    ),
     ("not-found", 404, "No such resource"),
     ("unknown-process", 404, "No such process"),
     ("unknown-instance", 404, "No such instance"),

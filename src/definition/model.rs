@@ -124,6 +124,9 @@ pub struct Transition {
     /// Instances of other processes this transition creates and links.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub creates: Vec<Create>,
+    /// Roles told (through the outbox) when it is taken.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
 }
 
 /// An instance a transition creates in another process, linked through a field.

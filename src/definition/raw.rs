@@ -130,6 +130,8 @@ pub(crate) struct RawTransition {
     pub(crate) approval: Option<RawApproval>,
     #[serde(default)]
     pub(crate) creates: Vec<RawCreate>,
+    #[serde(default)]
+    pub(crate) notify: Vec<String>,
 }
 
 /// An instance of another process that a transition creates and links.

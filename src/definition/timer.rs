@@ -9,7 +9,7 @@
 //!     after: 3d             # s, m, h, d; combined as 1h30m
 //!     after_rule: close_after  # optional: a rule giving the duration (`after` when it gives ())
 //!     calendar: service-desk  # optional: count only the calendar's working time
-//!     fire: auto_close      # a transition leaving every state of `in` (optional with notify)
+//!     fire: auto_close      # a transition leaving `in`'s states (optional with notify)
 //!     notify: [duty_manager]  # optional: roles told when it is due (through the outbox)
 //!     warn: { at: 75%, fire: remind, notify: [l1_lead] }   # optional: at 75% of the time
 //!     sla: true             # optional: keep an SLA record (met or breached) on the instance
@@ -354,7 +354,8 @@ fn check_action(
 }
 
 /// Whether `fire` names a transition a timer running in `states` can fire: it exists, a
-/// caller could fire it (not automatic, not an approval), and it leaves every state.
+/// caller could fire it (not automatic, not an approval), and it leaves at least one of
+/// the states (in the others, or when its guard refuses, the timer runs out without it).
 fn check_fire(
     p: &mut Problems<'_>,
     path: &YamlPath,
@@ -381,17 +382,17 @@ fn check_fire(
             );
             false
         }
-        Some(t) => {
-            let mut ok = true;
-            for state in states.iter().filter(|s| !t.from.contains(s)) {
-                p.at_value(
-                    path,
-                    format!("`{fire}` does not leave `{state}`, where timer `{timer}` runs"),
-                );
-                ok = false;
-            }
-            ok
+        Some(t) if !states.iter().any(|s| t.from.contains(s)) => {
+            p.at_value(
+                path,
+                format!(
+                    "`{fire}` leaves none of the states where timer `{timer}` runs ({})",
+                    states.join(", ")
+                ),
+            );
+            false
         }
+        Some(_) => true,
     }
 }
 
@@ -435,14 +436,14 @@ mod tests {
 
     #[test]
     fn mistakes_in_timers_are_reported_at_their_line_and_column() {
-        let yaml = "process: t\nroles: [r]\nstates:\n  a: { initial: true }\n  b: {}\n  done: { final: true }\ntransitions:\n  go: { from: a, to: b, roles: [r] }\n  end: { from: b, to: done, roles: [r] }\n  auto_end: { from: a, to: done, auto: true }\ntimers:\n  t1: { in: [b, c], after: 2 hours, fire: ned }\n  t2: { in: [a, b], after: 1h, fire: end }\n  t3: { in: [done], after: 1h, fire: auto_end }\n";
+        let yaml = "process: t\nroles: [r]\nstates:\n  a: { initial: true }\n  b: {}\n  done: { final: true }\ntransitions:\n  go: { from: a, to: b, roles: [r] }\n  end: { from: b, to: done, roles: [r] }\n  auto_end: { from: a, to: done, auto: true }\ntimers:\n  t1: { in: [b, c], after: 2 hours, fire: ned }\n  t2: { in: [a], after: 1h, fire: end }\n  t3: { in: [done], after: 1h, fire: auto_end }\n";
         assert_eq!(
             problems(yaml),
             [
                 "t.yaml:12:17: unknown state `c`; did you mean `a`?",
                 "t.yaml:12:28: `2 hours` is not a duration such as `90m`, `4h`, `3d` or `1h30m`",
                 "t.yaml:12:43: unknown transition `ned`",
-                "t.yaml:13:38: `end` does not leave `a`, where timer `t2` runs",
+                "t.yaml:13:35: `end` leaves none of the states where timer `t2` runs (a)",
                 "t.yaml:14:14: `done` is final: a timer there could never fire",
                 "t.yaml:14:38: `auto_end` is automatic: a timer fires a transition a caller could fire",
             ]
@@ -463,12 +464,12 @@ mod tests {
 
     #[test]
     fn a_warning_needs_a_share_of_the_time_and_a_transition_from_the_timer_s_states() {
-        let yaml = "process: t\nroles: [r]\nstates:\n  a: { initial: true }\n  b: {}\n  done: { final: true }\ntransitions:\n  go: { from: a, to: b, roles: [r] }\n  end: { from: [a, b], to: done, roles: [r] }\ntimers:\n  t: { in: [a, b], after: 1h, fire: end, warn: { at: 120%, fire: go } }\n  \"x:y\": { in: [a], after: 1h, fire: end }\n";
+        let yaml = "process: t\nroles: [r]\nstates:\n  a: { initial: true }\n  b: {}\n  done: { final: true }\ntransitions:\n  go: { from: a, to: b, roles: [r] }\n  end: { from: [a, b], to: done, roles: [r] }\ntimers:\n  t: { in: [b], after: 1h, fire: end, warn: { at: 120%, fire: go } }\n  \"x:y\": { in: [a], after: 1h, fire: end }\n";
         assert_eq!(
             problems(yaml),
             [
-                "t.yaml:11:54: `120%` is not a share of the time such as `75%`",
-                "t.yaml:11:66: `go` does not leave `b`, where timer `t` runs",
+                "t.yaml:11:51: `120%` is not a share of the time such as `75%`",
+                "t.yaml:11:63: `go` leaves none of the states where timer `t` runs (b)",
                 "t.yaml:12:3: a timer's name cannot hold `:` (`x:y`)",
             ]
         );

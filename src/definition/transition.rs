@@ -183,6 +183,11 @@ pub(super) fn check_transition(
             format!("transition `{name}` names no roles, so nobody could fire it; add `roles:` or `auto: true`"),
         );
     }
+    for (i, r) in t.notify.iter().enumerate() {
+        if !known_role(r) {
+            p.at_value(&path.key("notify").index(i), unknown_role(r));
+        }
+    }
     for (i, f) in t.requires.iter().enumerate() {
         if !fields.contains_key(f) {
             p.at_value(
@@ -214,6 +219,7 @@ pub(super) fn check_transition(
         }),
         approval,
         creates,
+        notify: t.notify,
     })
 }
 

@@ -3,7 +3,7 @@
 //! Inline scripts see the variables `data`, `input`, `state`, `actor`, `roles`, `instance`,
 //! `tables` and `process`; rule functions receive the same names as one map argument
 //! (`fn classify(ctx) { ctx.data.impact ... }`). Host functions: `now()`, `now_ms()`,
-//! `to_ms(text)`, `format_time(ms)`, `hours(n)`, `minutes(n)`.
+//! `to_ms(text)`, `format_time(ms)`, `hours(n)`, `minutes(n)`, `duration_ms("1h30m")`.
 
 mod compiled;
 mod error;

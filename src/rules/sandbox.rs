@@ -74,5 +74,12 @@ pub(crate) fn build_engine(clock: Arc<dyn Clock>, limits: Limits) -> Engine {
     engine.register_fn("format_time", clock::format_ms);
     engine.register_fn("hours", |n: i64| n * 3_600_000);
     engine.register_fn("minutes", |n: i64| n * 60_000);
+    engine.register_fn(
+        "duration_ms",
+        |text: &str| -> Result<i64, Box<rhai::EvalAltResult>> {
+            crate::definition::duration_ms(text)
+                .ok_or_else(|| format!("`{text}` is not a duration such as `4h` or `1h30m`").into())
+        },
+    );
     engine
 }

@@ -47,6 +47,8 @@ pub fn processes_copy(file: &str, edit: impl Fn(String) -> String) -> (TempDir, 
 /// A running server with its own database file.
 pub struct TestApp {
     pub base: String,
+    /// The server's engine, for background steps a test runs itself.
+    pub engine: Arc<opsflow::engine::Engine>,
     pub client: reqwest::Client,
     pub db: TestDb,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -162,11 +164,22 @@ pub async fn spawn_app_on_clock(
     reuse: Option<TestDb>,
     clock: Arc<dyn Clock>,
 ) -> TestApp {
+    spawn_app_configured(processes, rules, reuse, clock, |_| {}).await
+}
+
+/// A server whose engine reads time from `clock`, with settings changed by `configure`.
+pub async fn spawn_app_configured(
+    processes: &Path,
+    rules: &Path,
+    reuse: Option<TestDb>,
+    clock: Arc<dyn Clock>,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let db = match reuse {
         Some(db) => db,
         None => TestDb::new().await,
     };
-    let settings = Settings {
+    let mut settings = Settings {
         db: db.url.clone(),
         processes: processes.to_path_buf(),
         rules: rules.to_path_buf(),
@@ -178,18 +191,28 @@ pub async fn spawn_app_on_clock(
         write_shards: 0,
         write_queue: 4096,
         instance_cache: 16_384,
+        timer_interval_ms: 1_000,
+        webhooks: Vec::new(),
+        webhook_secret: Secret::default(),
+        simulate: false,
         tokens: Secret::new(TOKENS),
     };
-    let server = Server::build_with_clock(&settings, clock)
-        .await
-        .expect("server starts");
+    configure(&mut settings);
+    let server = if settings.simulate {
+        Server::build(&settings).await
+    } else {
+        Server::build_with_clock(&settings, clock).await
+    }
+    .expect("server starts");
     let base = format!("http://{}", server.addr());
+    let engine = server.engine().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run_until(async {
         let _ = stopped.await;
     }));
     TestApp {
         base,
+        engine,
         client: reqwest::Client::new(),
         db,
         stop: Some(stop),

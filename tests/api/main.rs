@@ -17,5 +17,6 @@ mod release;
 mod report;
 mod rules;
 mod service_level;
+mod sla;
 mod store_contract;
 mod timers;

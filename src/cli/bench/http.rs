@@ -41,6 +41,10 @@ pub(super) async fn http_run(
         write_shards: 0,
         write_queue: 4096,
         instance_cache: 16_384,
+        timer_interval_ms: 1_000,
+        webhooks: Vec::new(),
+        webhook_secret: Secret::default(),
+        simulate: false,
         tokens: Secret::new(format!("{token}=bench:service_desk,requester")),
     };
     let server = Server::build(&settings).await?;

@@ -383,6 +383,17 @@ impl<'a> Working<'a> {
         let from = std::mem::replace(&mut self.record.state, t.to.clone());
         self.record.votes.clear();
         self.check_entry()?;
+        if !t.notify.is_empty() {
+            let notice = serde_json::json!({
+                "event": "transition",
+                "transition": t.name,
+                "title": t.title,
+                "from": from,
+                "to": t.to,
+                "notify": t.notify,
+            });
+            self.raise(notice, self.env.now);
+        }
         self.record(kind, Some(&t.name), Some(from), written, comment);
         Ok(())
     }

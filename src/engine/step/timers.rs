@@ -264,7 +264,8 @@ impl Working<'_> {
             m.insert("process".into(), Value::from(self.record.process.clone()));
             m.insert("instance".into(), Value::from(self.record.id.clone()));
             m.insert("at".into(), Value::from(format_ms(now)));
-            m.insert("version".into(), Value::from(self.record.version));
+            m.insert("state".into(), Value::from(self.record.state.clone()));
+            m.insert("data".into(), Value::Object(self.record.data.clone()));
         }
         self.notices.push(body);
     }
