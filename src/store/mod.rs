@@ -93,6 +93,8 @@ pub enum TraceKind {
     Vote,
     /// A timer ran out without firing a transition (it notified, or an SLA was breached).
     Timer,
+    /// An SLA record changed: started, paused, resumed, warned, breached, met or missed.
+    Sla,
 }
 
 impl TraceKind {
@@ -104,6 +106,7 @@ impl TraceKind {
             TraceKind::Automatic => "automatic",
             TraceKind::Vote => "vote",
             TraceKind::Timer => "timer",
+            TraceKind::Sla => "sla",
         }
     }
 
@@ -114,6 +117,7 @@ impl TraceKind {
             "automatic" => Some(TraceKind::Automatic),
             "vote" => Some(TraceKind::Vote),
             "timer" => Some(TraceKind::Timer),
+            "sla" => Some(TraceKind::Sla),
             _ => None,
         }
     }

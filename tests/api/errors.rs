@@ -376,7 +376,7 @@ async fn concurrent_fires_on_one_instance_let_exactly_one_through() {
             "{t}"
         );
     }
-    let trace = app.trace(&id).await;
+    let trace = app.trace_steps(&id).await;
     assert_eq!(
         trace.len(),
         4,

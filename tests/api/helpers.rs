@@ -439,6 +439,13 @@ impl TestApp {
         assert_eq!(a.status, StatusCode::OK, "{}", a.text);
         a.body["records"].as_array().unwrap().clone()
     }
+
+    /// The trace without its SLA records: the steps callers and timers took.
+    pub async fn trace_steps(&self, id: &str) -> Vec<Value> {
+        let mut trace = self.trace(id).await;
+        trace.retain(|r| r["kind"] != "sla");
+        trace
+    }
 }
 
 async fn finish(req: reqwest::RequestBuilder) -> Answer {

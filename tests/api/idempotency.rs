@@ -48,7 +48,7 @@ async fn a_retried_fire_returns_the_first_answer_and_writes_no_step() {
         .post_with_key(&path, "desk", "await-1", body.clone())
         .await;
     assert_eq!(first.status.as_u16(), 200, "{}", first.text);
-    let trace = app.trace(&id).await;
+    let trace = app.trace_steps(&id).await;
 
     // The instance moves on; a retry of the old request still gets the old answer.
     app.fire_ok(&id, "resume", "desk", json!({})).await;
@@ -57,7 +57,7 @@ async fn a_retried_fire_returns_the_first_answer_and_writes_no_step() {
     assert_eq!(retry.body, first.body);
     assert_eq!(retry.body["state"], "pending");
     assert_eq!(
-        app.trace(&id).await.len(),
+        app.trace_steps(&id).await.len(),
         trace.len() + 2,
         "only the resume was written"
     );
@@ -138,7 +138,7 @@ async fn concurrent_requests_with_one_key_write_one_step_and_all_get_its_answer(
         ok.iter().all(|a| a.body == ok[0].body),
         "every success is the same answer"
     );
-    assert_eq!(app.trace(&id).await.len(), 4, "one step written");
+    assert_eq!(app.trace_steps(&id).await.len(), 4, "one step written");
 }
 
 #[tokio::test]

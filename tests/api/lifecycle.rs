@@ -67,7 +67,7 @@ async fn an_event_walks_from_creation_to_closed_through_escalation() {
     assert_eq!(closed["data"]["requester_confirmed"], true);
     assert_eq!(closed["allowed_transitions"], json!([]));
 
-    let trace = app.trace(&id).await;
+    let trace = app.trace_steps(&id).await;
     let steps: Vec<(&str, &str, &str)> = trace
         .iter()
         .map(|r| {
@@ -95,7 +95,7 @@ async fn an_event_walks_from_creation_to_closed_through_escalation() {
             ("transition", "confirm", "closed"),
         ]
     );
-    for (i, r) in trace.iter().enumerate() {
+    for (i, r) in app.trace(&id).await.iter().enumerate() {
         assert_eq!(r["seq"], i as i64 + 1, "sequence numbers have no gaps");
         assert!(r["actor"].as_str().is_some_and(|a| !a.is_empty()));
         let at = r["at"].as_str().unwrap();
@@ -110,7 +110,32 @@ async fn an_event_walks_from_creation_to_closed_through_escalation() {
     assert_eq!(trace[5]["actor"], "lee");
     assert_eq!(trace[11]["actor"], "rui");
     assert_eq!(trace[11]["data"]["satisfaction"], 95);
-    assert_eq!(closed["version"], trace.len() as i64);
+    let full = app.trace(&id).await;
+    assert_eq!(closed["version"], full.len() as i64);
+    let sla_events: Vec<(&str, &str)> = full
+        .iter()
+        .filter(|r| r["kind"] == "sla")
+        .map(|r| {
+            (
+                r["data"]["metric"].as_str().unwrap(),
+                r["data"]["event"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sla_events,
+        [
+            ("first_response", "started"),
+            ("resolution", "started"),
+            ("first_response", "met"),
+            ("resolution", "paused"),
+            ("resolution", "resumed"),
+            ("resolution", "met"),
+            ("callback", "started"),
+            ("callback", "met"),
+        ],
+        "the SLA clocks' story is in the trace"
+    );
     app.assert_trace_consistent(&id).await;
 }
 
@@ -301,8 +326,8 @@ async fn the_trace_is_also_available_as_csv() {
         lines[0],
         "seq,at,actor,roles,kind,transition,from,to,data,comment,definition_hash"
     );
-    assert_eq!(lines.len(), 4);
-    assert!(lines[2].contains(",classify,new,routing,"));
+    assert_eq!(lines.len(), 1 + app.trace(&id).await.len());
+    assert!(lines.iter().any(|l| l.contains(",classify,new,routing,")));
 }
 
 #[tokio::test]
@@ -316,7 +341,7 @@ async fn instances_survive_a_restart_on_the_same_database_file() {
     let v = app.get(&format!("/api/v1/instances/{id}"), "desk").await;
     assert_eq!(v.status, StatusCode::OK);
     assert_eq!(v.body["state"], "l1");
-    assert_eq!(app.trace(&id).await.len(), 3);
+    assert_eq!(app.trace_steps(&id).await.len(), 3);
     app.fire_ok(
         &id,
         "resolve",

@@ -319,8 +319,9 @@ async fn a_missed_resolution_warns_at_75_percent_then_escalates_to_l2_and_later_
     at(&app, &clock, "2026-03-31T14:00:00+08:00").await;
     let v = show(&app, &id).await;
     assert_eq!(v["state"], "l3");
-    let last = app.trace(&id).await.pop().unwrap();
-    assert_eq!(last["kind"], "timer");
+    let trace = app.trace(&id).await;
+    let last = trace.last().unwrap();
+    assert_eq!(last["kind"], "timer", "{trace:#?}");
     assert_eq!(last["actor"], "system");
     assert!(
         last["comment"].as_str().unwrap().contains("refused"),

@@ -33,7 +33,7 @@ pub(super) async fn http_run(
         db,
         processes: args.processes.clone(),
         rules: args.rules.clone(),
-        calendars: "calendars".into(),
+        calendars: args.calendars.clone(),
         listen: "127.0.0.1:0".parse()?,
         idempotency_ttl: 86_400,
         group_commit_max: 128,

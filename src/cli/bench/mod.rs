@@ -59,6 +59,9 @@ pub(crate) struct BenchArgs {
     /// Folder of rule modules.
     #[arg(long, default_value = "rules")]
     rules: PathBuf,
+    /// Folder of business calendars the process files' timers count in.
+    #[arg(long, default_value = "calendars")]
+    calendars: PathBuf,
     /// Also measure PostgreSQL: a server URL (`postgres://postgres@127.0.0.1/test`); the
     /// bench creates databases of its own there and drops them afterwards.
     #[arg(long, env = "OPSFLOW_BENCH_POSTGRES_URL")]

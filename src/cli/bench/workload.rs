@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::BenchArgs;
 use crate::clock::SystemClock;
-use crate::engine::{Actor, Catalog, Engine, FireRequest};
+use crate::engine::{Actor, Catalog, Engine, FireRequest, load_calendars};
 use crate::rules::{Limits, RuleEngine};
 use crate::store::Store;
 
@@ -64,6 +64,7 @@ pub(super) fn engine_with(store: Arc<dyn Store>, args: &BenchArgs) -> anyhow::Re
     let clock = Arc::new(SystemClock);
     let rules = Arc::new(RuleEngine::new(clock.clone(), Limits::default()));
     let catalog = Catalog::load(&rules, std::slice::from_ref(&args.processes), &args.rules)
+        .and_then(|c| c.with_calendars(load_calendars(&args.calendars)?))
         .map_err(|errors| {
             anyhow::anyhow!(
                 "{} problem(s) in process definitions; run `opsflow validate`",

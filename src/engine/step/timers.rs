@@ -17,7 +17,7 @@ use super::Working;
 use crate::clock::format_ms;
 use crate::definition::{Clock, Timer, TimerStatus};
 use crate::engine::error::EngineError;
-use crate::store::{SlaRecord, TimerChange, TimerRecord};
+use crate::store::{SlaRecord, TimerChange, TimerRecord, TraceKind};
 
 impl Working<'_> {
     /// Where timer `t` stands in `state`: off for good once its SLA record stopped.
@@ -99,6 +99,7 @@ impl Working<'_> {
         }
         let now = self.env.now;
         let mut timers = Vec::new();
+        let mut sla_events = Vec::new();
         let statuses: Vec<(Timer, TimerStatus, TimerStatus)> = self
             .timer_statuses()
             .into_iter()
@@ -145,17 +146,42 @@ impl Working<'_> {
                 }
             }
             if t.sla {
-                self.update_sla(t, (before, after), duration, due);
+                for event in self.update_sla(t, (before, after), duration, due) {
+                    sla_events.push((t.name.clone(), event));
+                }
             }
             if let Some(clock) = self.ran_out_clock(t) {
                 self.notice(t, &clock, now);
             }
+        }
+        for (metric, event) in sla_events {
+            self.trace_sla(&metric, event);
+        }
+        for t in &mut timers {
+            t.version = self.record.version;
         }
         self.timer_plan = Some(TimerChange {
             instance_id: self.record.id.clone(),
             timers,
         });
         Ok(())
+    }
+
+    /// A trace record of an SLA event: what happened to `metric`, and where it stands.
+    fn trace_sla(&mut self, metric: &str, event: &'static str) {
+        let Some(r) = self.record.slas.iter().find(|r| r.metric == metric) else {
+            return;
+        };
+        let mut data = Map::new();
+        data.insert("metric".into(), Value::from(metric));
+        data.insert("event".into(), Value::from(event));
+        data.insert("target_ms".into(), Value::from(r.target_ms));
+        data.insert("elapsed_ms".into(), Value::from(r.elapsed_ms));
+        if let Some(d) = r.deadline {
+            data.insert("deadline".into(), Value::from(format_ms(d)));
+        }
+        let state = self.record.state.clone();
+        self.record(TraceKind::Sla, None, Some(state), data, None);
     }
 
     /// The clock of `t` whose running out this step is.
@@ -168,13 +194,15 @@ impl Working<'_> {
     }
 
     /// Updates the SLA record of `t`; `due` is its due time after the step, if running.
+    /// Returns what happened to it, in order.
     fn update_sla(
         &mut self,
         t: &Timer,
         (before, after): (TimerStatus, TimerStatus),
         duration: i64,
         due: Option<i64>,
-    ) {
+    ) -> Vec<&'static str> {
+        let mut events = Vec::new();
         let now = self.env.now;
         let index = self.record.slas.iter().position(|r| r.metric == t.name);
         let Some(index) = index.or_else(|| {
@@ -193,12 +221,16 @@ impl Working<'_> {
                     breached_at: None,
                     stopped_at: None,
                 });
+                events.push("started");
                 self.record.slas.len() - 1
             })
         }) else {
-            return;
+            return events;
         };
         let mut r = self.record.slas[index].clone();
+        if r.stopped_at.is_some() || (before == TimerStatus::Off && after == TimerStatus::Off) {
+            return events;
+        }
         let deadline = r.deadline;
         if before == TimerStatus::Running && after != TimerStatus::Running {
             let since = r.running_since.unwrap_or(now);
@@ -212,30 +244,46 @@ impl Working<'_> {
         {
             r.paused_ms += now - since;
         }
+        if let Some(clock) = self.ran_out_clock(t) {
+            if clock.warning {
+                r.warned_at.get_or_insert(now);
+                events.push("warned");
+            } else if r.breached_at.is_none() {
+                r.breached_at = Some(deadline.unwrap_or(now));
+                events.push("breached");
+            }
+        }
         match after {
             TimerStatus::Running if before != TimerStatus::Running => {
                 r.running_since = Some(now);
                 if r.breached_at.is_none() {
                     r.deadline = due;
                 }
+                if before == TimerStatus::Paused {
+                    events.push("resumed");
+                }
             }
-            TimerStatus::Paused if before != TimerStatus::Paused => r.paused_since = Some(now),
+            TimerStatus::Paused if before != TimerStatus::Paused => {
+                r.paused_since = Some(now);
+                if before == TimerStatus::Running {
+                    events.push("paused");
+                }
+            }
             TimerStatus::Off => {
                 r.stopped_at = Some(now);
                 if r.breached_at.is_none() && r.elapsed_ms > r.target_ms {
                     r.breached_at = Some(deadline.unwrap_or(now));
                 }
+                events.push(if r.breached_at.is_some() {
+                    "missed"
+                } else {
+                    "met"
+                });
             }
             _ => {}
         }
-        if let Some(clock) = self.ran_out_clock(t) {
-            if clock.warning {
-                r.warned_at.get_or_insert(now);
-            } else {
-                r.breached_at.get_or_insert(deadline.unwrap_or(now));
-            }
-        }
         self.record.slas[index] = r;
+        events
     }
 
     /// Raises the notification of a clock that ran out, when it names roles to notify.
