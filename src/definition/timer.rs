@@ -6,6 +6,7 @@
 //!   auto_close:
 //!     in: [resolved]        # runs while the instance is in these states
 //!     pause_in: [waiting]   # optional: paused here, keeping the time it has left
+//!     stop_on: [answer]     # optional: taking one of these transitions stops it
 //!     after: 3d             # s, m, h, d; combined as 1h30m
 //!     after_rule: close_after  # optional: a rule giving the duration (`after` when it gives ())
 //!     calendar: service-desk  # optional: count only the calendar's working time
@@ -34,6 +35,9 @@ pub struct Timer {
     pub states: Vec<String>,
     /// It is paused, keeping the time it has left, while the instance is in one of these.
     pub pause_in: Vec<String>,
+    /// Taking one of these transitions stops it (until the instance enters its states
+    /// again; an SLA timer for good).
+    pub stop_on: Vec<String>,
     /// It is due this long after it starts, in ms (when no rule gives the duration).
     pub after_ms: Option<i64>,
     /// A rule giving the duration when the timer starts: ms, or text such as `4h`; `()`
@@ -145,6 +149,8 @@ struct RawTimer {
     #[serde(default)]
     pause_in: Vec<String>,
     #[serde(default)]
+    stop_on: Vec<String>,
+    #[serde(default)]
     after: Option<String>,
     #[serde(default)]
     after_rule: Option<String>,
@@ -225,6 +231,18 @@ pub(crate) fn check_timers(
                 ok = false;
             }
         }
+        for (i, stop) in raw.stop_on.iter().enumerate() {
+            if !transitions.contains_key(stop) {
+                let hint = closest(stop, transitions.keys().map(String::as_str))
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                p.at_value(
+                    &path.key("stop_on").index(i),
+                    format!("unknown transition `{stop}`{hint}"),
+                );
+                ok = false;
+            }
+        }
         let after_ms = match raw.after.as_deref().map(|a| (a, duration_ms(a))) {
             Some((_, Some(ms))) if ms > 0 => Some(ms),
             Some((text, _)) => {
@@ -295,6 +313,7 @@ pub(crate) fn check_timers(
                     title: raw.title,
                     states: raw.states,
                     pause_in: raw.pause_in,
+                    stop_on: raw.stop_on,
                     after_ms,
                     after_rule: raw.after_rule.map(|r| Script {
                         script: ScriptRef::from_text(&r),
@@ -471,6 +490,20 @@ mod tests {
                 "t.yaml:11:51: `120%` is not a share of the time such as `75%`",
                 "t.yaml:11:63: `go` leaves none of the states where timer `t` runs (b)",
                 "t.yaml:12:3: a timer's name cannot hold `:` (`x:y`)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_timer_must_have_a_duration_and_do_something_with_known_roles_and_transitions() {
+        let yaml = "process: t\nroles: [desk, lead]\nstates:\n  a: { initial: true }\n  done: { final: true }\ntransitions:\n  end: { from: a, to: done, roles: [desk] }\ntimers:\n  t1: { in: [a], fire: end }\n  t2: { in: [a], after: 1h }\n  t3: { in: [a], after: 1h, notify: [led], stop_on: [ned] }\n  t4: { in: [a], after_rule: 'hours(2)', notify: [lead], sla: true }\n";
+        assert_eq!(
+            problems(yaml),
+            [
+                "t.yaml:9:3: timer `t1` needs `after:` (a duration), `after_rule:`, or both",
+                "t.yaml:10:3: timer `t2` does nothing when it runs out: add `fire:`, `notify:` or both",
+                "t.yaml:11:38: unknown role `led`; did you mean `lead`?",
+                "t.yaml:11:54: unknown transition `ned`",
             ]
         );
     }

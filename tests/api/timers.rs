@@ -118,6 +118,26 @@ async fn a_step_that_stays_in_the_timer_s_state_keeps_its_due_time() {
 }
 
 #[tokio::test]
+async fn a_transition_in_stop_on_stops_the_timer_until_its_state_is_entered_again() {
+    let yaml = TICKET.replace("    fire: expire\n", "    fire: expire\n    stop_on: [nudge]\n");
+    let (app, clock, _dir) = app_with(&yaml, 1_800_000_000_000).await;
+    let id = app.create_id("ticket", "desk", json!({})).await;
+    app.fire_ok(&id, "wait", "desk", json!({})).await;
+    clock.advance(30 * MINUTE);
+    app.fire_ok(&id, "nudge", "desk", json!({})).await;
+    let shown = app.get(&format!("/api/v1/instances/{id}"), "desk").await;
+    assert_eq!(shown.body["state"], "waiting");
+    assert_eq!(shown.body["timers"], json!([]), "stopped by `nudge`");
+    clock.advance(120 * MINUTE);
+    two_rounds().await;
+    assert_eq!(state(&app, &id).await, "waiting", "a stopped timer does not fire");
+    app.fire_ok(&id, "answer", "desk", json!({})).await;
+    app.fire_ok(&id, "wait", "desk", json!({})).await;
+    clock.advance(120 * MINUTE);
+    eventually_closed(&app, &id).await;
+}
+
+#[tokio::test]
 async fn a_timer_in_business_hours_skips_the_night_and_works_the_make_up_saturday() {
     let yaml = TICKET.replace(
         "    after: 2h\n",

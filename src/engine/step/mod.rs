@@ -65,6 +65,8 @@ pub(crate) struct Working<'a> {
     timer_plan: Option<TimerChange>,
     /// Notifications the step raises.
     notices: Vec<Value>,
+    /// Transitions taken in this step, in order (for timers' `stop_on`).
+    taken: Vec<String>,
 }
 
 impl<'a> Working<'a> {
@@ -97,6 +99,7 @@ impl<'a> Working<'a> {
             lookups: Value::Null,
             timer_plan: None,
             notices: Vec::new(),
+            taken: Vec::new(),
         }
     }
 
@@ -141,6 +144,7 @@ impl<'a> Working<'a> {
             lookups: Value::Null,
             timer_plan: None,
             notices: Vec::new(),
+            taken: Vec::new(),
         };
         let mut written = data.clone();
         if let Some(action) = &def.start.action {
@@ -383,6 +387,7 @@ impl<'a> Working<'a> {
         let from = std::mem::replace(&mut self.record.state, t.to.clone());
         self.record.votes.clear();
         self.check_entry()?;
+        self.taken.push(t.name.clone());
         if !t.notify.is_empty() {
             let notice = serde_json::json!({
                 "event": "transition",

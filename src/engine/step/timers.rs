@@ -30,6 +30,16 @@ impl Working<'_> {
         }
     }
 
+    /// Where timer `t` stands after the step: off when the step took one of its `stop_on`
+    /// transitions.
+    fn status_after(&self, t: &Timer) -> TimerStatus {
+        if t.stop_on.iter().any(|s| self.taken.contains(s)) {
+            TimerStatus::Off
+        } else {
+            self.status(t, Some(self.record.state.as_str()))
+        }
+    }
+
     fn sla(&self, t: &Timer) -> Option<&SlaRecord> {
         self.record.slas.iter().find(|r| r.metric == t.name)
     }
@@ -37,12 +47,11 @@ impl Working<'_> {
     /// Each timer with where it stood before the step and where it stands after.
     fn timer_statuses(&self) -> Vec<(&Timer, TimerStatus, TimerStatus)> {
         let before = self.original_state.as_deref();
-        let after = Some(self.record.state.as_str());
         self.loaded
             .definition
             .timers
             .values()
-            .map(|t| (t, self.status(t, before), self.status(t, after)))
+            .map(|t| (t, self.status(t, before), self.status_after(t)))
             .collect()
     }
 
