@@ -352,10 +352,12 @@ impl Engine {
             .ok_or_else(|| EngineError::UnknownInstance(id.to_owned()))?;
         let loaded = self.version(&record.definition_hash).await?;
         let links = self.store.links(id).await?;
-        let timers = self.store.timers(id).await?;
+        let mut clocks: Vec<_> = record.timers.iter().collect();
+        clocks.sort_by(|a, b| (a.due_at, &a.name).cmp(&(b.due_at, &b.name)));
+        let timers = clocks.into_iter().map(TimerView::from).collect();
         let mut view = InstanceView::new(record, &loaded.definition, actor);
         view.links = Some(links);
-        view.timers = Some(timers.into_iter().map(TimerView::from).collect());
+        view.timers = Some(timers);
         Ok(view)
     }
 
@@ -378,9 +380,6 @@ impl Engine {
         status: u16,
     ) -> Result<InstanceView, EngineError> {
         self.verify_links(&w).await?;
-        if w.needs_stored_timers() {
-            w.stored_timers = self.store.timers(&w.record.id).await?;
-        }
         if w.needs_lookups() {
             w.lookups = self.lookups(def).await?;
         }

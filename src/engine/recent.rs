@@ -89,6 +89,7 @@ mod tests {
             updated_at: 0,
             votes: Vec::new(),
             slas: Vec::new(),
+            timers: Vec::new(),
         })
     }
 

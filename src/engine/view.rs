@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::Actor;
 use crate::clock::format_ms;
 use crate::definition::Definition;
-use crate::store::{InstanceRecord, Links, SlaRecord, SlaStatus, TimerRecord, Vote};
+use crate::store::{InstanceRecord, Links, SlaRecord, SlaStatus, TimerState, Vote};
 
 /// A transition the caller may fire now.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -39,10 +39,10 @@ pub struct TimerView {
     pub paused_left_ms: Option<i64>,
 }
 
-impl From<TimerRecord> for TimerView {
-    fn from(t: TimerRecord) -> Self {
+impl From<&TimerState> for TimerView {
+    fn from(t: &TimerState) -> Self {
         Self {
-            name: t.name,
+            name: t.name.clone(),
             due_at: t.paused_left_ms.is_none().then(|| format_ms(t.due_at)),
             paused_left_ms: t.paused_left_ms,
         }

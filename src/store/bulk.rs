@@ -12,7 +12,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{SlaRecord, Step, Vote};
+use super::{SlaRecord, Step, TimerState, Vote};
 
 /// The rows of a batch, by kind, borrowed from its steps.
 #[derive(Debug, Default)]
@@ -57,6 +57,7 @@ pub(super) struct InstanceRow<'a> {
     pub(super) updated_at: i64,
     pub(super) votes: &'a [Vote],
     pub(super) slas: &'a [SlaRecord],
+    pub(super) timers: &'a [TimerState],
 }
 
 /// A link field to clear (no `to_id`) or one of its targets.
@@ -173,6 +174,7 @@ impl<'a> Bulk<'a> {
                     updated_at: i.updated_at,
                     votes: &i.votes,
                     slas: &i.slas,
+                    timers: &i.timers,
                 };
                 match w.previous_version {
                     None => bulk.creates.push(row),

@@ -51,6 +51,7 @@ fn instance(id: &str, state: &str, version: i64) -> InstanceRecord {
         updated_at: version * 10,
         votes: Vec::new(),
         slas: Vec::new(),
+        timers: Vec::new(),
     }
 }
 

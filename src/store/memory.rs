@@ -47,6 +47,18 @@ pub struct MemoryStore {
     tables: Mutex<Tables>,
 }
 
+impl Tables {
+    /// The timers of one instance, by name.
+    fn timers_of<'t>(
+        &'t self,
+        instance_id: &'t str,
+    ) -> impl Iterator<Item = (&'t (String, String), &'t StoredTimer)> {
+        self.timers
+            .range((instance_id.to_owned(), String::new())..)
+            .take_while(move |((i, _), _)| i == instance_id)
+    }
+}
+
 impl MemoryStore {
     fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
         // A panic while holding the lock cannot leave a half-written step: every write
@@ -170,8 +182,13 @@ impl Store for MemoryStore {
             }
         }
         for c in step.timers {
-            t.timers
-                .retain(|(instance, _), _| *instance != c.instance_id);
+            let old: Vec<_> = t
+                .timers_of(&c.instance_id)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in old {
+                t.timers.remove(&key);
+            }
             for timer in c.timers {
                 let key = (timer.instance_id.clone(), timer.name.clone());
                 t.timers.insert(key, StoredTimer { timer, claim: None });
@@ -228,10 +245,8 @@ impl Store for MemoryStore {
     async fn timers(&self, instance_id: &str) -> Result<Vec<TimerRecord>, StoreError> {
         let t = self.tables();
         let mut timers: Vec<TimerRecord> = t
-            .timers
-            .values()
-            .filter(|s| s.timer.instance_id == instance_id)
-            .map(|s| s.timer.clone())
+            .timers_of(instance_id)
+            .map(|(_, s)| s.timer.clone())
             .collect();
         timers.sort_by(|a, b| (a.due_at, &a.name).cmp(&(b.due_at, &b.name)));
         Ok(timers)

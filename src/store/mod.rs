@@ -52,6 +52,20 @@ pub struct InstanceRecord {
     pub votes: Vec<Vote>,
     /// SLA records of its SLA timers.
     pub slas: Vec<SlaRecord>,
+    /// Its timers' clocks (the `timers` table indexes them by due time for claiming).
+    pub timers: Vec<TimerState>,
+}
+
+/// One clock of an instance's timers, as kept on the instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct TimerState {
+    /// The timer's name, or its warning's (`name:warning`).
+    pub name: String,
+    /// When it is due, ms ([`i64::MAX`] while paused).
+    pub due_at: i64,
+    /// While paused: the working time it has left, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_left_ms: Option<i64>,
 }
 
 /// A voter's decision on an approval transition.

@@ -72,7 +72,8 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
 }
 
 const INSTANCE_COLUMNS: &str = "id, process, definition_hash, state, data::text AS data, version, \
-     created_by, created_at, updated_at, votes::text AS votes, slas::text AS slas";
+     created_by, created_at, updated_at, votes::text AS votes, slas::text AS slas, \
+     timers::text AS timers";
 
 #[async_trait]
 impl Store for PgStore {
@@ -306,13 +307,13 @@ pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Re
     if !bulk.creates.is_empty() {
         let done = sqlx::query(
             "INSERT INTO instances (id, process, definition_hash, state, data, version,
-                 created_by, created_at, updated_at, votes, slas)
+                 created_by, created_at, updated_at, votes, slas, timers)
              SELECT id, process, definition_hash, state, data, version, created_by,
-                    created_at, updated_at, votes, slas
+                    created_at, updated_at, votes, slas, timers
              FROM jsonb_to_recordset($1::jsonb) AS j(id text, process text,
                   definition_hash text, state text, data jsonb, version bigint,
                   created_by text, created_at bigint, updated_at bigint, votes jsonb,
-                  slas jsonb)",
+                  slas jsonb, timers jsonb)",
         )
         .bind(json_array(&bulk.creates)?)
         .execute(&mut *tx)
@@ -323,11 +324,12 @@ pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Re
         let done = sqlx::query(
             "WITH j AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS j(id text, state text,
                       data jsonb, version bigint, previous bigint, updated_at bigint,
-                      votes jsonb, slas jsonb)),
+                      votes jsonb, slas jsonb, timers jsonb)),
                   locked AS (SELECT i.id FROM instances i JOIN j ON j.id = i.id
                       ORDER BY i.id FOR UPDATE OF i)
              UPDATE instances SET state = j.state, data = j.data, version = j.version,
-                 updated_at = j.updated_at, votes = j.votes, slas = j.slas
+                 updated_at = j.updated_at, votes = j.votes, slas = j.slas,
+                 timers = j.timers
              FROM j JOIN locked ON locked.id = j.id
              WHERE instances.id = j.id AND instances.version = j.previous",
         )
@@ -522,12 +524,13 @@ async fn write_instance(
     let data = sqlx::types::Json(&i.data);
     let votes = sqlx::types::Json(&i.votes);
     let slas = sqlx::types::Json(&i.slas);
+    let timers = sqlx::types::Json(&i.timers);
     match w.previous_version {
         None => {
             sqlx::query(
                 "INSERT INTO instances (id, process, definition_hash, state, data, version,
-                 created_by, created_at, updated_at, votes, slas)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 created_by, created_at, updated_at, votes, slas, timers)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(&i.id)
             .bind(&i.process)
@@ -540,6 +543,7 @@ async fn write_instance(
             .bind(i.updated_at)
             .bind(votes)
             .bind(slas)
+            .bind(timers)
             .execute(&mut **tx)
             .await
             .map_err(conflict_on_unique)?;
@@ -547,7 +551,7 @@ async fn write_instance(
         Some(previous) => {
             let done = sqlx::query(
                 "UPDATE instances SET state = $1, data = $2, version = $3, updated_at = $4,
-                 votes = $5, slas = $6 WHERE id = $7 AND version = $8",
+                 votes = $5, slas = $6, timers = $7 WHERE id = $8 AND version = $9",
             )
             .bind(&i.state)
             .bind(data)
@@ -555,6 +559,7 @@ async fn write_instance(
             .bind(i.updated_at)
             .bind(votes)
             .bind(slas)
+            .bind(timers)
             .bind(&i.id)
             .bind(previous)
             .execute(&mut **tx)

@@ -32,6 +32,8 @@ where
             .map_err(|e| StoreError::Corrupt(format!("votes: {e}")))?,
         slas: serde_json::from_str(row.try_get("slas")?)
             .map_err(|e| StoreError::Corrupt(format!("slas: {e}")))?,
+        timers: serde_json::from_str(row.try_get("timers")?)
+            .map_err(|e| StoreError::Corrupt(format!("timers: {e}")))?,
     })
 }
 

@@ -95,7 +95,7 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
 }
 
 const INSTANCE_COLUMNS: &str = "id, process, definition_hash, state, data, version, created_by, \
-     created_at, updated_at, votes, slas";
+     created_at, updated_at, votes, slas, timers";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -378,9 +378,10 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
                 json_text(i.data)?,
                 json_text(&i.votes)?,
                 json_text(&i.slas)?,
+                json_text(&i.timers)?,
             ])
         },
-        |b, i, [data, votes, slas]| {
+        |b, i, [data, votes, slas, timers]| {
             b.push_bind(i.id)
                 .push_bind(i.process)
                 .push_bind(i.definition_hash)
@@ -391,17 +392,18 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
                 .push_bind(i.created_at)
                 .push_bind(i.updated_at)
                 .push_bind(votes)
-                .push_bind(slas);
+                .push_bind(slas)
+                .push_bind(timers);
         },
     )
     .await?;
     expect_rows("new instances", done, &bulk.creates)?;
     let done = write_chunks(
         &mut tx,
-        "WITH j (id, state, data, version, previous, updated_at, votes, slas) AS (",
+        "WITH j (id, state, data, version, previous, updated_at, votes, slas, timers) AS (",
         (
             ") UPDATE instances SET state = j.state, data = j.data, version = j.version,
-                   updated_at = j.updated_at, votes = j.votes, slas = j.slas
+                   updated_at = j.updated_at, votes = j.votes, slas = j.slas, timers = j.timers
                FROM j WHERE instances.id = j.id AND instances.version = j.previous",
             None,
         ),
@@ -411,9 +413,10 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
                 json_text(i.data)?,
                 json_text(&i.votes)?,
                 json_text(&i.slas)?,
+                json_text(&i.timers)?,
             ])
         },
-        |b, i, [data, votes, slas]| {
+        |b, i, [data, votes, slas, timers]| {
             b.push_bind(i.id)
                 .push_bind(i.state)
                 .push_bind(data)
@@ -421,7 +424,8 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
                 .push_bind(i.previous)
                 .push_bind(i.updated_at)
                 .push_bind(votes)
-                .push_bind(slas);
+                .push_bind(slas)
+                .push_bind(timers);
         },
     )
     .await?;
@@ -629,10 +633,12 @@ async fn write_instance(
     let data = serde_json::Value::Object(i.data.clone()).to_string();
     let votes = serde_json::to_string(&i.votes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let slas = serde_json::to_string(&i.slas).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let timers =
+        serde_json::to_string(&i.timers).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     match w.previous_version {
         None => {
             sqlx::query(&format!(
-                "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ))
             .bind(&i.id)
             .bind(&i.process)
@@ -645,6 +651,7 @@ async fn write_instance(
             .bind(i.updated_at)
             .bind(&votes)
             .bind(&slas)
+            .bind(&timers)
             .execute(&mut **tx)
             .await
             .map_err(conflict_on_unique)?;
@@ -652,7 +659,7 @@ async fn write_instance(
         Some(previous) => {
             let done = sqlx::query(
                 "UPDATE instances SET state = ?, data = ?, version = ?, updated_at = ?, votes = ?,
-                 slas = ? WHERE id = ? AND version = ?",
+                 slas = ?, timers = ? WHERE id = ? AND version = ?",
             )
             .bind(&i.state)
             .bind(&data)
@@ -660,6 +667,7 @@ async fn write_instance(
             .bind(i.updated_at)
             .bind(&votes)
             .bind(&slas)
+            .bind(&timers)
             .bind(&i.id)
             .bind(previous)
             .execute(&mut **tx)

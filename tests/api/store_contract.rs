@@ -41,6 +41,7 @@ fn instance(id: &str, state: &str, version: i64) -> InstanceRecord {
         updated_at: version,
         votes: Vec::new(),
         slas: Vec::new(),
+        timers: Vec::new(),
     }
 }
 

@@ -119,7 +119,10 @@ async fn a_step_that_stays_in_the_timer_s_state_keeps_its_due_time() {
 
 #[tokio::test]
 async fn a_transition_in_stop_on_stops_the_timer_until_its_state_is_entered_again() {
-    let yaml = TICKET.replace("    fire: expire\n", "    fire: expire\n    stop_on: [nudge]\n");
+    let yaml = TICKET.replace(
+        "    fire: expire\n",
+        "    fire: expire\n    stop_on: [nudge]\n",
+    );
     let (app, clock, _dir) = app_with(&yaml, 1_800_000_000_000).await;
     let id = app.create_id("ticket", "desk", json!({})).await;
     app.fire_ok(&id, "wait", "desk", json!({})).await;
@@ -130,7 +133,11 @@ async fn a_transition_in_stop_on_stops_the_timer_until_its_state_is_entered_agai
     assert_eq!(shown.body["timers"], json!([]), "stopped by `nudge`");
     clock.advance(120 * MINUTE);
     two_rounds().await;
-    assert_eq!(state(&app, &id).await, "waiting", "a stopped timer does not fire");
+    assert_eq!(
+        state(&app, &id).await,
+        "waiting",
+        "a stopped timer does not fire"
+    );
     app.fire_ok(&id, "answer", "desk", json!({})).await;
     app.fire_ok(&id, "wait", "desk", json!({})).await;
     clock.advance(120 * MINUTE);

@@ -12,8 +12,8 @@ use super::error::EngineError;
 use crate::definition::{Approval, Create, Quorum, Script, ScriptRef, Transition};
 use crate::rules::{Context, RuleEngine, RuleError, RuleFailure};
 use crate::store::{
-    Decision, InstanceRecord, InstanceWrite, LinkChange, Step, TimerChange, TimerRecord, TraceKind,
-    TraceRecord, Vote,
+    Decision, InstanceRecord, InstanceWrite, LinkChange, Step, TimerChange, TraceKind, TraceRecord,
+    Vote,
 };
 
 /// Automatic transitions followed in one step, at most.
@@ -54,9 +54,6 @@ pub(crate) struct Working<'a> {
     original_state: Option<String>,
     /// The timer whose firing this step is.
     pub(crate) fired_timer: Option<String>,
-    /// The instance's stored timers, read when some keep running through a change of the
-    /// running set (see [`Working::needs_stored_timers`]).
-    pub(crate) stored_timers: Vec<TimerRecord>,
     /// The fired timer ran out without taking a transition.
     fired_alone: bool,
     /// What the process's lookups found, for timer rules (see [`Working::needs_lookups`]).
@@ -94,7 +91,6 @@ impl<'a> Working<'a> {
             original_links,
             created: Vec::new(),
             fired_timer: None,
-            stored_timers: Vec::new(),
             fired_alone: false,
             lookups: Value::Null,
             timer_plan: None,
@@ -125,6 +121,7 @@ impl<'a> Working<'a> {
             updated_at: env.now,
             votes: Vec::new(),
             slas: Vec::new(),
+            timers: Vec::new(),
         };
         apply(&mut record.data, &data);
         let mut w = Self {
@@ -139,7 +136,6 @@ impl<'a> Working<'a> {
             created: Vec::new(),
             original_state: None,
             fired_timer: None,
-            stored_timers: Vec::new(),
             fired_alone: false,
             lookups: Value::Null,
             timer_plan: None,

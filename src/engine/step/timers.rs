@@ -17,7 +17,7 @@ use super::Working;
 use crate::clock::format_ms;
 use crate::definition::{Clock, Timer, TimerStatus};
 use crate::engine::error::EngineError;
-use crate::store::{SlaRecord, TimerChange, TimerRecord, TraceKind};
+use crate::store::{SlaRecord, TimerChange, TimerRecord, TimerState, TraceKind};
 
 impl Working<'_> {
     /// Where timer `t` stands in `state`: off for good once its SLA record stopped.
@@ -66,15 +66,6 @@ impl Working<'_> {
         self.fired_timer.is_some() || self.timer_statuses().iter().any(|(_, b, a)| b != a)
     }
 
-    /// The step rewrites the timers while some timer carries on: its stored due time or
-    /// time left must be read first.
-    pub(crate) fn needs_stored_timers(&self) -> bool {
-        self.changes_timers()
-            && self.timer_statuses().iter().any(|(t, b, a)| {
-                *b != TimerStatus::Off && *a != TimerStatus::Off && !self.fired_anew(t)
-            })
-    }
-
     /// The process's lookups must be read first: some timer with a rule starts afresh.
     pub(crate) fn needs_lookups(&self) -> bool {
         !self.loaded.definition.lookups.is_empty()
@@ -109,13 +100,11 @@ impl Working<'_> {
         let now = self.env.now;
         let mut timers = Vec::new();
         let mut sla_events = Vec::new();
-        let statuses: Vec<(Timer, TimerStatus, TimerStatus)> = self
-            .timer_statuses()
-            .into_iter()
-            .map(|(t, b, a)| (t.clone(), b, a))
-            .collect();
-        for (t, before, after) in &statuses {
-            let (before, after) = (*before, *after);
+        let loaded = self.loaded;
+        let before_state = self.original_state.clone();
+        for t in loaded.definition.timers.values() {
+            let before = self.status(t, before_state.as_deref());
+            let after = self.status_after(t);
             let fresh = before == TimerStatus::Off || self.fired_anew(t);
             let duration = if fresh && after != TimerStatus::Off {
                 self.duration(t)?
@@ -127,7 +116,8 @@ impl Working<'_> {
             if after != TimerStatus::Off {
                 for clock in t.clocks(&warning_name, duration) {
                     let stored = self
-                        .stored_timers
+                        .record
+                        .timers
                         .iter()
                         .find(|s| s.name == clock.name)
                         .filter(|_| !fresh);
@@ -145,12 +135,10 @@ impl Working<'_> {
                     if !clock.warning {
                         due = paused_left_ms.is_none().then_some(due_at);
                     }
-                    timers.push(TimerRecord {
-                        instance_id: self.record.id.clone(),
+                    timers.push(TimerState {
                         name: clock.name.to_owned(),
                         due_at,
                         paused_left_ms,
-                        version: self.record.version,
                     });
                 }
             }
@@ -166,12 +154,20 @@ impl Working<'_> {
         for (metric, event) in sla_events {
             self.trace_sla(&metric, event);
         }
-        for t in &mut timers {
-            t.version = self.record.version;
-        }
+        let index = timers
+            .iter()
+            .map(|t| TimerRecord {
+                instance_id: self.record.id.clone(),
+                name: t.name.clone(),
+                due_at: t.due_at,
+                paused_left_ms: t.paused_left_ms,
+                version: self.record.version,
+            })
+            .collect();
+        self.record.timers = timers;
         self.timer_plan = Some(TimerChange {
             instance_id: self.record.id.clone(),
-            timers,
+            timers: index,
         });
         Ok(())
     }
@@ -351,7 +347,7 @@ impl Working<'_> {
 
     /// The working time a clock of timer `t` has left: all of it (`after_ms`) when it
     /// starts; what remains to its due time when it was running; what it kept when paused.
-    fn left(&self, t: &Timer, after_ms: i64, stored: Option<&TimerRecord>) -> i64 {
+    fn left(&self, t: &Timer, after_ms: i64, stored: Option<&TimerState>) -> i64 {
         match stored {
             None => after_ms,
             Some(s) => match s.paused_left_ms {
