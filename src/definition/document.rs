@@ -129,4 +129,88 @@ fn render_one(out: &mut String, d: &Definition) {
             t.requires.join(", ")
         ));
     }
+    render_timers(out, d);
+}
+
+/// The timers table: where each runs, how long, and what happens when it runs out.
+fn render_timers(out: &mut String, d: &Definition) {
+    if d.timers.is_empty() {
+        return;
+    }
+    let states = |list: &[String]| {
+        list.iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    out.push_str(
+        "\n| timer | runs in (paused in) | after | when it runs out |\n|---|---|---|---|\n",
+    );
+    for t in d.timers.values() {
+        let mut runs = states(&t.states);
+        if !t.pause_in.is_empty() {
+            runs.push_str(&format!(" ({})", states(&t.pause_in)));
+        }
+        let mut after = t
+            .after_ms
+            .map(|ms| duration_text(ms, t.calendar.is_none()))
+            .unwrap_or_default();
+        if let Some(rule) = &t.after_rule {
+            let rule = match &rule.script {
+                super::ScriptRef::Function(f) => format!("`{f}`"),
+                super::ScriptRef::Inline(_) => "a rule".to_owned(),
+            };
+            after = if after.is_empty() {
+                rule
+            } else {
+                format!("{rule}, else {after}")
+            };
+        }
+        if let Some(c) = &t.calendar {
+            after.push_str(&format!(" in `{c}` hours"));
+        }
+        let mut does = Vec::new();
+        if let Some(w) = &t.warn {
+            let mut warn = format!("at {}%:", w.at_percent);
+            if let Some(f) = &w.fire {
+                warn.push_str(&format!(" `{f}`"));
+            }
+            if !w.notify.is_empty() {
+                warn.push_str(&format!(" notify {}", w.notify.join(", ")));
+            }
+            does.push(warn);
+        }
+        if let Some(f) = &t.fire {
+            does.push(format!("`{f}`"));
+        }
+        if !t.notify.is_empty() {
+            does.push(format!("notify {}", t.notify.join(", ")));
+        }
+        if t.sla {
+            does.push("SLA record".to_owned());
+        }
+        out.push_str(&format!(
+            "| `{}` | {runs} | {after} | {} |\n",
+            t.name,
+            does.join("; ")
+        ));
+    }
+}
+
+/// A duration as a process file writes it: `7d`, `24h`, `1h30m`, `45s`; in whole days
+/// only when `days` (not for business hours, where a day is not 24 hours).
+fn duration_text(ms: i64, days: bool) -> String {
+    let mut left = ms / 1_000;
+    let mut text = String::new();
+    for (unit, secs) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if (unit != "d" || days) && left >= secs {
+            text.push_str(&format!("{}{unit}", left / secs));
+            left %= secs;
+        }
+    }
+    if text.is_empty() {
+        "0s".to_owned()
+    } else {
+        text
+    }
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::helpers::repo_path;
+use crate::helpers::{processes_copy, repo_path};
 
 fn opsflow(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_opsflow"))
@@ -440,6 +440,24 @@ fn validate_reports_a_timer_naming_an_unknown_calendar() {
     assert!(
         err.contains(&format!(
             "{file}:9:46: unknown calendar `servicedesk`: no file in the calendars folder defines it; did you mean `service-desk`?"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn validate_reports_a_lookup_of_a_state_the_other_process_does_not_have() {
+    let (_files, processes) = processes_copy("event.yaml", |t| {
+        t.replace("in: [active] }", "in: [actve] }")
+    });
+    let folder = processes.display().to_string();
+    let out = opsflow(&["validate", &folder], &repo_path("."));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let file = processes.join("event.yaml").display().to_string();
+    assert!(
+        err.contains(&format!(
+            "{file}:63:40: process `service-level` has no state `actve`"
         )),
         "{err}"
     );
