@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use opsflow::server::open_store;
 use opsflow::store::{
-    AnswerWrite, InstanceRecord, InstanceWrite, LinkChange, Step, Store, StoreError, StoredAnswer,
-    StoredDefinition, TimerChange, TimerClaim, TimerRecord, TraceKind, TraceRecord,
+    AnswerWrite, Delivery, DeliveryOutcome, InstanceRecord, InstanceWrite, LinkChange,
+    OutboxMessage, Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerChange,
+    TimerClaim, TimerRecord, TraceKind, TraceRecord,
 };
 use serde_json::{Map, json};
 
@@ -390,4 +391,91 @@ async fn concurrent_claimants_never_take_the_same_timer() {
     all.dedup();
     assert_eq!(total, INSTANCES * 4, "every timer claimed");
     assert_eq!(all.len(), total, "none claimed twice");
+}
+
+fn message(id: &str, instance: &str, created_at: i64) -> OutboxMessage {
+    OutboxMessage {
+        id: id.into(),
+        instance_id: instance.into(),
+        url: "http://127.0.0.1:9/hook".into(),
+        body: format!("{{\"delivery_id\":\"{id}\"}}"),
+        created_at,
+    }
+}
+
+#[tokio::test]
+async fn outbox_messages_are_written_with_their_step_and_claimed_until_delivered() {
+    let (store, _db) = store().await;
+    let mut step = create("i1");
+    step.outbox = vec![message("m1", "i1", 100), message("m2", "i1", 200)];
+    store.commit(step).await.unwrap();
+    // A refused step writes none of its messages.
+    let mut stale = advance("i1", 7);
+    stale.outbox = vec![message("m3", "i1", 150)];
+    assert!(matches!(
+        store.commit(stale).await,
+        Err(StoreError::Conflict)
+    ));
+
+    let ids = |d: Vec<Delivery>| d.into_iter().map(|d| d.message.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store
+            .claim_deliveries(&claim("n1", 150, 1_000, 10))
+            .await
+            .unwrap()),
+        ["m1"],
+        "due ones only"
+    );
+    assert!(
+        ids(store
+            .claim_deliveries(&claim("n2", 250, 1_000, 10))
+            .await
+            .unwrap())
+            == ["m2"],
+        "m1 is claimed by n1"
+    );
+    store
+        .record_delivery(
+            "m1",
+            &DeliveryOutcome::Failed {
+                retry_at: 400,
+                error: "the receiver answered 500".into(),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .record_delivery("m2", &DeliveryOutcome::Delivered { at: 260 })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_deliveries(&claim("n1", 399, 2_000, 10))
+            .await
+            .unwrap()
+            .is_empty(),
+        "m1 waits for its retry; m2 is done"
+    );
+    let retried = store
+        .claim_deliveries(&claim("n1", 400, 2_000, 10))
+        .await
+        .unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(
+        retried[0].message,
+        message("m1", "i1", 100),
+        "the same delivery"
+    );
+    assert_eq!(retried[0].attempts, 1);
+    store
+        .record_delivery("m1", &DeliveryOutcome::Delivered { at: 401 })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_deliveries(&claim("n1", i64::MAX - 1, i64::MAX, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
