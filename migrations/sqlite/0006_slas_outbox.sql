@@ -1,16 +1,27 @@
 -- SLA records of an instance's SLA timers (JSON array), written with every step.
 ALTER TABLE instances ADD COLUMN slas TEXT NOT NULL DEFAULT '[]';
 
--- The instance's timer clocks, kept with it so a step needs no extra read; the timers
--- table stays the index by due time that nodes claim from. Filled from that table.
+-- An instance's timer clocks now live on the instance itself (JSON), written with every
+-- step, and `next_due_at` (its earliest running clock) is the index that nodes claim
+-- from: a claim marks the instance for a lease, and any write of it releases the claim.
+-- The timers table is folded in and dropped.
 ALTER TABLE instances ADD COLUMN timers TEXT NOT NULL DEFAULT '[]';
-UPDATE instances SET timers = (
-    SELECT json_group_array(CASE WHEN t.paused_left_ms IS NULL
-        THEN json_object('name', t.name, 'due_at', t.due_at)
-        ELSE json_object('name', t.name, 'due_at', t.due_at, 'paused_left_ms', t.paused_left_ms)
-        END)
-    FROM timers t WHERE t.instance_id = instances.id)
+ALTER TABLE instances ADD COLUMN next_due_at INTEGER;
+ALTER TABLE instances ADD COLUMN claimed_by TEXT;
+ALTER TABLE instances ADD COLUMN claimed_until INTEGER;
+UPDATE instances SET
+    timers = (
+        SELECT json_group_array(CASE WHEN t.paused_left_ms IS NULL
+            THEN json_object('name', t.name, 'due_at', t.due_at)
+            ELSE json_object('name', t.name, 'due_at', t.due_at, 'paused_left_ms', t.paused_left_ms)
+            END)
+        FROM timers t WHERE t.instance_id = instances.id),
+    next_due_at = (
+        SELECT MIN(t.due_at) FROM timers t
+        WHERE t.instance_id = instances.id AND t.paused_left_ms IS NULL)
 WHERE id IN (SELECT instance_id FROM timers);
+DROP TABLE timers;
+CREATE INDEX instances_by_next_due ON instances (next_due_at) WHERE next_due_at IS NOT NULL;
 
 -- Notifications raised by steps, one row per webhook, written in the step's transaction
 -- and delivered at least once: a node claims due rows for a lease, posts them, and marks

@@ -1,29 +1,33 @@
 //! Firing due timers: one step a caller (the server's loop, a test) runs when it likes.
 //!
-//! A node claims due timers for a lease and fires each timer's transition as the actor
-//! `system`. The firing is an ordinary step: it commits only if the instance did not move
-//! meanwhile, and its commit replaces the instance's timers (stopping the fired one, or
-//! starting it again when its states still hold). Two nodes cannot claim a timer at once;
-//! if a node dies mid-way, its claim lapses and another node fires the timer, and only one
-//! of two racing firings can commit.
+//! An instance keeps its timers' clocks, and the store indexes its earliest running one. A
+//! node claims instances with a clock due for a lease and, for each, fires the due clocks
+//! earliest first as the actor `system`: a timer's transition, or, for a clock without one
+//! (or whose transition is refused), a `timer` step that records it ran out. Each firing is
+//! an ordinary step: it commits only if the instance did not move meanwhile, and its commit
+//! rewrites the instance's clocks and releases the claim. Two nodes cannot claim an
+//! instance at once; if a node dies mid-way, its claim lapses and another node fires the
+//! clock, and only one of two racing firings can commit.
 
 use serde_json::{Map, Value};
 
 use super::step::Working;
 use super::{Actor, Engine, EngineError, FireRequest};
 use crate::definition::WARNING_SUFFIX;
-use crate::store::{Step, TimerChange, TimerClaim, TimerRecord};
+use crate::store::{InstanceRecord, TimerClaim};
 
-/// How long a claim on due timers holds before another node may take them.
+/// How long a claim on an instance with a due clock holds before another node may take it.
 const LEASE_MS: i64 = 60_000;
+
+/// Clocks fired on one claimed instance in one round, at most.
+const CLOCKS_PER_INSTANCE: usize = 16;
 
 /// The actor timers fire as.
 pub(super) const SYSTEM_ACTOR: &str = "system";
 
 impl Engine {
-    /// Fires up to `limit` timers due at the engine clock's now, claimed as `claimant`;
-    /// returns how many fired. A timer whose transition is refused (a guard, missing
-    /// data) is stopped and the refusal logged.
+    /// Fires the clocks due at the engine clock's now on up to `limit` instances, claimed
+    /// as `claimant`; returns how many clocks ran (a transition, or a `timer` step).
     pub async fn fire_due_timers(&self, claimant: &str, limit: u32) -> Result<usize, EngineError> {
         let now = self.clock.now_ms();
         let claim = TimerClaim {
@@ -33,29 +37,34 @@ impl Engine {
             limit,
         };
         let mut fired = 0;
-        for timer in self.store.claim_due_timers(&claim).await? {
-            if self.fire_timer(&timer).await? {
+        for claimed in self.store.claim_due_instances(&claim).await? {
+            let mut record = Some(claimed);
+            for _ in 0..CLOCKS_PER_INSTANCE {
+                let Some(r) = record.take() else { break };
+                let Some(clock) = due_clock(&r, now) else {
+                    break;
+                };
+                let id = r.id.clone();
+                if !self.fire_timer(r, &clock).await? {
+                    break;
+                }
                 fired += 1;
+                record = self.store.get_instance(&id).await?;
             }
         }
         Ok(fired)
     }
 
-    /// Fires one claimed timer; whether it ran (its transition, or its notification).
-    async fn fire_timer(&self, timer: &TimerRecord) -> Result<bool, EngineError> {
-        let Some(record) = self.store.get_instance(&timer.instance_id).await? else {
-            return Ok(false);
-        };
+    /// Fires the clock `name` of the claimed instance `record`; whether it ran.
+    async fn fire_timer(&self, record: InstanceRecord, name: &str) -> Result<bool, EngineError> {
         let loaded = self.version(&record.definition_hash).await?;
         let def = &loaded.definition;
-        let (name, warning) = match timer.name.strip_suffix(WARNING_SUFFIX) {
-            Some(name) => (name, true),
-            None => (timer.name.as_str(), false),
+        let (timer, warning) = match name.strip_suffix(WARNING_SUFFIX) {
+            Some(timer) => (timer, true),
+            None => (name, false),
         };
-        let Some(t) = def.timers.get(name).filter(|t| t.runs_in(&record.state)) else {
-            // The step that left the timer's states replaced it; this is a stale row.
-            self.remove_stale(timer).await?;
-            return Ok(false);
+        let Some(t) = def.timers.get(timer) else {
+            return self.ran_out(record, name, "timer no longer defined").await;
         };
         let fire = match (&t.warn, warning) {
             (Some(w), true) => w.fire.as_deref(),
@@ -64,7 +73,7 @@ impl Engine {
         let what = if warning { "warning" } else { "due" };
         let comment = format!("timer `{}` {what}", t.name);
         let Some(fire) = fire else {
-            return self.ran_out(record, timer, &comment).await;
+            return self.ran_out(record, name, &comment).await;
         };
         let roles = def
             .transitions
@@ -76,45 +85,27 @@ impl Engine {
             comment: Some(comment.clone()),
             ..FireRequest::default()
         };
+        let id = record.id.clone();
         match self
-            .fire_on(record, &actor, fire, &request, Some(&timer.name))
+            .fire_on(record, &actor, fire, &request, Some(name))
             .await
         {
             Ok(view) => {
-                tracing::info!(instance = %view.id, timer = %timer.name, transition = %fire, state = %view.state, "timer fired");
+                tracing::info!(instance = %view.id, timer = %name, transition = %fire, state = %view.state, "timer fired");
                 Ok(true)
             }
             // Another step moved the instance first; its commit decided the timers.
             Err(EngineError::Conflict | EngineError::Busy) => Ok(false),
             Err(EngineError::Store(e)) => Err(EngineError::Store(e)),
             Err(refused) => {
-                tracing::warn!(instance = %timer.instance_id, timer = %t.name, error = %refused, "timer's transition refused; it runs out without it");
-                let Some(record) = self.store.get_instance(&timer.instance_id).await? else {
+                tracing::warn!(instance = %id, timer = %t.name, error = %refused, "timer's transition refused; it runs out without it");
+                let Some(record) = self.store.get_instance(&id).await? else {
                     return Ok(false);
                 };
                 let comment = format!("{comment}; `{fire}` refused: {refused}");
-                self.ran_out(record, timer, &comment).await
+                self.ran_out(record, name, &comment).await
             }
         }
-    }
-
-    /// Removes the row of a timer whose instance left its states.
-    async fn remove_stale(&self, timer: &TimerRecord) -> Result<(), EngineError> {
-        let timers = self
-            .store
-            .timers(&timer.instance_id)
-            .await?
-            .into_iter()
-            .filter(|t| t.name != timer.name)
-            .collect();
-        let step = Step {
-            timers: vec![TimerChange {
-                instance_id: timer.instance_id.clone(),
-                timers,
-            }],
-            ..Step::default()
-        };
-        Ok(self.store.commit(step).await?)
     }
 
     /// Records that a timer ran out without a transition: its SLA record, its
@@ -122,19 +113,29 @@ impl Engine {
     /// meanwhile.
     async fn ran_out(
         &self,
-        record: crate::store::InstanceRecord,
-        timer: &TimerRecord,
+        record: InstanceRecord,
+        name: &str,
         comment: &str,
     ) -> Result<bool, EngineError> {
         let loaded = self.version(&record.definition_hash).await?;
         let actor = Actor::new(SYSTEM_ACTOR, Vec::<String>::new());
         let links = Value::Object(Map::new());
         let mut w = Working::existing(self.env(), &loaded, &actor, record, &Map::new(), links);
-        w.ran_out(&timer.name, comment.to_owned());
+        w.ran_out(name, comment.to_owned());
         match self.commit(w, &loaded.definition, &actor, None, 200).await {
             Ok(_) => Ok(true),
             Err(EngineError::Conflict | EngineError::Busy) => Ok(false),
             Err(e) => Err(e),
         }
     }
+}
+
+/// The name of the earliest running clock of `record` due at `now`.
+fn due_clock(record: &InstanceRecord, now: i64) -> Option<String> {
+    record
+        .timers
+        .iter()
+        .filter(|t| t.paused_left_ms.is_none() && t.due_at <= now)
+        .min_by(|a, b| (a.due_at, &a.name).cmp(&(b.due_at, &b.name)))
+        .map(|t| t.name.clone())
 }

@@ -25,9 +25,6 @@ pub(super) struct Bulk<'a> {
     pub(super) updates: Vec<InstanceRow<'a>>,
     pub(super) link_clears: Vec<LinkRow<'a>>,
     pub(super) link_adds: Vec<LinkRow<'a>>,
-    /// Instances whose timers are replaced, and their new timers.
-    pub(super) timer_clears: Vec<TimerClearRow<'a>>,
-    pub(super) timer_adds: Vec<TimerRow<'a>>,
     pub(super) traces: Vec<TraceRow<'a>>,
 }
 
@@ -58,6 +55,7 @@ pub(super) struct InstanceRow<'a> {
     pub(super) votes: &'a [Vote],
     pub(super) slas: &'a [SlaRecord],
     pub(super) timers: &'a [TimerState],
+    pub(super) next_due_at: Option<i64>,
 }
 
 /// A link field to clear (no `to_id`) or one of its targets.
@@ -66,22 +64,6 @@ pub(super) struct LinkRow<'a> {
     pub(super) from_id: &'a str,
     pub(super) relation: &'a str,
     pub(super) to_id: Option<&'a str>,
-}
-
-/// An instance whose timers are replaced.
-#[derive(Debug, Serialize)]
-pub(super) struct TimerClearRow<'a> {
-    pub(super) instance_id: &'a str,
-}
-
-/// A timer.
-#[derive(Debug, Serialize)]
-pub(super) struct TimerRow<'a> {
-    pub(super) instance_id: &'a str,
-    pub(super) name: &'a str,
-    pub(super) due_at: i64,
-    pub(super) paused_left_ms: Option<i64>,
-    pub(super) version: i64,
 }
 
 /// A trace record.
@@ -136,7 +118,6 @@ impl<'a> Bulk<'a> {
         let mut instances = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
         let mut fields = std::collections::HashSet::new();
-        let mut timed = std::collections::HashSet::new();
         for step in steps {
             if !step.outbox.is_empty() {
                 return None;
@@ -175,6 +156,7 @@ impl<'a> Bulk<'a> {
                     votes: &i.votes,
                     slas: &i.slas,
                     timers: &i.timers,
+                    next_due_at: i.next_due_at(),
                 };
                 match w.previous_version {
                     None => bulk.creates.push(row),
@@ -195,23 +177,6 @@ impl<'a> Bulk<'a> {
                         from_id: &change.from,
                         relation: &change.relation,
                         to_id: Some(to),
-                    });
-                }
-            }
-            for change in &step.timers {
-                if !timed.insert(change.instance_id.as_str()) {
-                    return None;
-                }
-                bulk.timer_clears.push(TimerClearRow {
-                    instance_id: &change.instance_id,
-                });
-                for t in &change.timers {
-                    bulk.timer_adds.push(TimerRow {
-                        instance_id: &t.instance_id,
-                        name: &t.name,
-                        due_at: t.due_at,
-                        paused_left_ms: t.paused_left_ms,
-                        version: t.version,
                     });
                 }
             }

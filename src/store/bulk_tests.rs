@@ -6,24 +6,27 @@ use serde_json::{Map, Value, json};
 use super::bulk::Bulk;
 use super::{
     AnswerWrite, Decision, InstanceRecord, InstanceWrite, LinkChange, PgStore, SqliteStore, Step,
-    Store, StoredAnswer, StoredDefinition, TimerChange, TimerRecord, TraceKind, TraceRecord, Vote,
+    Store, StoredAnswer, StoredDefinition, TimerState, TraceKind, TraceRecord, Vote,
 };
 
-fn timers(id: &str, names: &[(&str, i64)]) -> TimerChange {
-    TimerChange {
-        instance_id: id.into(),
-        timers: names
-            .iter()
-            .map(|(name, due_at)| TimerRecord {
-                instance_id: id.into(),
-                name: (*name).into(),
-                // A negative due time here stands for a paused timer with that much left.
-                due_at: if *due_at < 0 { i64::MAX } else { *due_at },
-                paused_left_ms: (*due_at < 0).then_some(-due_at),
-                version: 1,
-            })
-            .collect(),
-    }
+/// Timer clocks; a negative due time stands for a paused clock with that much left.
+fn clocks(names: &[(&str, i64)]) -> Vec<TimerState> {
+    names
+        .iter()
+        .map(|(name, due_at)| TimerState {
+            name: (*name).into(),
+            due_at: if *due_at < 0 { i64::MAX } else { *due_at },
+            paused_left_ms: (*due_at < 0).then_some(-due_at),
+        })
+        .collect()
+}
+
+/// `step` with the clocks of its first instance replaced.
+fn with_clocks(mut step: Step, names: &[(&str, i64)]) -> Step {
+    let mut i = (*step.writes[0].instance).clone();
+    i.timers = clocks(names);
+    step.writes[0].instance = i.into();
+    step
 }
 
 fn data(n: i64) -> Map<String, Value> {
@@ -108,9 +111,7 @@ async fn prepare(store: &dyn Store) {
         .await
         .unwrap();
     for id in ["a", "b", "c", "d"] {
-        let mut step = create(id);
-        step.timers
-            .push(timers(id, &[("respond", 10), ("resolve", 20)]));
+        let step = with_clocks(create(id), &[("respond", 10), ("resolve", 20)]);
         store.commit(step).await.unwrap();
     }
     let mut step = create("old");
@@ -144,6 +145,7 @@ fn batch() -> Vec<Step> {
         comment: Some("ok".into()),
         at: 5,
     });
+    voted.timers = clocks(&[("callback", 30), ("paused", -5_000)]);
     steps.push(Step {
         writes: vec![InstanceWrite {
             instance: voted.into(),
@@ -154,14 +156,10 @@ fn batch() -> Vec<Step> {
             record("a", 3, TraceKind::Automatic, None),
         ],
         answer: Some(answer("k1", 1_000)),
-        timers: vec![timers("a", &[("callback", 30), ("paused", -5_000)])],
         ..Step::default()
     });
     // A create that links to an existing instance, and replaces an expired answer.
-    let mut linked = create("e");
-    linked
-        .timers
-        .push(timers("e", &[("respond", 40), ("resolve", 50)]));
+    let mut linked = with_clocks(create("e"), &[("respond", 40), ("resolve", 50)]);
     linked.links.push(LinkChange {
         from: "e".into(),
         relation: "rel".into(),
@@ -178,7 +176,6 @@ fn batch() -> Vec<Step> {
         trace: vec![record("d", 3, TraceKind::Transition, None)],
         ..Step::default()
     };
-    relinked.timers.push(timers("d", &[]));
     relinked.links.push(LinkChange {
         from: "d".into(),
         relation: "rel".into(),
@@ -202,7 +199,6 @@ async fn everything(store: &dyn Store) -> Vec<String> {
         out.push(format!("{:?}", store.get_instance(id).await.unwrap()));
         out.push(format!("{:?}", store.trace(id).await.unwrap()));
         out.push(format!("{:?}", store.links(id).await.unwrap()));
-        out.push(format!("{:?}", store.timers(id).await.unwrap()));
     }
     for key in ["k1", "k-old"] {
         out.push(format!("{:?}", store.answer("alice", key).await.unwrap()));

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Delivery, DeliveryOutcome, InstanceHead, InstanceQuery, InstanceRecord, Links, Step, Store,
-    StoreError, StoredAnswer, StoredDefinition, TimerClaim, TimerRecord, TraceRecord,
+    StoreError, StoredAnswer, StoredDefinition, TimerClaim, TraceRecord,
 };
 
 /// How batches are formed.
@@ -83,16 +83,11 @@ impl GroupCommit {
         Self { inner, queues }
     }
 
-    /// The writer that owns the step's (first) instance, or the instance whose timers a
-    /// timers-only step rewrites.
+    /// The writer that owns the step's (first) instance.
     fn queue_for(&self, step: &Step) -> &mpsc::Sender<Pending> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        let owner = step
-            .writes
-            .first()
-            .map(|w| w.instance.id.as_str())
-            .or_else(|| step.timers.first().map(|t| t.instance_id.as_str()));
+        let owner = step.writes.first().map(|w| w.instance.id.as_str());
         if let Some(id) = owner {
             id.hash(&mut h);
         }
@@ -186,11 +181,8 @@ impl Store for GroupCommit {
     async fn purge_answers(&self, before: i64) -> Result<u64, StoreError> {
         self.inner.purge_answers(before).await
     }
-    async fn timers(&self, instance_id: &str) -> Result<Vec<TimerRecord>, StoreError> {
-        self.inner.timers(instance_id).await
-    }
-    async fn claim_due_timers(&self, c: &TimerClaim) -> Result<Vec<TimerRecord>, StoreError> {
-        self.inner.claim_due_timers(c).await
+    async fn claim_due_instances(&self, c: &TimerClaim) -> Result<Vec<InstanceRecord>, StoreError> {
+        self.inner.claim_due_instances(c).await
     }
     async fn claim_deliveries(&self, c: &TimerClaim) -> Result<Vec<Delivery>, StoreError> {
         self.inner.claim_deliveries(c).await
@@ -257,11 +249,11 @@ mod tests {
         async fn purge_answers(&self, before: i64) -> Result<u64, StoreError> {
             self.0.purge_answers(before).await
         }
-        async fn timers(&self, id: &str) -> Result<Vec<TimerRecord>, StoreError> {
-            self.0.timers(id).await
-        }
-        async fn claim_due_timers(&self, c: &TimerClaim) -> Result<Vec<TimerRecord>, StoreError> {
-            self.0.claim_due_timers(c).await
+        async fn claim_due_instances(
+            &self,
+            c: &TimerClaim,
+        ) -> Result<Vec<InstanceRecord>, StoreError> {
+            self.0.claim_due_instances(c).await
         }
         async fn claim_deliveries(&self, c: &TimerClaim) -> Result<Vec<Delivery>, StoreError> {
             self.0.claim_deliveries(c).await

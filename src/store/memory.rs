@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::{
     Delivery, DeliveryOutcome, InstanceHead, InstanceQuery, InstanceRecord, LinkedInstance, Links,
     OutboxMessage, Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim,
-    TimerRecord, TraceRecord,
+    TraceRecord,
 };
 
 #[derive(Debug, Default)]
@@ -19,8 +19,8 @@ struct Tables {
     trace: HashMap<String, Vec<TraceRecord>>,
     links: BTreeSet<(String, String, String)>,
     answers: HashMap<(String, String), StoredAnswer>,
-    /// Timers by (instance, name).
-    timers: BTreeMap<(String, String), StoredTimer>,
+    /// Claims on instances with a clock due: instance → (claimant, until).
+    claims: HashMap<String, (String, i64)>,
     /// Outbox messages by id.
     outbox: BTreeMap<String, StoredMessage>,
 }
@@ -34,29 +34,10 @@ struct StoredMessage {
     claim_until: Option<i64>,
 }
 
-/// A timer and its claim, if any: who claimed it, until when.
-#[derive(Debug)]
-struct StoredTimer {
-    timer: TimerRecord,
-    claim: Option<(String, i64)>,
-}
-
 /// Keeps everything in process memory, behind one lock.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     tables: Mutex<Tables>,
-}
-
-impl Tables {
-    /// The timers of one instance, by name.
-    fn timers_of<'t>(
-        &'t self,
-        instance_id: &'t str,
-    ) -> impl Iterator<Item = (&'t (String, String), &'t StoredTimer)> {
-        self.timers
-            .range((instance_id.to_owned(), String::new())..)
-            .take_while(move |((i, _), _)| i == instance_id)
-    }
 }
 
 impl MemoryStore {
@@ -171,6 +152,7 @@ impl Store for MemoryStore {
             t.answers.insert(k, w.answer);
         }
         for w in step.writes {
+            t.claims.remove(&w.instance.id);
             t.instances
                 .insert(w.instance.id.clone(), (*w.instance).clone());
         }
@@ -179,19 +161,6 @@ impl Store for MemoryStore {
                 .retain(|(f, r, _)| !(*f == c.from && *r == c.relation));
             for to in c.to {
                 t.links.insert((c.from.clone(), c.relation.clone(), to));
-            }
-        }
-        for c in step.timers {
-            let old: Vec<_> = t
-                .timers_of(&c.instance_id)
-                .map(|(k, _)| k.clone())
-                .collect();
-            for key in old {
-                t.timers.remove(&key);
-            }
-            for timer in c.timers {
-                let key = (timer.instance_id.clone(), timer.name.clone());
-                t.timers.insert(key, StoredTimer { timer, claim: None });
             }
         }
         for r in step.trace {
@@ -242,91 +211,111 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn timers(&self, instance_id: &str) -> Result<Vec<TimerRecord>, StoreError> {
-        let t = self.tables();
-        let mut timers: Vec<TimerRecord> = t
-            .timers_of(instance_id)
-            .map(|(_, s)| s.timer.clone())
-            .collect();
-        timers.sort_by(|a, b| (a.due_at, &a.name).cmp(&(b.due_at, &b.name)));
-        Ok(timers)
-    }
-
-    async fn claim_due_timers(&self, c: &TimerClaim) -> Result<Vec<TimerRecord>, StoreError> {
+    async fn claim_due_instances(&self, c: &TimerClaim) -> Result<Vec<InstanceRecord>, StoreError> {
         let mut t = self.tables();
-        let mut due: Vec<&mut StoredTimer> = t
-            .timers
-            .values_mut()
-            .filter(|s| {
-                s.timer.due_at <= c.now && s.claim.as_ref().is_none_or(|(_, until)| *until <= c.now)
-            })
+        let Tables {
+            instances, claims, ..
+        } = &mut *t;
+        let mut due: Vec<&InstanceRecord> = instances
+            .values()
+            .filter(|i| i.next_due_at().is_some_and(|d| d <= c.now))
+            .filter(|i| claims.get(&i.id).is_none_or(|(_, until)| *until <= c.now))
             .collect();
-        due.sort_by_key(|s| s.timer.due_at);
-        Ok(due
-            .into_iter()
-            .take(c.limit as usize)
-            .map(|s| {
-                s.claim = Some((c.claimant.clone(), c.until));
-                s.timer.clone()
-            })
-            .collect())
+        due.sort_by_key(|i| (i.next_due_at(), i.id.clone()));
+        due.truncate(c.limit as usize);
+        for i in &due {
+            claims.insert(i.id.clone(), (c.claimant.clone(), c.until));
+        }
+        Ok(due.into_iter().cloned().collect())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::TimerChange;
+    use crate::store::{InstanceWrite, TimerState};
 
-    fn timer(name: &str, due_at: i64) -> TimerRecord {
-        TimerRecord {
-            instance_id: "i".into(),
-            name: name.into(),
-            due_at,
-            paused_left_ms: None,
-            version: 1,
+    fn instance(id: &str, version: i64, due: &[i64]) -> InstanceRecord {
+        InstanceRecord {
+            id: id.into(),
+            process: "p".into(),
+            definition_hash: "h".into(),
+            state: "s".into(),
+            data: serde_json::Map::new(),
+            version,
+            created_by: "a".into(),
+            created_at: 0,
+            updated_at: 0,
+            votes: Vec::new(),
+            slas: Vec::new(),
+            timers: due
+                .iter()
+                .enumerate()
+                .map(|(n, d)| TimerState {
+                    name: format!("t{n}"),
+                    due_at: *d,
+                    paused_left_ms: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn write(i: InstanceRecord, previous_version: Option<i64>) -> Step {
+        Step {
+            writes: vec![InstanceWrite {
+                instance: std::sync::Arc::new(i),
+                previous_version,
+            }],
+            ..Step::default()
         }
     }
 
     #[tokio::test]
-    async fn timers_are_replaced_per_instance_and_claimed_once_per_lease() {
+    async fn instances_with_a_due_clock_are_claimed_once_per_lease_and_released_by_a_write() {
         let store = MemoryStore::default();
-        let step = |timers| Step {
-            timers: vec![TimerChange {
-                instance_id: "i".into(),
-                timers,
-            }],
-            ..Step::default()
-        };
         store
-            .commit(step(vec![timer("late", 300), timer("early", 100)]))
+            .commit(write(instance("late", 1, &[300]), None))
             .await
             .unwrap();
-        let names = |t: Vec<TimerRecord>| t.into_iter().map(|t| t.name).collect::<Vec<_>>();
-        assert_eq!(names(store.timers("i").await.unwrap()), ["early", "late"]);
+        store
+            .commit(write(instance("early", 1, &[500, 100]), None))
+            .await
+            .unwrap();
+        store
+            .commit(write(instance("idle", 1, &[]), None))
+            .await
+            .unwrap();
         let claim = |who: &str, now| TimerClaim {
             claimant: who.into(),
             now,
             until: now + 50,
             limit: 10,
         };
+        let ids = |v: Vec<InstanceRecord>| v.into_iter().map(|i| i.id).collect::<Vec<_>>();
         assert_eq!(
-            names(store.claim_due_timers(&claim("a", 200)).await.unwrap()),
+            ids(store.claim_due_instances(&claim("a", 200)).await.unwrap()),
             ["early"]
         );
         assert!(
             store
-                .claim_due_timers(&claim("b", 220))
+                .claim_due_instances(&claim("b", 220))
                 .await
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(
-            names(store.claim_due_timers(&claim("b", 400)).await.unwrap()),
+            ids(store.claim_due_instances(&claim("b", 400)).await.unwrap()),
             ["early", "late"],
             "a's claim lapsed at 250"
         );
-        store.commit(step(Vec::new())).await.unwrap();
-        assert!(store.timers("i").await.unwrap().is_empty());
+        store
+            .commit(write(instance("early", 2, &[440]), Some(1)))
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(store.claim_due_instances(&claim("c", 445)).await.unwrap()),
+            ["early"],
+            "the write released b's claim; `late` is still b's"
+        );
     }
 }

@@ -52,8 +52,20 @@ pub struct InstanceRecord {
     pub votes: Vec<Vote>,
     /// SLA records of its SLA timers.
     pub slas: Vec<SlaRecord>,
-    /// Its timers' clocks (the `timers` table indexes them by due time for claiming).
+    /// Its timers' clocks. The store also keeps the earliest running due time in an
+    /// indexed column, so that nodes can claim instances with a clock due.
     pub timers: Vec<TimerState>,
+}
+
+impl InstanceRecord {
+    /// When its earliest running clock is due (none while none runs).
+    pub fn next_due_at(&self) -> Option<i64> {
+        self.timers
+            .iter()
+            .filter(|t| t.paused_left_ms.is_none())
+            .map(|t| t.due_at)
+            .min()
+    }
 }
 
 /// One clock of an instance's timers, as kept on the instance.
@@ -210,38 +222,10 @@ pub struct Step {
     pub trace: Vec<TraceRecord>,
     /// Link fields whose targets changed.
     pub links: Vec<LinkChange>,
-    /// Instances whose timers this step replaces.
-    pub timers: Vec<TimerChange>,
     /// Notifications to deliver once the step is durable.
     pub outbox: Vec<OutboxMessage>,
     /// The answer to a request sent with an `Idempotency-Key`.
     pub answer: Option<AnswerWrite>,
-}
-
-/// A timer of an instance: due at `due_at`, it fires only while the instance is still at
-/// `version`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimerRecord {
-    /// The instance.
-    pub instance_id: String,
-    /// The timer's name in the process definition.
-    pub name: String,
-    /// When it is due, ms since the epoch ([`i64::MAX`] while paused).
-    pub due_at: i64,
-    /// While paused: the working time it has left, in ms.
-    pub paused_left_ms: Option<i64>,
-    /// The instance version it was set at.
-    pub version: i64,
-}
-
-/// The timers of an instance after a step: they replace all of its timers (none: the
-/// instance has no timer running).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimerChange {
-    /// The instance.
-    pub instance_id: String,
-    /// Its timers from now on.
-    pub timers: Vec<TimerRecord>,
 }
 
 /// A claim on due timers: who claims and until when no one else may take them.
@@ -381,11 +365,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn answer(&self, actor: &str, key: &str) -> Result<Option<StoredAnswer>, StoreError>;
     /// Deletes stored answers given before `before` (ms); returns how many.
     async fn purge_answers(&self, before: i64) -> Result<u64, StoreError>;
-    /// The timers of an instance, by due time.
-    async fn timers(&self, instance_id: &str) -> Result<Vec<TimerRecord>, StoreError>;
-    /// Claims due timers not claimed by anyone else (or whose claim lapsed), earliest
-    /// first; concurrent claimants never get the same timer while its claim holds.
-    async fn claim_due_timers(&self, claim: &TimerClaim) -> Result<Vec<TimerRecord>, StoreError>;
+    /// Claims instances with a clock due at `claim.now` that no one else holds (or whose
+    /// claim lapsed), earliest due first, and returns them as stored; concurrent claimants
+    /// never get the same instance while its claim holds. Any write of an instance
+    /// releases its claim.
+    async fn claim_due_instances(
+        &self,
+        claim: &TimerClaim,
+    ) -> Result<Vec<InstanceRecord>, StoreError>;
     /// Claims outbox messages due for a delivery attempt (never delivered, next attempt
     /// due, no live claim), oldest first; `claim.now` and `claim.until` as for timers.
     async fn claim_deliveries(&self, claim: &TimerClaim) -> Result<Vec<Delivery>, StoreError>;

@@ -14,12 +14,12 @@ use sqlx::{Postgres, QueryBuilder};
 use super::batch::commit_in_savepoints;
 use super::bulk::{Bulk, Refused, expect_rows, json_array};
 use super::rows::{
-    answer_from_row, by_due_time, definition_from_row, delivery_from_row, head_from_row,
-    instance_from_row, links_from_rows, oldest_first, timer_from_row, trace_from_row,
+    answer_from_row, definition_from_row, delivery_from_row, earliest_due_first, head_from_row,
+    instance_from_row, links_from_rows, oldest_first, trace_from_row,
 };
 use super::{
     Delivery, DeliveryOutcome, InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links,
-    Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim, TimerRecord, TraceRecord,
+    Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -189,35 +189,31 @@ impl Store for PgStore {
         Ok(done.rows_affected())
     }
 
-    async fn timers(&self, instance_id: &str) -> Result<Vec<TimerRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT instance_id, name, due_at, paused_left_ms, version FROM timers
-             WHERE instance_id = $1 ORDER BY due_at, name",
-        )
-        .bind(instance_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(timer_from_row).collect()
-    }
-
-    async fn claim_due_timers(&self, c: &TimerClaim) -> Result<Vec<TimerRecord>, StoreError> {
+    async fn claim_due_instances(&self, c: &TimerClaim) -> Result<Vec<InstanceRecord>, StoreError> {
         // Rows another node is claiming right now are skipped, not waited for.
-        let rows = sqlx::query(
-            "UPDATE timers t SET claimed_by = $1, claimed_until = $2
-             FROM (SELECT instance_id, name FROM timers
-                   WHERE due_at <= $3 AND (claimed_until IS NULL OR claimed_until <= $3)
-                   ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) d
-             WHERE t.instance_id = d.instance_id AND t.name = d.name
-             RETURNING t.instance_id, t.name, t.due_at, t.paused_left_ms, t.version",
-        )
+        let columns = INSTANCE_COLUMNS
+            .split(", ")
+            .map(|c| format!("i.{}", c.trim()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "UPDATE instances i SET claimed_by = $1, claimed_until = $2
+             FROM (SELECT id FROM instances
+                   WHERE next_due_at <= $3 AND (claimed_until IS NULL OR claimed_until <= $3)
+                   ORDER BY next_due_at LIMIT $4 FOR UPDATE SKIP LOCKED) d
+             WHERE i.id = d.id
+             RETURNING {columns}"
+        ))
         .bind(&c.claimant)
         .bind(c.until)
         .bind(c.now)
         .bind(i64::from(c.limit))
         .fetch_all(&self.pool)
         .await?;
-        Ok(by_due_time(
-            rows.iter().map(timer_from_row).collect::<Result<_, _>>()?,
+        Ok(earliest_due_first(
+            rows.iter()
+                .map(instance_from_row)
+                .collect::<Result<_, _>>()?,
         ))
     }
 
@@ -307,13 +303,13 @@ pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Re
     if !bulk.creates.is_empty() {
         let done = sqlx::query(
             "INSERT INTO instances (id, process, definition_hash, state, data, version,
-                 created_by, created_at, updated_at, votes, slas, timers)
+                 created_by, created_at, updated_at, votes, slas, timers, next_due_at)
              SELECT id, process, definition_hash, state, data, version, created_by,
-                    created_at, updated_at, votes, slas, timers
+                    created_at, updated_at, votes, slas, timers, next_due_at
              FROM jsonb_to_recordset($1::jsonb) AS j(id text, process text,
                   definition_hash text, state text, data jsonb, version bigint,
                   created_by text, created_at bigint, updated_at bigint, votes jsonb,
-                  slas jsonb, timers jsonb)",
+                  slas jsonb, timers jsonb, next_due_at bigint)",
         )
         .bind(json_array(&bulk.creates)?)
         .execute(&mut *tx)
@@ -324,12 +320,13 @@ pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Re
         let done = sqlx::query(
             "WITH j AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS j(id text, state text,
                       data jsonb, version bigint, previous bigint, updated_at bigint,
-                      votes jsonb, slas jsonb, timers jsonb)),
+                      votes jsonb, slas jsonb, timers jsonb, next_due_at bigint)),
                   locked AS (SELECT i.id FROM instances i JOIN j ON j.id = i.id
                       ORDER BY i.id FOR UPDATE OF i)
              UPDATE instances SET state = j.state, data = j.data, version = j.version,
                  updated_at = j.updated_at, votes = j.votes, slas = j.slas,
-                 timers = j.timers
+                 timers = j.timers, next_due_at = j.next_due_at, claimed_by = NULL,
+                 claimed_until = NULL
              FROM j JOIN locked ON locked.id = j.id
              WHERE instances.id = j.id AND instances.version = j.previous",
         )
@@ -358,27 +355,6 @@ pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Re
         .execute(&mut *tx)
         .await?;
         expect_rows("links", done.rows_affected(), &bulk.link_adds)?;
-    }
-    if !bulk.timer_clears.is_empty() {
-        sqlx::query(
-            "DELETE FROM timers t USING jsonb_to_recordset($1::jsonb) AS j(instance_id text)
-             WHERE t.instance_id = j.instance_id",
-        )
-        .bind(json_array(&bulk.timer_clears)?)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !bulk.timer_adds.is_empty() {
-        let done = sqlx::query(
-            "INSERT INTO timers (instance_id, name, due_at, paused_left_ms, version)
-             SELECT instance_id, name, due_at, paused_left_ms, version
-             FROM jsonb_to_recordset($1::jsonb) AS j(instance_id text, name text,
-                  due_at bigint, paused_left_ms bigint, version bigint)",
-        )
-        .bind(json_array(&bulk.timer_adds)?)
-        .execute(&mut *tx)
-        .await?;
-        expect_rows("timers", done.rows_affected(), &bulk.timer_adds)?;
     }
     if !bulk.traces.is_empty() {
         let done = sqlx::query(
@@ -454,26 +430,6 @@ async fn apply_step(
                 .map_err(conflict_on_unique)?;
         }
     }
-    for change in &step.timers {
-        sqlx::query("DELETE FROM timers WHERE instance_id = $1")
-            .bind(&change.instance_id)
-            .execute(&mut **tx)
-            .await?;
-        for t in &change.timers {
-            sqlx::query(
-                "INSERT INTO timers (instance_id, name, due_at, paused_left_ms, version)
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&t.instance_id)
-            .bind(&t.name)
-            .bind(t.due_at)
-            .bind(t.paused_left_ms)
-            .bind(t.version)
-            .execute(&mut **tx)
-            .await
-            .map_err(conflict_on_unique)?;
-        }
-    }
     for m in &step.outbox {
         sqlx::query(
             "INSERT INTO outbox (id, instance_id, url, body, created_at, next_attempt_at)
@@ -529,8 +485,8 @@ async fn write_instance(
         None => {
             sqlx::query(
                 "INSERT INTO instances (id, process, definition_hash, state, data, version,
-                 created_by, created_at, updated_at, votes, slas, timers)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 created_by, created_at, updated_at, votes, slas, timers, next_due_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(&i.id)
             .bind(&i.process)
@@ -544,6 +500,7 @@ async fn write_instance(
             .bind(votes)
             .bind(slas)
             .bind(timers)
+            .bind(i.next_due_at())
             .execute(&mut **tx)
             .await
             .map_err(conflict_on_unique)?;
@@ -551,7 +508,8 @@ async fn write_instance(
         Some(previous) => {
             let done = sqlx::query(
                 "UPDATE instances SET state = $1, data = $2, version = $3, updated_at = $4,
-                 votes = $5, slas = $6, timers = $7 WHERE id = $8 AND version = $9",
+                 votes = $5, slas = $6, timers = $7, next_due_at = $8, claimed_by = NULL,
+                 claimed_until = NULL WHERE id = $9 AND version = $10",
             )
             .bind(&i.state)
             .bind(data)
@@ -560,6 +518,7 @@ async fn write_instance(
             .bind(votes)
             .bind(slas)
             .bind(timers)
+            .bind(i.next_due_at())
             .bind(&i.id)
             .bind(previous)
             .execute(&mut **tx)

@@ -4,7 +4,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
     Delivery, InstanceHead, InstanceRecord, LinkedInstance, Links, OutboxMessage, StoreError,
-    StoredAnswer, StoredDefinition, TimerRecord, TraceKind, TraceRecord,
+    StoredAnswer, StoredDefinition, TraceKind, TraceRecord,
 };
 
 fn json_map(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
@@ -84,29 +84,10 @@ where
     })
 }
 
-pub(super) fn timer_from_row<'r, R>(row: &'r R) -> Result<TimerRecord, StoreError>
-where
-    R: Row,
-    &'r str: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(TimerRecord {
-        instance_id: row.try_get("instance_id")?,
-        name: row.try_get("name")?,
-        due_at: row.try_get("due_at")?,
-        paused_left_ms: row.try_get("paused_left_ms")?,
-        version: row.try_get("version")?,
-    })
-}
-
-/// Claimed timers, earliest first (the databases return claimed rows in no set order).
-pub(super) fn by_due_time(mut timers: Vec<TimerRecord>) -> Vec<TimerRecord> {
-    timers.sort_by(|a, b| {
-        (a.due_at, &a.instance_id, &a.name).cmp(&(b.due_at, &b.instance_id, &b.name))
-    });
-    timers
+/// Instances in the order their earliest running clocks fall due.
+pub(super) fn earliest_due_first(mut instances: Vec<InstanceRecord>) -> Vec<InstanceRecord> {
+    instances.sort_by(|a, b| (a.next_due_at(), &a.id).cmp(&(b.next_due_at(), &b.id)));
+    instances
 }
 
 pub(super) fn delivery_from_row<'r, R>(row: &'r R) -> Result<Delivery, StoreError>

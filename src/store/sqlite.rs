@@ -14,12 +14,12 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::batch::commit_in_savepoints;
 use super::bulk::{Bulk, Refused, chunks, expect_rows};
 use super::rows::{
-    answer_from_row, by_due_time, definition_from_row, delivery_from_row, head_from_row,
-    instance_from_row, links_from_rows, oldest_first, timer_from_row, trace_from_row,
+    answer_from_row, definition_from_row, delivery_from_row, earliest_due_first, head_from_row,
+    instance_from_row, links_from_rows, oldest_first, trace_from_row,
 };
 use super::{
     Delivery, DeliveryOutcome, InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links,
-    Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim, TimerRecord, TraceRecord,
+    Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -216,35 +216,26 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn timers(&self, instance_id: &str) -> Result<Vec<TimerRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT instance_id, name, due_at, paused_left_ms, version FROM timers
-             WHERE instance_id = ? ORDER BY due_at, name",
-        )
-        .bind(instance_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(timer_from_row).collect()
-    }
-
-    async fn claim_due_timers(&self, c: &TimerClaim) -> Result<Vec<TimerRecord>, StoreError> {
+    async fn claim_due_instances(&self, c: &TimerClaim) -> Result<Vec<InstanceRecord>, StoreError> {
         // One writer at a time: the claim is atomic without row locks.
-        let rows = sqlx::query(
-            "UPDATE timers SET claimed_by = ?1, claimed_until = ?2
-             WHERE (instance_id, name) IN (
-                 SELECT instance_id, name FROM timers
-                 WHERE due_at <= ?3 AND (claimed_until IS NULL OR claimed_until <= ?3)
-                 ORDER BY due_at LIMIT ?4)
-             RETURNING instance_id, name, due_at, paused_left_ms, version",
-        )
+        let rows = sqlx::query(&format!(
+            "UPDATE instances SET claimed_by = ?1, claimed_until = ?2
+             WHERE id IN (
+                 SELECT id FROM instances
+                 WHERE next_due_at <= ?3 AND (claimed_until IS NULL OR claimed_until <= ?3)
+                 ORDER BY next_due_at LIMIT ?4)
+             RETURNING {INSTANCE_COLUMNS}"
+        ))
         .bind(&c.claimant)
         .bind(c.until)
         .bind(c.now)
         .bind(i64::from(c.limit))
         .fetch_all(&self.writer)
         .await?;
-        Ok(by_due_time(
-            rows.iter().map(timer_from_row).collect::<Result<_, _>>()?,
+        Ok(earliest_due_first(
+            rows.iter()
+                .map(instance_from_row)
+                .collect::<Result<_, _>>()?,
         ))
     }
 
@@ -370,7 +361,7 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
     expect_rows("answers", done, &bulk.answers)?;
     let done = write_chunks(
         &mut tx,
-        &format!("INSERT INTO instances ({INSTANCE_COLUMNS}) "),
+        &format!("INSERT INTO instances ({INSTANCE_COLUMNS}, next_due_at) "),
         ("", None),
         &bulk.creates,
         |i| {
@@ -393,17 +384,20 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
                 .push_bind(i.updated_at)
                 .push_bind(votes)
                 .push_bind(slas)
-                .push_bind(timers);
+                .push_bind(timers)
+                .push_bind(i.next_due_at);
         },
     )
     .await?;
     expect_rows("new instances", done, &bulk.creates)?;
     let done = write_chunks(
         &mut tx,
-        "WITH j (id, state, data, version, previous, updated_at, votes, slas, timers) AS (",
+        "WITH j (id, state, data, version, previous, updated_at, votes, slas, timers,
+             next_due_at) AS (",
         (
             ") UPDATE instances SET state = j.state, data = j.data, version = j.version,
-                   updated_at = j.updated_at, votes = j.votes, slas = j.slas, timers = j.timers
+                   updated_at = j.updated_at, votes = j.votes, slas = j.slas, timers = j.timers,
+                   next_due_at = j.next_due_at, claimed_by = NULL, claimed_until = NULL
                FROM j WHERE instances.id = j.id AND instances.version = j.previous",
             None,
         ),
@@ -425,7 +419,8 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
                 .push_bind(i.updated_at)
                 .push_bind(votes)
                 .push_bind(slas)
-                .push_bind(timers);
+                .push_bind(timers)
+                .push_bind(i.next_due_at);
         },
     )
     .await?;
@@ -458,36 +453,6 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
     )
     .await?;
     expect_rows("links", done, &bulk.link_adds)?;
-    write_chunks(
-        &mut tx,
-        "WITH j (instance_id) AS (",
-        (
-            ") DELETE FROM timers WHERE instance_id IN (SELECT instance_id FROM j)",
-            None,
-        ),
-        &bulk.timer_clears,
-        |_| Ok([]),
-        |b, t, []| {
-            b.push_bind(t.instance_id);
-        },
-    )
-    .await?;
-    let done = write_chunks(
-        &mut tx,
-        "INSERT INTO timers (instance_id, name, due_at, paused_left_ms, version) ",
-        ("", None),
-        &bulk.timer_adds,
-        |_| Ok([]),
-        |b, t, []| {
-            b.push_bind(t.instance_id)
-                .push_bind(t.name)
-                .push_bind(t.due_at)
-                .push_bind(t.paused_left_ms)
-                .push_bind(t.version);
-        },
-    )
-    .await?;
-    expect_rows("timers", done, &bulk.timer_adds)?;
     let done = write_chunks(
         &mut tx,
         "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
@@ -562,26 +527,6 @@ async fn apply_step(tx: &mut sqlx::Transaction<'_, Sqlite>, step: &Step) -> Resu
                 .map_err(conflict_on_unique)?;
         }
     }
-    for change in &step.timers {
-        sqlx::query("DELETE FROM timers WHERE instance_id = ?")
-            .bind(&change.instance_id)
-            .execute(&mut **tx)
-            .await?;
-        for t in &change.timers {
-            sqlx::query(
-                "INSERT INTO timers (instance_id, name, due_at, paused_left_ms, version)
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&t.instance_id)
-            .bind(&t.name)
-            .bind(t.due_at)
-            .bind(t.paused_left_ms)
-            .bind(t.version)
-            .execute(&mut **tx)
-            .await
-            .map_err(conflict_on_unique)?;
-        }
-    }
     for m in &step.outbox {
         sqlx::query(
             "INSERT INTO outbox (id, instance_id, url, body, created_at, next_attempt_at)
@@ -638,7 +583,8 @@ async fn write_instance(
     match w.previous_version {
         None => {
             sqlx::query(&format!(
-                "INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO instances ({INSTANCE_COLUMNS}, next_due_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ))
             .bind(&i.id)
             .bind(&i.process)
@@ -652,6 +598,7 @@ async fn write_instance(
             .bind(&votes)
             .bind(&slas)
             .bind(&timers)
+            .bind(i.next_due_at())
             .execute(&mut **tx)
             .await
             .map_err(conflict_on_unique)?;
@@ -659,7 +606,8 @@ async fn write_instance(
         Some(previous) => {
             let done = sqlx::query(
                 "UPDATE instances SET state = ?, data = ?, version = ?, updated_at = ?, votes = ?,
-                 slas = ?, timers = ? WHERE id = ? AND version = ?",
+                 slas = ?, timers = ?, next_due_at = ?, claimed_by = NULL, claimed_until = NULL
+                 WHERE id = ? AND version = ?",
             )
             .bind(&i.state)
             .bind(&data)
@@ -668,6 +616,7 @@ async fn write_instance(
             .bind(&votes)
             .bind(&slas)
             .bind(&timers)
+            .bind(i.next_due_at())
             .bind(&i.id)
             .bind(previous)
             .execute(&mut **tx)

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use opsflow::server::open_store;
 use opsflow::store::{
     AnswerWrite, Delivery, DeliveryOutcome, InstanceRecord, InstanceWrite, LinkChange,
-    OutboxMessage, Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerChange,
-    TimerClaim, TimerRecord, TraceKind, TraceRecord,
+    OutboxMessage, Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim, TimerState,
+    TraceKind, TraceRecord,
 };
 use serde_json::{Map, json};
 
@@ -253,21 +253,19 @@ async fn a_batch_refuses_a_failing_step_alone_and_writes_the_others() {
     assert_eq!(store.get_instance("i2").await.unwrap().unwrap().version, 1);
 }
 
-fn timer(id: &str, name: &str, due_at: i64) -> TimerRecord {
-    TimerRecord {
-        instance_id: id.into(),
-        name: name.into(),
-        due_at,
-        paused_left_ms: None,
-        version: 1,
-    }
-}
-
-fn with_timers(mut step: Step, id: &str, timers: Vec<TimerRecord>) -> Step {
-    step.timers.push(TimerChange {
-        instance_id: id.into(),
-        timers,
-    });
+/// `step` with the clocks of its instance set to `(name, due_at)`; a negative due time
+/// stands for a paused clock with that much left.
+fn with_clocks(mut step: Step, clocks: &[(&str, i64)]) -> Step {
+    let mut i = (*step.writes[0].instance).clone();
+    i.timers = clocks
+        .iter()
+        .map(|(name, due_at)| TimerState {
+            name: (*name).into(),
+            due_at: if *due_at < 0 { i64::MAX } else { *due_at },
+            paused_left_ms: (*due_at < 0).then_some(-due_at),
+        })
+        .collect();
+    step.writes[0].instance = i.into();
     step
 }
 
@@ -280,88 +278,102 @@ fn claim(claimant: &str, now: i64, until: i64, limit: u32) -> TimerClaim {
     }
 }
 
-#[tokio::test]
-async fn each_step_replaces_the_timers_of_its_instance() {
-    let (store, _db) = store().await;
-    let step = with_timers(
-        create("i1"),
-        "i1",
-        vec![timer("i1", "resolve", 100), timer("i1", "respond", 50)],
-    );
-    store.commit(step).await.unwrap();
-    store.commit(create("i2")).await.unwrap();
-    let names = |t: Vec<TimerRecord>| t.into_iter().map(|t| t.name).collect::<Vec<_>>();
-    assert_eq!(
-        names(store.timers("i1").await.unwrap()),
-        ["respond", "resolve"],
-        "by due time"
-    );
-    let step = with_timers(advance("i1", 1), "i1", vec![timer("i1", "callback", 70)]);
-    store.commit(step).await.unwrap();
-    assert_eq!(names(store.timers("i1").await.unwrap()), ["callback"]);
-    // A step that says nothing of timers leaves them; one with an empty change clears them.
-    store.commit(advance("i1", 2)).await.unwrap();
-    assert_eq!(store.timers("i1").await.unwrap().len(), 1);
-    store
-        .commit(with_timers(advance("i1", 3), "i1", Vec::new()))
-        .await
-        .unwrap();
-    assert!(store.timers("i1").await.unwrap().is_empty());
-    assert!(store.timers("i2").await.unwrap().is_empty());
+fn ids(instances: Vec<InstanceRecord>) -> Vec<String> {
+    instances.into_iter().map(|i| i.id).collect()
 }
 
 #[tokio::test]
-async fn a_due_timer_is_claimed_once_until_its_claim_lapses() {
+async fn an_instance_keeps_its_clocks_and_is_due_by_its_earliest_running_one() {
     let (store, _db) = store().await;
-    let timers = vec![
-        timer("i1", "a", 100),
-        timer("i1", "b", 200),
-        timer("i1", "later", 300),
-    ];
-    store
-        .commit(with_timers(create("i1"), "i1", timers))
-        .await
-        .unwrap();
-    let due = store
-        .claim_due_timers(&claim("n1", 250, 1_000, 10))
-        .await
-        .unwrap();
+    let step = with_clocks(create("i1"), &[("resolve", 100), ("respond", 50)]);
+    store.commit(step).await.unwrap();
+    let paused = with_clocks(create("i2"), &[("resolve", -30)]);
+    store.commit(paused).await.unwrap();
+    let read = store.get_instance("i1").await.unwrap().unwrap();
+    assert_eq!(read.timers.len(), 2);
+    assert_eq!(read.next_due_at(), Some(50));
     assert_eq!(
-        due.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
-        ["a", "b"],
+        ids(store
+            .claim_due_instances(&claim("n1", 1_000, 2_000, 10))
+            .await
+            .unwrap()),
+        ["i1"],
+        "a paused clock is never due"
+    );
+    // A later step rewrites the clocks (and releases the claim).
+    store
+        .commit(with_clocks(advance("i1", 1), &[("callback", 3_000)]))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_due_instances(&claim("n2", 2_500, 4_000, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids(store
+            .claim_due_instances(&claim("n2", 3_000, 4_000, 10))
+            .await
+            .unwrap()),
+        ["i1"]
+    );
+    store.commit(advance("i1", 2)).await.unwrap();
+    assert!(
+        store
+            .claim_due_instances(&claim("n3", 9_000, 10_000, 10))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a step without clocks leaves none"
+    );
+}
+
+#[tokio::test]
+async fn a_due_instance_is_claimed_once_until_its_claim_lapses() {
+    let (store, _db) = store().await;
+    for (id, due) in [("i1", 200), ("i2", 100), ("i3", 300)] {
+        store
+            .commit(with_clocks(create(id), &[("t", due)]))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        ids(store
+            .claim_due_instances(&claim("n1", 250, 1_000, 10))
+            .await
+            .unwrap()),
+        ["i2", "i1"],
         "due ones only, earliest first"
     );
     assert!(
         store
-            .claim_due_timers(&claim("n2", 250, 1_000, 10))
+            .claim_due_instances(&claim("n2", 250, 1_000, 10))
             .await
             .unwrap()
             .is_empty(),
         "claimed by n1"
     );
     // n1 died: at 1,000 its claims lapse and n2 takes them, now with the later one too.
-    let due = store
-        .claim_due_timers(&claim("n2", 1_000, 2_000, 2))
-        .await
-        .unwrap();
     assert_eq!(
-        due.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
-        ["a", "b"],
+        ids(store
+            .claim_due_instances(&claim("n2", 1_000, 2_000, 2))
+            .await
+            .unwrap()),
+        ["i2", "i1"],
         "at most the limit, earliest first"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_claimants_never_take_the_same_timer() {
+async fn concurrent_claimants_never_take_the_same_instance() {
     let (store, _db) = store().await;
-    const INSTANCES: usize = 50;
+    const INSTANCES: usize = 200;
     for i in 0..INSTANCES {
         let id = format!("i{i:03}");
-        let timers = (0..4)
-            .map(|n| timer(&id, &format!("t{n}"), (i * 4 + n) as i64))
-            .collect();
         store
-            .commit(with_timers(create(&id), &id, timers))
+            .commit(with_clocks(create(&id), &[("t", i as i64)]))
             .await
             .unwrap();
     }
@@ -372,13 +384,13 @@ async fn concurrent_claimants_never_take_the_same_timer() {
             let mut mine = Vec::new();
             loop {
                 let got = store
-                    .claim_due_timers(&claim(&format!("n{node}"), 10_000, 20_000, 7))
+                    .claim_due_instances(&claim(&format!("n{node}"), 10_000, 20_000, 7))
                     .await
                     .unwrap();
                 if got.is_empty() {
                     return mine;
                 }
-                mine.extend(got.into_iter().map(|t| (t.instance_id, t.name)));
+                mine.extend(ids(got));
             }
         }));
     }
@@ -389,7 +401,7 @@ async fn concurrent_claimants_never_take_the_same_timer() {
     let total = all.len();
     all.sort();
     all.dedup();
-    assert_eq!(total, INSTANCES * 4, "every timer claimed");
+    assert_eq!(total, INSTANCES, "every instance claimed");
     assert_eq!(all.len(), total, "none claimed twice");
 }
 

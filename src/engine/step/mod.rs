@@ -12,8 +12,7 @@ use super::error::EngineError;
 use crate::definition::{Approval, Create, Quorum, Script, ScriptRef, Transition};
 use crate::rules::{Context, RuleEngine, RuleError, RuleFailure};
 use crate::store::{
-    Decision, InstanceRecord, InstanceWrite, LinkChange, Step, TimerChange, TraceKind, TraceRecord,
-    Vote,
+    Decision, InstanceRecord, InstanceWrite, LinkChange, Step, TraceKind, TraceRecord, Vote,
 };
 
 /// Automatic transitions followed in one step, at most.
@@ -58,8 +57,6 @@ pub(crate) struct Working<'a> {
     fired_alone: bool,
     /// What the process's lookups found, for timer rules (see [`Working::needs_lookups`]).
     pub(crate) lookups: Value,
-    /// The instance's timers after the step, once planned.
-    timer_plan: Option<TimerChange>,
     /// Notifications the step raises.
     notices: Vec<Value>,
     /// Transitions taken in this step, in order (for timers' `stop_on`).
@@ -93,7 +90,6 @@ impl<'a> Working<'a> {
             fired_timer: None,
             fired_alone: false,
             lookups: Value::Null,
-            timer_plan: None,
             notices: Vec::new(),
             taken: Vec::new(),
         }
@@ -138,7 +134,6 @@ impl<'a> Working<'a> {
             fired_timer: None,
             fired_alone: false,
             lookups: Value::Null,
-            timer_plan: None,
             notices: Vec::new(),
             taken: Vec::new(),
         };
@@ -555,9 +550,6 @@ impl<'a> Working<'a> {
                         .unwrap_or_default(),
                 });
             }
-        }
-        if let Some(change) = self.timer_plan {
-            step.timers.push(change);
         }
         step.writes.push(InstanceWrite {
             instance: std::sync::Arc::new(self.record),

@@ -17,7 +17,7 @@ use super::Working;
 use crate::clock::format_ms;
 use crate::definition::{Clock, Timer, TimerStatus};
 use crate::engine::error::EngineError;
-use crate::store::{SlaRecord, TimerChange, TimerRecord, TimerState, TraceKind};
+use crate::store::{SlaRecord, TimerState, TraceKind};
 
 impl Working<'_> {
     /// Where timer `t` stands in `state`: off for good once its SLA record stopped.
@@ -154,21 +154,7 @@ impl Working<'_> {
         for (metric, event) in sla_events {
             self.trace_sla(&metric, event);
         }
-        let index = timers
-            .iter()
-            .map(|t| TimerRecord {
-                instance_id: self.record.id.clone(),
-                name: t.name.clone(),
-                due_at: t.due_at,
-                paused_left_ms: t.paused_left_ms,
-                version: self.record.version,
-            })
-            .collect();
         self.record.timers = timers;
-        self.timer_plan = Some(TimerChange {
-            instance_id: self.record.id.clone(),
-            timers: index,
-        });
         Ok(())
     }
 
