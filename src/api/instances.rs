@@ -251,8 +251,9 @@ fn csv_cell(text: &str) -> String {
 }
 
 fn trace_csv(records: &[TraceRecord]) -> String {
-    let mut out =
-        String::from("seq,at,actor,roles,kind,transition,from,to,data,comment,definition_hash\n");
+    let mut out = String::from(
+        "seq,at,actor,roles,kind,transition,from,to,data,comment,definition_hash,prev_hash,hash\n",
+    );
     for r in records {
         let cells = [
             r.seq.to_string(),
@@ -266,6 +267,8 @@ fn trace_csv(records: &[TraceRecord]) -> String {
             Value::Object(r.data.clone()).to_string(),
             r.comment.clone().unwrap_or_default(),
             r.definition_hash.clone(),
+            r.prev_hash.clone(),
+            r.hash.clone(),
         ];
         let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
         out.push_str(&line.join(","));

@@ -88,6 +88,13 @@ enum Command {
     },
     /// Measure transitions per second: in memory, on SQLite, over HTTP, and raw SQLite.
     Bench(bench::BenchArgs),
+    /// Recompute every instance's trace hash chain; names each record changed, missing or
+    /// reordered, exit 1 if any.
+    Verify {
+        /// Database URL.
+        #[arg(long, env = "OPSFLOW_DB", default_value = "sqlite://opsflow.db")]
+        db: String,
+    },
 }
 
 /// Runs the command line; the return value is the process's exit code.
@@ -236,6 +243,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Verify { db } => {
+            let store = crate::server::open_store(&db)
+                .await
+                .with_context(|| format!("cannot open {}", redact(&db)))?;
+            let report = crate::store::verify_store(store.as_ref())
+                .await
+                .with_context(|| format!("cannot read {}", redact(&db)))?;
+            for (instance, seq, what) in &report.breaks {
+                println!("instance {instance} record {seq}: {what}");
+            }
+            if report.breaks.is_empty() {
+                println!(
+                    "{}: {} instance(s), {} trace record(s): every chain holds",
+                    redact(&db),
+                    report.instances,
+                    report.records
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "{}: {} problem(s) in {} instance(s), {} trace record(s)",
+                    redact(&db),
+                    report.breaks.len(),
+                    report.instances,
+                    report.records
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
     }
 }
 

@@ -56,6 +56,7 @@ pub(super) struct InstanceRow<'a> {
     pub(super) slas: &'a [SlaRecord],
     pub(super) timers: &'a [TimerState],
     pub(super) next_due_at: Option<i64>,
+    pub(super) trace_hash: &'a str,
 }
 
 /// A link field to clear (no `to_id`) or one of its targets.
@@ -81,6 +82,8 @@ pub(super) struct TraceRow<'a> {
     pub(super) data: &'a Map<String, Value>,
     pub(super) comment: Option<&'a str>,
     pub(super) definition_hash: &'a str,
+    pub(super) prev_hash: &'a str,
+    pub(super) hash: &'a str,
 }
 
 /// Rows as one JSON array, for databases that expand it set-wise.
@@ -157,6 +160,7 @@ impl<'a> Bulk<'a> {
                     slas: &i.slas,
                     timers: &i.timers,
                     next_due_at: i.next_due_at(),
+                    trace_hash: &i.trace_hash,
                 };
                 match w.previous_version {
                     None => bulk.creates.push(row),
@@ -194,6 +198,8 @@ impl<'a> Bulk<'a> {
                     data: &t.data,
                     comment: t.comment.as_deref(),
                     definition_hash: &t.definition_hash,
+                    prev_hash: &t.prev_hash,
+                    hash: &t.hash,
                 });
             }
         }

@@ -54,6 +54,7 @@ fn instance(id: &str, state: &str, version: i64) -> InstanceRecord {
         updated_at: version * 10,
         votes: Vec::new(),
         slas: Vec::new(),
+        trace_hash: String::new(),
         timers: Vec::new(),
     }
 }
@@ -72,6 +73,8 @@ fn record(id: &str, seq: i64, kind: TraceKind, comment: Option<&str>) -> TraceRe
         data: data(seq),
         comment: comment.map(str::to_owned),
         definition_hash: "h1".into(),
+        prev_hash: format!("hash-{id}-{}", seq - 1),
+        hash: format!("hash-{id}-{seq}"),
     }
 }
 

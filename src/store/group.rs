@@ -287,6 +287,7 @@ mod tests {
                     updated_at: 0,
                     votes: Vec::new(),
                     slas: Vec::new(),
+                    trace_hash: String::new(),
                     timers: Vec::new(),
                 }),
                 previous_version: None,

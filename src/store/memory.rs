@@ -248,6 +248,7 @@ mod tests {
             updated_at: 0,
             votes: Vec::new(),
             slas: Vec::new(),
+            trace_hash: String::new(),
             timers: due
                 .iter()
                 .enumerate()

@@ -9,6 +9,7 @@ mod batch;
 mod bulk;
 #[cfg(test)]
 mod bulk_tests;
+mod chain;
 mod group;
 mod memory;
 mod postgres;
@@ -21,6 +22,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use baseline::{raw_postgres_steps, raw_sqlite_steps};
+pub use chain::{ChainBreak, ChainReport, GENESIS, verify_chain, verify_store};
 pub use group::{GroupCommit, GroupCommitConfig};
 pub use memory::MemoryStore;
 pub use postgres::{PgStore, create_database, drop_database};
@@ -52,6 +54,8 @@ pub struct InstanceRecord {
     pub votes: Vec<Vote>,
     /// SLA records of its SLA timers.
     pub slas: Vec<SlaRecord>,
+    /// The hash of its last trace record: the head of its chain.
+    pub trace_hash: String,
     /// Its timers' clocks. The store also keeps the earliest running due time in an
     /// indexed column, so that nodes can claim instances with a clock due.
     pub timers: Vec<TimerState>,
@@ -177,6 +181,10 @@ pub struct TraceRecord {
     pub comment: Option<String>,
     /// Definition version the step ran under.
     pub definition_hash: String,
+    /// The hash of the instance's record before this one ([`GENESIS`] for the first).
+    pub prev_hash: String,
+    /// SHA-256 (hex) of this record's canonical form, which includes `prev_hash`.
+    pub hash: String,
 }
 
 /// A definition version as stored: its hash, process and source bundle (JSON).

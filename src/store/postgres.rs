@@ -73,7 +73,7 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
 
 const INSTANCE_COLUMNS: &str = "id, process, definition_hash, state, data::text AS data, version, \
      created_by, created_at, updated_at, votes::text AS votes, slas::text AS slas, \
-     timers::text AS timers";
+     timers::text AS timers, trace_hash";
 
 #[async_trait]
 impl Store for PgStore {
@@ -134,7 +134,7 @@ impl Store for PgStore {
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT instance_id, seq, at, actor, roles::text AS roles, kind, transition,
-                    from_state, to_state, data::text AS data, comment, definition_hash
+                    from_state, to_state, data::text AS data, comment, definition_hash, prev_hash, hash
              FROM trace WHERE instance_id = $1 ORDER BY seq",
         )
         .bind(id)
@@ -303,13 +303,14 @@ pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Re
     if !bulk.creates.is_empty() {
         let done = sqlx::query(
             "INSERT INTO instances (id, process, definition_hash, state, data, version,
-                 created_by, created_at, updated_at, votes, slas, timers, next_due_at)
+                 created_by, created_at, updated_at, votes, slas, timers, next_due_at,
+                 trace_hash)
              SELECT id, process, definition_hash, state, data, version, created_by,
-                    created_at, updated_at, votes, slas, timers, next_due_at
+                    created_at, updated_at, votes, slas, timers, next_due_at, trace_hash
              FROM jsonb_to_recordset($1::jsonb) AS j(id text, process text,
                   definition_hash text, state text, data jsonb, version bigint,
                   created_by text, created_at bigint, updated_at bigint, votes jsonb,
-                  slas jsonb, timers jsonb, next_due_at bigint)",
+                  slas jsonb, timers jsonb, next_due_at bigint, trace_hash text)",
         )
         .bind(json_array(&bulk.creates)?)
         .execute(&mut *tx)
@@ -320,13 +321,14 @@ pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Re
         let done = sqlx::query(
             "WITH j AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS j(id text, state text,
                       data jsonb, version bigint, previous bigint, updated_at bigint,
-                      votes jsonb, slas jsonb, timers jsonb, next_due_at bigint)),
+                      votes jsonb, slas jsonb, timers jsonb, next_due_at bigint,
+                      trace_hash text)),
                   locked AS (SELECT i.id FROM instances i JOIN j ON j.id = i.id
                       ORDER BY i.id FOR UPDATE OF i)
              UPDATE instances SET state = j.state, data = j.data, version = j.version,
                  updated_at = j.updated_at, votes = j.votes, slas = j.slas,
                  timers = j.timers, next_due_at = j.next_due_at, claimed_by = NULL,
-                 claimed_until = NULL
+                 claimed_until = NULL, trace_hash = j.trace_hash
              FROM j JOIN locked ON locked.id = j.id
              WHERE instances.id = j.id AND instances.version = j.previous",
         )
@@ -359,13 +361,13 @@ pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Re
     if !bulk.traces.is_empty() {
         let done = sqlx::query(
             "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
-                 from_state, to_state, data, comment, definition_hash)
+                 from_state, to_state, data, comment, definition_hash, prev_hash, hash)
              SELECT instance_id, seq, at, actor, roles, kind, transition, from_state,
-                    to_state, data, comment, definition_hash
+                    to_state, data, comment, definition_hash, prev_hash, hash
              FROM jsonb_to_recordset($1::jsonb) AS j(instance_id text, seq bigint,
                   at bigint, actor text, roles jsonb, kind text, transition text,
                   from_state text, to_state text, data jsonb, comment text,
-                  definition_hash text)",
+                  definition_hash text, prev_hash text, hash text)",
         )
         .bind(json_array(&bulk.traces)?)
         .execute(&mut *tx)
@@ -447,7 +449,7 @@ async fn apply_step(
     if !step.trace.is_empty() {
         let mut q = QueryBuilder::<Postgres>::new(
             "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
-                 from_state, to_state, data, comment, definition_hash) ",
+                 from_state, to_state, data, comment, definition_hash, prev_hash, hash) ",
         );
         q.push_values(&step.trace, |mut b, t| {
             b.push_bind(&t.instance_id)
@@ -461,7 +463,9 @@ async fn apply_step(
                 .push_bind(&t.to)
                 .push_bind(sqlx::types::Json(&t.data))
                 .push_bind(&t.comment)
-                .push_bind(&t.definition_hash);
+                .push_bind(&t.definition_hash)
+                .push_bind(&t.prev_hash)
+                .push_bind(&t.hash);
         });
         q.build()
             .execute(&mut **tx)
@@ -485,8 +489,9 @@ async fn write_instance(
         None => {
             sqlx::query(
                 "INSERT INTO instances (id, process, definition_hash, state, data, version,
-                 created_by, created_at, updated_at, votes, slas, timers, next_due_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 created_by, created_at, updated_at, votes, slas, timers, next_due_at,
+                 trace_hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .bind(&i.id)
             .bind(&i.process)
@@ -501,6 +506,7 @@ async fn write_instance(
             .bind(slas)
             .bind(timers)
             .bind(i.next_due_at())
+            .bind(&i.trace_hash)
             .execute(&mut **tx)
             .await
             .map_err(conflict_on_unique)?;
@@ -509,7 +515,7 @@ async fn write_instance(
             let done = sqlx::query(
                 "UPDATE instances SET state = $1, data = $2, version = $3, updated_at = $4,
                  votes = $5, slas = $6, timers = $7, next_due_at = $8, claimed_by = NULL,
-                 claimed_until = NULL WHERE id = $9 AND version = $10",
+                 claimed_until = NULL, trace_hash = $9 WHERE id = $10 AND version = $11",
             )
             .bind(&i.state)
             .bind(data)
@@ -519,6 +525,7 @@ async fn write_instance(
             .bind(slas)
             .bind(timers)
             .bind(i.next_due_at())
+            .bind(&i.trace_hash)
             .bind(&i.id)
             .bind(previous)
             .execute(&mut **tx)

@@ -32,6 +32,7 @@ where
             .map_err(|e| StoreError::Corrupt(format!("votes: {e}")))?,
         slas: serde_json::from_str(row.try_get("slas")?)
             .map_err(|e| StoreError::Corrupt(format!("slas: {e}")))?,
+        trace_hash: row.try_get("trace_hash")?,
         timers: serde_json::from_str(row.try_get("timers")?)
             .map_err(|e| StoreError::Corrupt(format!("timers: {e}")))?,
     })
@@ -62,6 +63,8 @@ where
         data: json_map(row.try_get("data")?)?,
         comment: row.try_get("comment")?,
         definition_hash: row.try_get("definition_hash")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
     })
 }
 

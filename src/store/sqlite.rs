@@ -95,7 +95,7 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
 }
 
 const INSTANCE_COLUMNS: &str = "id, process, definition_hash, state, data, version, created_by, \
-     created_at, updated_at, votes, slas, timers";
+     created_at, updated_at, votes, slas, timers, trace_hash";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -156,7 +156,7 @@ impl Store for SqliteStore {
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT instance_id, seq, at, actor, roles, kind, transition, from_state, to_state,
-                    data, comment, definition_hash
+                    data, comment, definition_hash, prev_hash, hash
              FROM trace WHERE instance_id = ? ORDER BY seq",
         )
         .bind(id)
@@ -385,6 +385,7 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
                 .push_bind(votes)
                 .push_bind(slas)
                 .push_bind(timers)
+                .push_bind(i.trace_hash)
                 .push_bind(i.next_due_at);
         },
     )
@@ -393,11 +394,12 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
     let done = write_chunks(
         &mut tx,
         "WITH j (id, state, data, version, previous, updated_at, votes, slas, timers,
-             next_due_at) AS (",
+             next_due_at, trace_hash) AS (",
         (
             ") UPDATE instances SET state = j.state, data = j.data, version = j.version,
                    updated_at = j.updated_at, votes = j.votes, slas = j.slas, timers = j.timers,
-                   next_due_at = j.next_due_at, claimed_by = NULL, claimed_until = NULL
+                   next_due_at = j.next_due_at, claimed_by = NULL, claimed_until = NULL,
+                   trace_hash = j.trace_hash
                FROM j WHERE instances.id = j.id AND instances.version = j.previous",
             None,
         ),
@@ -420,7 +422,8 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
                 .push_bind(votes)
                 .push_bind(slas)
                 .push_bind(timers)
-                .push_bind(i.next_due_at);
+                .push_bind(i.next_due_at)
+                .push_bind(i.trace_hash);
         },
     )
     .await?;
@@ -456,7 +459,7 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
     let done = write_chunks(
         &mut tx,
         "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
-             from_state, to_state, data, comment, definition_hash) ",
+             from_state, to_state, data, comment, definition_hash, prev_hash, hash) ",
         ("", None),
         &bulk.traces,
         |t| Ok([json_text(&t.roles)?, json_text(t.data)?]),
@@ -472,7 +475,9 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
                 .push_bind(t.to_state)
                 .push_bind(data)
                 .push_bind(t.comment)
-                .push_bind(t.definition_hash);
+                .push_bind(t.definition_hash)
+                .push_bind(t.prev_hash)
+                .push_bind(t.hash);
         },
     )
     .await?;
@@ -545,7 +550,7 @@ async fn apply_step(tx: &mut sqlx::Transaction<'_, Sqlite>, step: &Step) -> Resu
     if !step.trace.is_empty() {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
-                 from_state, to_state, data, comment, definition_hash) ",
+                 from_state, to_state, data, comment, definition_hash, prev_hash, hash) ",
         );
         q.push_values(&step.trace, |mut b, t| {
             b.push_bind(&t.instance_id)
@@ -559,7 +564,9 @@ async fn apply_step(tx: &mut sqlx::Transaction<'_, Sqlite>, step: &Step) -> Resu
                 .push_bind(&t.to)
                 .push_bind(serde_json::Value::Object(t.data.clone()).to_string())
                 .push_bind(&t.comment)
-                .push_bind(&t.definition_hash);
+                .push_bind(&t.definition_hash)
+                .push_bind(&t.prev_hash)
+                .push_bind(&t.hash);
         });
         q.build()
             .execute(&mut **tx)
@@ -584,7 +591,7 @@ async fn write_instance(
         None => {
             sqlx::query(&format!(
                 "INSERT INTO instances ({INSTANCE_COLUMNS}, next_due_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ))
             .bind(&i.id)
             .bind(&i.process)
@@ -598,6 +605,7 @@ async fn write_instance(
             .bind(&votes)
             .bind(&slas)
             .bind(&timers)
+            .bind(&i.trace_hash)
             .bind(i.next_due_at())
             .execute(&mut **tx)
             .await
@@ -606,8 +614,8 @@ async fn write_instance(
         Some(previous) => {
             let done = sqlx::query(
                 "UPDATE instances SET state = ?, data = ?, version = ?, updated_at = ?, votes = ?,
-                 slas = ?, timers = ?, next_due_at = ?, claimed_by = NULL, claimed_until = NULL
-                 WHERE id = ? AND version = ?",
+                 slas = ?, timers = ?, next_due_at = ?, claimed_by = NULL, claimed_until = NULL,
+                 trace_hash = ? WHERE id = ? AND version = ?",
             )
             .bind(&i.state)
             .bind(&data)
@@ -617,6 +625,7 @@ async fn write_instance(
             .bind(&slas)
             .bind(&timers)
             .bind(i.next_due_at())
+            .bind(&i.trace_hash)
             .bind(&i.id)
             .bind(previous)
             .execute(&mut **tx)

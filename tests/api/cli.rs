@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use crate::helpers::{processes_copy, repo_path};
 
-fn opsflow(args: &[&str], dir: &Path) -> Output {
+pub fn opsflow(args: &[&str], dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_opsflow"))
         .args(args)
         .current_dir(dir)

@@ -426,6 +426,12 @@ impl TestApp {
                     i + 1,
                     i
                 );
+                assert_eq!(
+                    r["prev_hash"],
+                    trace[i - 1]["hash"],
+                    "record {} is chained",
+                    i + 1
+                );
             }
         }
         assert_eq!(trace.last().unwrap()["to"], current["state"]);

@@ -7,6 +7,7 @@
 mod change;
 mod cli;
 mod errors;
+mod evidence;
 mod helpers;
 mod idempotency;
 mod lifecycle;

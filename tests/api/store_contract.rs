@@ -42,6 +42,7 @@ fn instance(id: &str, state: &str, version: i64) -> InstanceRecord {
         updated_at: version,
         votes: Vec::new(),
         slas: Vec::new(),
+        trace_hash: String::new(),
         timers: Vec::new(),
     }
 }
@@ -64,6 +65,8 @@ fn record(id: &str, seq: i64, to: &str) -> TraceRecord {
         data: Map::new(),
         comment: None,
         definition_hash: "h1".into(),
+        prev_hash: format!("hash-{id}-{}", seq - 1),
+        hash: format!("hash-{id}-{seq}"),
     }
 }
 

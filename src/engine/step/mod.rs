@@ -117,6 +117,7 @@ impl<'a> Working<'a> {
             updated_at: env.now,
             votes: Vec::new(),
             slas: Vec::new(),
+            trace_hash: crate::store::GENESIS.to_owned(),
             timers: Vec::new(),
         };
         apply(&mut record.data, &data);
@@ -214,7 +215,7 @@ impl<'a> Working<'a> {
     ) {
         self.record.version += 1;
         self.record.updated_at = self.env.now;
-        self.trace.push(TraceRecord {
+        let mut r = TraceRecord {
             instance_id: self.record.id.clone(),
             seq: self.record.version,
             at: self.env.now,
@@ -227,7 +228,12 @@ impl<'a> Working<'a> {
             data: written,
             comment,
             definition_hash: self.record.definition_hash.clone(),
-        });
+            prev_hash: String::new(),
+            hash: String::new(),
+        };
+        r.chain_after(&self.record.trace_hash);
+        self.record.trace_hash = r.hash.clone();
+        self.trace.push(r);
     }
 
     /// Fires a caller's transition whose roles and input were already checked: guard,

@@ -1,0 +1,139 @@
+//! Tamper-evident traces: every record is chained to the one before it by SHA-256, and
+//! `opsflow verify --db URL` names each record changed, missing or reordered.
+
+use serde_json::{Value, json};
+
+use crate::cli::opsflow;
+use crate::helpers::{TestApp, repo_path, spawn_app};
+
+/// An event walked to `resolved`: eight trace records or more.
+async fn walked_event(app: &TestApp) -> String {
+    let id = app.event_at_l1().await;
+    app.fire_ok(
+        &id,
+        "await",
+        "desk",
+        json!({"pending_reason": "awaiting_customer"}),
+    )
+    .await;
+    app.fire_ok(&id, "resume", "req", json!({})).await;
+    app.fire_ok(
+        &id,
+        "resolve",
+        "desk",
+        json!({"resolution_code": "fixed", "solution": "restarted the spooler"}),
+    )
+    .await;
+    id
+}
+
+/// Runs SQL statements on the database at `url`, as someone with database access would.
+async fn tamper(url: &str, statements: &[String]) {
+    if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        for s in statements {
+            sqlx::query(s).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        for s in statements {
+            sqlx::query(s).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+}
+
+fn verify(url: &str) -> (Option<i32>, String) {
+    let out = opsflow(&["verify", "--db", url], &repo_path("."));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn each_record_carries_the_hash_of_the_one_before_it() {
+    let app = spawn_app().await;
+    let id = walked_event(&app).await;
+    let trace = app.trace(&id).await;
+    assert!(trace.len() >= 8);
+    assert_eq!(
+        trace[0]["prev_hash"], "",
+        "the first record starts the chain"
+    );
+    for pair in trace.windows(2) {
+        assert_eq!(pair[1]["prev_hash"], pair[0]["hash"]);
+        let hash = pair[0]["hash"].as_str().unwrap();
+        assert_eq!(hash.len(), 64, "SHA-256 in hex");
+    }
+    let hashes: Vec<&Value> = trace.iter().map(|r| &r["hash"]).collect();
+    let mut unique = hashes.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), hashes.len());
+}
+
+#[tokio::test]
+async fn verify_passes_untouched_traces_and_names_each_changed_missing_or_reordered_record() {
+    let app = spawn_app().await;
+    let ids = [
+        walked_event(&app).await,
+        walked_event(&app).await,
+        walked_event(&app).await,
+        walked_event(&app).await,
+        walked_event(&app).await,
+    ];
+    let db = app.shut_down().await;
+    let (code, out) = verify(&db.url);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("5 instance(s)"), "{out}");
+    assert!(out.contains("every chain holds"), "{out}");
+
+    let [changed, gap, swapped, cut, intact] = &ids;
+    tamper(
+        &db.url,
+        &[
+            format!(
+                "UPDATE trace SET data = '{{\"solution\": \"a better story\"}}'
+                 WHERE instance_id = '{changed}' AND seq = 2"
+            ),
+            format!("DELETE FROM trace WHERE instance_id = '{gap}' AND seq = 3"),
+            format!("UPDATE trace SET seq = 1000 WHERE instance_id = '{swapped}' AND seq = 4"),
+            format!("UPDATE trace SET seq = 4 WHERE instance_id = '{swapped}' AND seq = 5"),
+            format!("UPDATE trace SET seq = 5 WHERE instance_id = '{swapped}' AND seq = 1000"),
+            format!(
+                "DELETE FROM trace WHERE instance_id = '{cut}'
+                 AND seq = (SELECT MAX(seq) FROM trace WHERE instance_id = '{cut}')"
+            ),
+        ],
+    )
+    .await;
+    let (code, out) = verify(&db.url);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("instance {changed} record 2: changed")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("instance {gap} record 4: missing")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("instance {swapped} record 4: reordered")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("instance {swapped} record 5: reordered")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("instance {cut} record")), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("instance {cut} record")) && l.contains("missing")),
+        "{out}"
+    );
+    assert!(
+        !out.contains(intact.as_str()),
+        "the untouched instance verifies: {out}"
+    );
+}
