@@ -17,22 +17,38 @@ pub const GENESIS: &str = "";
 impl TraceRecord {
     /// The canonical text the hash is taken of.
     pub fn canonical(&self) -> String {
-        let fields = Value::Array(vec![
-            Value::from(self.instance_id.as_str()),
-            Value::from(self.seq),
-            Value::from(self.at),
-            Value::from(self.actor.as_str()),
-            Value::from(self.roles.clone()),
-            Value::from(self.kind.as_str()),
-            self.transition.as_deref().map_or(Value::Null, Value::from),
-            self.from.as_deref().map_or(Value::Null, Value::from),
-            Value::from(self.to.as_str()),
-            sorted(&Value::Object(self.data.clone())),
-            self.comment.as_deref().map_or(Value::Null, Value::from),
-            Value::from(self.definition_hash.as_str()),
-            Value::from(self.prev_hash.as_str()),
-        ]);
-        fields.to_string()
+        let mut out = String::with_capacity(256);
+        out.push('[');
+        push_str(&mut out, &self.instance_id);
+        out.push_str(&format!(",{},{},", self.seq, self.at));
+        push_str(&mut out, &self.actor);
+        out.push_str(",[");
+        for (i, r) in self.roles.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_str(&mut out, r);
+        }
+        out.push_str("],");
+        push_str(&mut out, self.kind.as_str());
+        for text in [
+            self.transition.as_deref(),
+            self.from.as_deref(),
+            Some(&self.to),
+        ] {
+            out.push(',');
+            push_opt(&mut out, text);
+        }
+        out.push(',');
+        push_object(&mut out, &self.data);
+        out.push(',');
+        push_opt(&mut out, self.comment.as_deref());
+        out.push(',');
+        push_str(&mut out, &self.definition_hash);
+        out.push(',');
+        push_str(&mut out, &self.prev_hash);
+        out.push(']');
+        out
     }
 
     /// The SHA-256 (hex) of its canonical form.
@@ -47,20 +63,51 @@ impl TraceRecord {
     }
 }
 
-/// `value` with every object's keys in sorted order.
-fn sorted(value: &Value) -> Value {
-    match value {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            let mut out = Map::new();
-            for k in keys {
-                out.insert(k.clone(), sorted(&m[k]));
-            }
-            Value::Object(out)
+/// Appends `text` as a JSON string.
+fn push_str(out: &mut String, text: &str) {
+    // Writing a &str to a String cannot fail.
+    if let Ok(quoted) = serde_json::to_string(text) {
+        out.push_str(&quoted);
+    }
+}
+
+fn push_opt(out: &mut String, text: Option<&str>) {
+    match text {
+        Some(t) => push_str(out, t),
+        None => out.push_str("null"),
+    }
+}
+
+fn push_object(out: &mut String, map: &Map<String, Value>) {
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    out.push('{');
+    for (i, k) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
         }
-        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-        other => other.clone(),
+        push_str(out, k);
+        out.push(':');
+        push_value(out, &map[k]);
+    }
+    out.push('}');
+}
+
+/// Appends `value` as JSON with every object's keys sorted.
+fn push_value(out: &mut String, value: &Value) {
+    match value {
+        Value::Object(m) => push_object(out, m),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_value(out, v);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
     }
 }
 
