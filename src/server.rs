@@ -104,6 +104,8 @@ pub struct Server {
     simulation: Option<Arc<SimulatedClock>>,
     /// How often due timers are fired and notifications delivered (zero: never).
     timer_interval: Duration,
+    /// How often a checkpoint is taken (zero: never).
+    checkpoint_interval: Duration,
 }
 
 impl Server {
@@ -183,6 +185,7 @@ impl Server {
             webhooks: Webhooks::new(settings.webhook_secret.clone()),
             simulation: None,
             timer_interval: Duration::from_millis(settings.timer_interval_ms),
+            checkpoint_interval: Duration::from_secs(settings.checkpoint_interval),
         })
     }
 
@@ -241,6 +244,29 @@ impl Server {
             }
         });
         let engine = self.engine.clone();
+        let every_checkpoint = self.checkpoint_interval;
+        let checkpoints = tokio::spawn(async move {
+            if every_checkpoint.is_zero() {
+                return;
+            }
+            let mut every = tokio::time::interval(every_checkpoint);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every.tick().await; // the first tick is immediate
+            loop {
+                every.tick().await;
+                match engine.write_checkpoint().await {
+                    Ok(Some(c)) => tracing::info!(
+                        checkpoint = c.seq,
+                        instances = c.entries.len(),
+                        "checkpoint taken"
+                    ),
+                    Ok(None) => {}
+                    // Another node took this one first, or the database failed: next time.
+                    Err(e) => tracing::debug!(error = %e, "no checkpoint this time"),
+                }
+            }
+        });
+        let engine = self.engine.clone();
         let background = tokio::spawn(async move {
             let mut every = tokio::time::interval(PURGE_INTERVAL);
             loop {
@@ -261,6 +287,7 @@ impl Server {
             .await;
         background.abort();
         timers.abort();
+        checkpoints.abort();
         served
     }
 }

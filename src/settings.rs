@@ -91,6 +91,10 @@ pub struct Settings {
     /// a node that only serves requests, or a test that runs those steps itself).
     #[arg(long, env = "OPSFLOW_TIMER_INTERVAL_MS", default_value_t = 1_000)]
     pub timer_interval_ms: u64,
+    /// How often this node takes a checkpoint chaining the instances' traces together, in
+    /// seconds (0: never).
+    #[arg(long, env = "OPSFLOW_CHECKPOINT_INTERVAL", default_value_t = 300)]
+    pub checkpoint_interval: u64,
     /// Webhook URLs notifications are delivered to, comma-separated (none: only logged).
     #[arg(
         long,

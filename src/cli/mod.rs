@@ -88,6 +88,13 @@ enum Command {
     },
     /// Measure transitions per second: in memory, on SQLite, over HTTP, and raw SQLite.
     Bench(bench::BenchArgs),
+    /// Take a checkpoint now: chain the heads of the instances' traces changed since the last
+    /// one, so that deleting a whole instance is detected.
+    Checkpoint {
+        /// Database URL.
+        #[arg(long, env = "OPSFLOW_DB", default_value = "sqlite://opsflow.db")]
+        db: String,
+    },
     /// Recompute every instance's trace hash chain; names each record changed, missing or
     /// reordered, exit 1 if any.
     Verify {
@@ -243,6 +250,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Checkpoint { db } => {
+            let store = crate::server::open_store(&db)
+                .await
+                .with_context(|| format!("cannot open {}", redact(&db)))?;
+            let now = chrono::Utc::now().timestamp_millis();
+            match store
+                .write_checkpoint(now)
+                .await
+                .with_context(|| format!("cannot take a checkpoint in {}", redact(&db)))?
+            {
+                Some(c) => println!(
+                    "checkpoint {} of {} instance(s), hash {}",
+                    c.seq,
+                    c.entries.len(),
+                    c.hash
+                ),
+                None => println!("nothing changed since the last checkpoint"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Verify { db } => {
             let store = crate::server::open_store(&db)
                 .await
@@ -250,15 +277,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = crate::store::verify_store(store.as_ref())
                 .await
                 .with_context(|| format!("cannot read {}", redact(&db)))?;
-            for (instance, seq, what) in &report.breaks {
-                println!("instance {instance} record {seq}: {what}");
+            for line in &report.breaks {
+                println!("{line}");
             }
             if report.breaks.is_empty() {
                 println!(
-                    "{}: {} instance(s), {} trace record(s): every chain holds",
+                    "{}: {} instance(s), {} trace record(s), {} checkpoint(s): every chain holds",
                     redact(&db),
                     report.instances,
-                    report.records
+                    report.records,
+                    report.checkpoints
                 );
                 Ok(ExitCode::SUCCESS)
             } else {

@@ -142,6 +142,12 @@ impl Engine {
         self.clock.now_ms()
     }
 
+    /// Takes a checkpoint of the instances' chain heads changed since the last one (see
+    /// [`crate::store::Checkpoint`]); `None` when nothing changed.
+    pub async fn write_checkpoint(&self) -> Result<Option<crate::store::Checkpoint>, EngineError> {
+        Ok(self.store.write_checkpoint(self.clock.now_ms()).await?)
+    }
+
     /// Keeps answers to requests with an idempotency key for `ttl` (default 24 hours).
     pub fn with_answer_ttl(mut self, ttl: std::time::Duration) -> Self {
         self.answer_ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);

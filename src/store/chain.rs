@@ -188,6 +188,48 @@ pub fn verify_chain(
     breaks
 }
 
+/// A checkpoint: the heads of the instances' chains that changed since the checkpoint
+/// before, chained to that checkpoint by hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// 1, 2, 3...
+    pub seq: i64,
+    /// When it was taken, ms; the next one lists instances updated at or after this time.
+    pub at: i64,
+    /// The previous checkpoint's hash ([`GENESIS`] for the first).
+    pub prev_hash: String,
+    /// SHA-256 (hex) of its canonical form.
+    pub hash: String,
+    /// The heads it saw.
+    pub entries: Vec<CheckpointEntry>,
+}
+
+/// The head of one instance's chain as a checkpoint saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointEntry {
+    /// The instance.
+    pub instance_id: String,
+    /// Its last trace record then.
+    pub seq: i64,
+    /// That record's hash.
+    pub hash: String,
+}
+
+impl Checkpoint {
+    /// SHA-256 (hex) of `seq`, `at`, `prev_hash` and the entries by instance id, one line
+    /// each (`id seq hash`).
+    pub fn compute_hash(&self) -> String {
+        let mut entries: Vec<&CheckpointEntry> = self.entries.iter().collect();
+        entries.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+        let mut h = Sha256::new();
+        h.update(format!("{}\n{}\n{}\n", self.seq, self.at, self.prev_hash));
+        for e in entries {
+            h.update(format!("{} {} {}\n", e.instance_id, e.seq, e.hash));
+        }
+        hex::encode(h.finalize())
+    }
+}
+
 /// What [`verify_store`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChainReport {
@@ -195,13 +237,33 @@ pub struct ChainReport {
     pub instances: u64,
     /// Trace records checked.
     pub records: u64,
-    /// Each break: instance id, sequence number, what.
-    pub breaks: Vec<(String, i64, ChainBreak)>,
+    /// Checkpoints checked.
+    pub checkpoints: u64,
+    /// Each break, as a line naming the instance (or checkpoint), the record and what.
+    pub breaks: Vec<String>,
 }
 
-/// Checks the chain of every instance in `store`, a page at a time.
+/// Checks the chain of every instance in `store`, a page at a time, and the checkpoints:
+/// their own chain, and that every head they saw is still there.
 pub async fn verify_store(store: &dyn super::Store) -> Result<ChainReport, super::StoreError> {
     let mut report = ChainReport::default();
+    let checkpoints = store.checkpoints().await?;
+    // (instance, seq) → (checkpoint, hash) for every head a checkpoint saw.
+    let mut heads: std::collections::BTreeMap<(String, i64), (i64, String)> = Default::default();
+    let mut prev = GENESIS.to_owned();
+    for (i, c) in checkpoints.iter().enumerate() {
+        report.checkpoints += 1;
+        if c.seq != i as i64 + 1 || c.prev_hash != prev || c.hash != c.compute_hash() {
+            report
+                .breaks
+                .push(format!("checkpoint {}: {}", c.seq, ChainBreak::Changed));
+        }
+        prev = c.hash.clone();
+        for e in &c.entries {
+            heads.insert((e.instance_id.clone(), e.seq), (c.seq, e.hash.clone()));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
     let mut after = None;
     loop {
         let page = store
@@ -213,18 +275,49 @@ pub async fn verify_store(store: &dyn super::Store) -> Result<ChainReport, super
             })
             .await?;
         let Some(last) = page.last() else {
-            return Ok(report);
+            break;
         };
         after = Some(last.id.clone());
         for i in &page {
             let trace = store.trace(&i.id).await?;
             report.instances += 1;
             report.records += trace.len() as u64;
+            seen.insert(i.id.clone());
             for (seq, what) in verify_chain(&trace, i.version, &i.trace_hash) {
-                report.breaks.push((i.id.clone(), seq, what));
+                report
+                    .breaks
+                    .push(format!("instance {} record {seq}: {what}", i.id));
+            }
+            for r in &trace {
+                if let Some((cp, hash)) = heads.remove(&(i.id.clone(), r.seq))
+                    && *hash != r.hash
+                {
+                    report.breaks.push(format!(
+                        "instance {} record {}: {} (checkpoint {cp} saw another)",
+                        i.id,
+                        r.seq,
+                        ChainBreak::Changed
+                    ));
+                }
             }
         }
     }
+    let mut deleted = std::collections::BTreeSet::new();
+    for ((instance, seq), (cp, _)) in heads {
+        if !seen.contains(&instance) {
+            if deleted.insert(instance.clone()) {
+                report.breaks.push(format!(
+                    "instance {instance}: deleted (checkpoint {cp} saw it)"
+                ));
+            }
+        } else {
+            report.breaks.push(format!(
+                "instance {instance} record {seq}: {} (checkpoint {cp} saw it)",
+                ChainBreak::Missing
+            ));
+        }
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Delivery, DeliveryOutcome, InstanceHead, InstanceQuery, InstanceRecord, Links, Step, Store,
-    StoreError, StoredAnswer, StoredDefinition, TimerClaim, TraceRecord,
+    Checkpoint, Delivery, DeliveryOutcome, InstanceHead, InstanceQuery, InstanceRecord, Links,
+    Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim, TraceRecord,
 };
 
 /// How batches are formed.
@@ -184,6 +184,12 @@ impl Store for GroupCommit {
     async fn claim_due_instances(&self, c: &TimerClaim) -> Result<Vec<InstanceRecord>, StoreError> {
         self.inner.claim_due_instances(c).await
     }
+    async fn write_checkpoint(&self, at: i64) -> Result<Option<Checkpoint>, StoreError> {
+        self.inner.write_checkpoint(at).await
+    }
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        self.inner.checkpoints().await
+    }
     async fn claim_deliveries(&self, c: &TimerClaim) -> Result<Vec<Delivery>, StoreError> {
         self.inner.claim_deliveries(c).await
     }
@@ -257,6 +263,12 @@ mod tests {
         }
         async fn claim_deliveries(&self, c: &TimerClaim) -> Result<Vec<Delivery>, StoreError> {
             self.0.claim_deliveries(c).await
+        }
+        async fn write_checkpoint(&self, at: i64) -> Result<Option<Checkpoint>, StoreError> {
+            self.0.write_checkpoint(at).await
+        }
+        async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+            self.0.checkpoints().await
         }
         async fn record_delivery(
             &self,

@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    Delivery, DeliveryOutcome, InstanceHead, InstanceQuery, InstanceRecord, LinkedInstance, Links,
-    OutboxMessage, Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim,
-    TraceRecord,
+    Checkpoint, CheckpointEntry, Delivery, DeliveryOutcome, GENESIS, InstanceHead, InstanceQuery,
+    InstanceRecord, LinkedInstance, Links, OutboxMessage, Step, Store, StoreError, StoredAnswer,
+    StoredDefinition, TimerClaim, TraceRecord,
 };
 
 #[derive(Debug, Default)]
@@ -23,6 +23,7 @@ struct Tables {
     claims: HashMap<String, (String, i64)>,
     /// Outbox messages by id.
     outbox: BTreeMap<String, StoredMessage>,
+    checkpoints: Vec<Checkpoint>,
 }
 
 /// An outbox message and its delivery state.
@@ -176,6 +177,41 @@ impl Store for MemoryStore {
             t.outbox.insert(stored.message.id.clone(), stored);
         }
         Ok(())
+    }
+
+    async fn write_checkpoint(&self, at: i64) -> Result<Option<Checkpoint>, StoreError> {
+        let mut t = self.tables();
+        let (seq, since, prev_hash) = match t.checkpoints.last() {
+            Some(c) => (c.seq + 1, c.at, c.hash.clone()),
+            None => (1, i64::MIN, GENESIS.to_owned()),
+        };
+        let entries: Vec<CheckpointEntry> = t
+            .instances
+            .values()
+            .filter(|i| i.updated_at >= since && !i.trace_hash.is_empty())
+            .map(|i| CheckpointEntry {
+                instance_id: i.id.clone(),
+                seq: i.version,
+                hash: i.trace_hash.clone(),
+            })
+            .collect();
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let mut c = Checkpoint {
+            seq,
+            at,
+            prev_hash,
+            hash: String::new(),
+            entries,
+        };
+        c.hash = c.compute_hash();
+        t.checkpoints.push(c.clone());
+        Ok(Some(c))
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        Ok(self.tables().checkpoints.clone())
     }
 
     async fn claim_deliveries(&self, c: &TimerClaim) -> Result<Vec<Delivery>, StoreError> {

@@ -22,7 +22,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use baseline::{raw_postgres_steps, raw_sqlite_steps};
-pub use chain::{ChainBreak, ChainReport, GENESIS, verify_chain, verify_store};
+pub use chain::{
+    ChainBreak, ChainReport, Checkpoint, CheckpointEntry, GENESIS, verify_chain, verify_store,
+};
 pub use group::{GroupCommit, GroupCommitConfig};
 pub use memory::MemoryStore;
 pub use postgres::{PgStore, create_database, drop_database};
@@ -384,6 +386,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Claims outbox messages due for a delivery attempt (never delivered, next attempt
     /// due, no live claim), oldest first; `claim.now` and `claim.until` as for timers.
     async fn claim_deliveries(&self, claim: &TimerClaim) -> Result<Vec<Delivery>, StoreError>;
+    /// Takes a checkpoint at `at` (ms) of the instances updated since the last one (none:
+    /// nothing changed, nothing written); concurrent takers cannot both write one.
+    async fn write_checkpoint(&self, at: i64) -> Result<Option<Checkpoint>, StoreError>;
+    /// Every checkpoint with its entries, in order.
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
     /// Records the outcome of an attempt to deliver message `id`.
     async fn record_delivery(&self, id: &str, outcome: &DeliveryOutcome) -> Result<(), StoreError>;
     /// Makes one step durable, all or nothing. Fails with [`StoreError::Conflict`] when an

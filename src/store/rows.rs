@@ -3,8 +3,8 @@
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
-    Delivery, InstanceHead, InstanceRecord, LinkedInstance, Links, OutboxMessage, StoreError,
-    StoredAnswer, StoredDefinition, TraceKind, TraceRecord,
+    Checkpoint, CheckpointEntry, Delivery, InstanceHead, InstanceRecord, LinkedInstance, Links,
+    OutboxMessage, StoreError, StoredAnswer, StoredDefinition, TraceKind, TraceRecord,
 };
 
 fn json_map(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
@@ -110,6 +110,40 @@ where
         },
         attempts: row.try_get("attempts")?,
     })
+}
+
+/// Checkpoints from their rows and their entries' rows (both ordered by checkpoint).
+pub(super) fn checkpoints_from_rows<R>(
+    heads: &[R],
+    entries: &[R],
+) -> Result<Vec<Checkpoint>, StoreError>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let mut out: Vec<Checkpoint> = Vec::with_capacity(heads.len());
+    for h in heads {
+        out.push(Checkpoint {
+            seq: h.try_get("seq")?,
+            at: h.try_get("at")?,
+            prev_hash: h.try_get("prev_hash")?,
+            hash: h.try_get("hash")?,
+            entries: Vec::new(),
+        });
+    }
+    for e in entries {
+        let checkpoint: i64 = e.try_get("checkpoint")?;
+        if let Some(c) = out.iter_mut().find(|c| c.seq == checkpoint) {
+            c.entries.push(CheckpointEntry {
+                instance_id: e.try_get("instance_id")?,
+                seq: e.try_get("seq")?,
+                hash: e.try_get("hash")?,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Deliveries in the order their messages were raised.

@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::Row as _;
 use sqlx::query_builder::Separated;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -14,12 +15,14 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::batch::commit_in_savepoints;
 use super::bulk::{Bulk, Refused, chunks, expect_rows};
 use super::rows::{
-    answer_from_row, definition_from_row, delivery_from_row, earliest_due_first, head_from_row,
-    instance_from_row, links_from_rows, oldest_first, trace_from_row,
+    answer_from_row, checkpoints_from_rows, definition_from_row, delivery_from_row,
+    earliest_due_first, head_from_row, instance_from_row, links_from_rows, oldest_first,
+    trace_from_row,
 };
 use super::{
-    Delivery, DeliveryOutcome, InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links,
-    Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim, TraceRecord,
+    Checkpoint, CheckpointEntry, Delivery, DeliveryOutcome, GENESIS, InstanceHead, InstanceQuery,
+    InstanceRecord, InstanceWrite, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition,
+    TimerClaim, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -237,6 +240,84 @@ impl Store for SqliteStore {
                 .map(instance_from_row)
                 .collect::<Result<_, _>>()?,
         ))
+    }
+
+    async fn write_checkpoint(&self, at: i64) -> Result<Option<Checkpoint>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let last = sqlx::query("SELECT seq, at, hash FROM checkpoints ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+        let (seq, since, prev_hash) = match &last {
+            Some(r) => (
+                r.try_get::<i64, _>("seq")? + 1,
+                r.try_get::<i64, _>("at")?,
+                r.try_get::<String, _>("hash")?,
+            ),
+            None => (1, i64::MIN, GENESIS.to_owned()),
+        };
+        let rows = sqlx::query(
+            "SELECT id, version, trace_hash FROM instances
+             WHERE updated_at >= ? AND trace_hash <> '' ORDER BY id",
+        )
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await?;
+        let entries = rows
+            .iter()
+            .map(|r| {
+                Ok(CheckpointEntry {
+                    instance_id: r.try_get("id")?,
+                    seq: r.try_get("version")?,
+                    hash: r.try_get("trace_hash")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let mut checkpoint = Checkpoint {
+            seq,
+            at,
+            prev_hash,
+            hash: String::new(),
+            entries,
+        };
+        checkpoint.hash = checkpoint.compute_hash();
+        sqlx::query("INSERT INTO checkpoints (seq, at, prev_hash, hash) VALUES (?, ?, ?, ?)")
+            .bind(checkpoint.seq)
+            .bind(checkpoint.at)
+            .bind(&checkpoint.prev_hash)
+            .bind(&checkpoint.hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_on_unique)?;
+        for chunk in checkpoint.entries.chunks(200) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO checkpoint_entries (checkpoint, instance_id, seq, hash) ",
+            );
+            q.push_values(chunk, |mut b, e| {
+                b.push_bind(checkpoint.seq)
+                    .push_bind(&e.instance_id)
+                    .push_bind(e.seq)
+                    .push_bind(&e.hash);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(checkpoint))
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let heads = sqlx::query("SELECT seq, at, prev_hash, hash FROM checkpoints ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?;
+        let entries = sqlx::query(
+            "SELECT checkpoint, instance_id, seq, hash FROM checkpoint_entries
+             ORDER BY checkpoint, instance_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        checkpoints_from_rows(&heads, &entries)
     }
 
     async fn claim_deliveries(&self, c: &TimerClaim) -> Result<Vec<Delivery>, StoreError> {

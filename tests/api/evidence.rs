@@ -137,3 +137,53 @@ async fn verify_passes_untouched_traces_and_names_each_changed_missing_or_reorde
         "the untouched instance verifies: {out}"
     );
 }
+
+#[tokio::test]
+async fn a_checkpoint_makes_a_whole_deleted_instance_and_an_edited_checkpoint_detectable() {
+    let app = spawn_app().await;
+    let kept = walked_event(&app).await;
+    let erased = walked_event(&app).await;
+    let db = app.shut_down().await;
+    let out = opsflow(&["checkpoint", "--db", &db.url], &repo_path("."));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(text.starts_with("checkpoint 1 of 2 instance(s)"), "{text}");
+    let again = opsflow(&["checkpoint", "--db", &db.url], &repo_path("."));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("nothing changed"),
+        "a second checkpoint right away has nothing to add"
+    );
+    let (code, out) = verify(&db.url);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("1 checkpoint(s)"), "{out}");
+
+    // Someone erases an instance and everything that points at it.
+    tamper(
+        &db.url,
+        &[
+            format!("DELETE FROM trace WHERE instance_id = '{erased}'"),
+            format!("DELETE FROM links WHERE from_id = '{erased}' OR to_id = '{erased}'"),
+            format!("DELETE FROM instances WHERE id = '{erased}'"),
+        ],
+    )
+    .await;
+    let (code, out) = verify(&db.url);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("instance {erased}: deleted (checkpoint 1 saw it)")),
+        "{out}"
+    );
+    assert!(!out.contains(kept.as_str()), "{out}");
+
+    // Hiding it in the checkpoint too breaks the checkpoint's hash.
+    tamper(
+        &db.url,
+        &[format!(
+            "DELETE FROM checkpoint_entries WHERE instance_id = '{erased}'"
+        )],
+    )
+    .await;
+    let (code, out) = verify(&db.url);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("checkpoint 1: changed"), "{out}");
+}

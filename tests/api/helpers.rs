@@ -192,6 +192,7 @@ pub async fn spawn_app_configured(
         write_queue: 4096,
         instance_cache: 16_384,
         timer_interval_ms: 1_000,
+        checkpoint_interval: 300,
         webhooks: Vec::new(),
         webhook_secret: Secret::default(),
         simulate: false,
