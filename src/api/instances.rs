@@ -12,9 +12,8 @@ use super::AppState;
 use super::auth::Caller;
 use super::json::{ApiJson, ApiQuery};
 use super::problem::Problem;
-use crate::clock::format_ms;
 use crate::engine::{FireRequest, Idempotency, InstanceView};
-use crate::store::{Decision, InstanceQuery, TraceRecord};
+use crate::store::{Decision, InstanceQuery};
 
 /// Page size when the caller does not say.
 const DEFAULT_PAGE: u32 = 50;
@@ -236,43 +235,8 @@ async fn trace(
                     format!("attachment; filename=\"trace-{id}.csv\""),
                 ),
             ],
-            trace_csv(&records),
+            crate::export::trace_csv(&records),
         )
             .into_response(),
     })
-}
-
-fn csv_cell(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
-}
-
-fn trace_csv(records: &[TraceRecord]) -> String {
-    let mut out = String::from(
-        "seq,at,actor,roles,kind,transition,from,to,data,comment,definition_hash,prev_hash,hash\n",
-    );
-    for r in records {
-        let cells = [
-            r.seq.to_string(),
-            format_ms(r.at),
-            r.actor.clone(),
-            r.roles.join(" "),
-            r.kind.as_str().to_owned(),
-            r.transition.clone().unwrap_or_default(),
-            r.from.clone().unwrap_or_default(),
-            r.to.clone(),
-            Value::Object(r.data.clone()).to_string(),
-            r.comment.clone().unwrap_or_default(),
-            r.definition_hash.clone(),
-            r.prev_hash.clone(),
-            r.hash.clone(),
-        ];
-        let line: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
-        out.push_str(&line.join(","));
-        out.push('\n');
-    }
-    out
 }

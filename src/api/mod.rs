@@ -1,5 +1,6 @@
 //! The HTTP API (axum): a thin adapter from HTTP to the engine. No business rule lives here.
 
+mod audit;
 mod auth;
 mod clock;
 mod instances;
@@ -43,7 +44,8 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(processes::router())
         .merge(instances::router())
-        .merge(clock::router());
+        .merge(clock::router())
+        .merge(audit::router());
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))

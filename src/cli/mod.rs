@@ -88,6 +88,24 @@ enum Command {
     },
     /// Measure transitions per second: in memory, on SQLite, over HTTP, and raw SQLite.
     Bench(bench::BenchArgs),
+    /// Write the traces of a process or a period as an event log (JSON Lines, CSV or XES).
+    Export {
+        /// Database URL.
+        #[arg(long, env = "OPSFLOW_DB", default_value = "sqlite://opsflow.db")]
+        db: String,
+        /// Only instances of this process.
+        #[arg(long)]
+        process: Option<String>,
+        /// Only records at or after this RFC 3339 time.
+        #[arg(long)]
+        from: Option<String>,
+        /// Only records before this RFC 3339 time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: crate::export::ExportFormat,
+    },
     /// Take a checkpoint now: chain the heads of the instances' traces changed since the last
     /// one, so that deleting a whole instance is detected.
     Checkpoint {
@@ -250,6 +268,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Export {
+            db,
+            process,
+            from,
+            to,
+            format,
+        } => {
+            let time = |name: &str, t: Option<String>| -> anyhow::Result<Option<i64>> {
+                t.map(|t| {
+                    crate::clock::parse_ms(&t).with_context(|| {
+                        format!("--{name} must be an RFC 3339 time such as 2026-11-01T00:00:00Z; got `{t}`")
+                    })
+                })
+                .transpose()
+            };
+            let query = crate::engine::AuditQuery {
+                process,
+                from: time("from", from)?,
+                to: time("to", to)?,
+            };
+            let store = crate::server::open_store(&db)
+                .await
+                .with_context(|| format!("cannot open {}", redact(&db)))?;
+            let cases = crate::engine::cases(store.as_ref(), &query)
+                .await
+                .with_context(|| format!("cannot read {}", redact(&db)))?;
+            print!("{}", crate::export::render(&cases, format));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Checkpoint { db } => {
             let store = crate::server::open_store(&db)
                 .await

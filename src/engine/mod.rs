@@ -5,6 +5,7 @@
 //! commit the new state and its trace records in one store transaction → answer.
 
 mod admission;
+mod audit;
 mod catalog;
 mod data;
 mod error;
@@ -20,6 +21,7 @@ use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
 
+pub use audit::{AuditQuery, CaseTrace, cases};
 pub use catalog::{Catalog, Loaded, load_calendars, read_rule_library};
 pub use error::{EngineError, FieldProblem};
 pub use idempotency::Idempotency;
