@@ -31,7 +31,9 @@ use crate::clock::Clock;
 use crate::definition::Definition;
 use crate::definition::Source;
 use crate::rules::RuleEngine;
-use crate::store::{Decision, InstanceQuery, Store, StoreError, StoredDefinition, TraceRecord};
+use crate::store::{
+    Channel, Decision, InstanceQuery, Store, StoreError, StoredDefinition, TraceRecord,
+};
 use data::{Writer, check_input, missing};
 use recent::RecentInstances;
 use step::{Env, Working};
@@ -271,7 +273,7 @@ impl Engine {
         }
 
         tracing::Span::current().record("process", process);
-        let w = Working::start(self.env(), loaded, actor, data, comment)?;
+        let w = Working::start(self.env(), loaded, actor, data, comment, Channel::Api)?;
         let view = self.commit(w, def, actor, idempotency, 201).await?;
         tracing::debug!(instance = %view.id, state = %view.state, "instance created");
         Ok(view)
@@ -338,6 +340,9 @@ impl Engine {
         };
         let mut w = Working::existing(self.env(), &loaded, actor, record, &request.data, links);
         w.fired_timer = timer.map(str::to_owned);
+        if timer.is_some() {
+            w.channel = Channel::Timer;
+        }
         let (data, comment) = (request.data.clone(), request.comment.clone());
         match (&t.approval, request.vote) {
             (Some(approval), Some(decision)) => w.vote(t, approval, decision, data, comment)?,

@@ -121,6 +121,7 @@ impl Engine {
         let actor = Actor::new(SYSTEM_ACTOR, Vec::<String>::new());
         let links = Value::Object(Map::new());
         let mut w = Working::existing(self.env(), &loaded, &actor, record, &Map::new(), links);
+        w.channel = crate::store::Channel::Timer;
         w.ran_out(name, comment.to_owned());
         match self.commit(w, &loaded.definition, &actor, None, 200).await {
             Ok(_) => Ok(true),

@@ -5,8 +5,9 @@ use serde_json::{Map, Value, json};
 
 use super::bulk::Bulk;
 use super::{
-    AnswerWrite, Decision, InstanceRecord, InstanceWrite, LinkChange, PgStore, SqliteStore, Step,
-    Store, StoredAnswer, StoredDefinition, TimerState, TraceKind, TraceRecord, Vote,
+    AnswerWrite, Channel, Decision, InstanceRecord, InstanceWrite, LinkChange, PgStore,
+    SqliteStore, Step, Store, StoredAnswer, StoredDefinition, TimerState, TraceKind, TraceRecord,
+    Vote,
 };
 
 /// Timer clocks; a negative due time stands for a paused clock with that much left.
@@ -66,6 +67,11 @@ fn record(id: &str, seq: i64, kind: TraceKind, comment: Option<&str>) -> TraceRe
         at: seq * 10,
         actor: "alice".into(),
         roles: vec!["r1".into(), "r2".into()],
+        channel: if seq % 2 == 0 {
+            Channel::Timer
+        } else {
+            Channel::Api
+        },
         kind,
         transition: (seq > 1).then(|| "t".to_owned()),
         from: (seq > 1).then(|| "a".to_owned()),

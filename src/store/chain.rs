@@ -30,6 +30,8 @@ impl TraceRecord {
             push_str(&mut out, r);
         }
         out.push_str("],");
+        push_str(&mut out, self.channel.as_str());
+        out.push(',');
         push_str(&mut out, self.kind.as_str());
         for text in [
             self.transition.as_deref(),
@@ -336,6 +338,7 @@ mod tests {
                     at: 1_000 * seq,
                     actor: "dana".into(),
                     roles: vec!["service_desk".into()],
+                    channel: crate::store::Channel::Api,
                     kind: TraceKind::Transition,
                     transition: Some("t".into()),
                     from: Some("a".into()),

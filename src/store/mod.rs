@@ -155,6 +155,38 @@ impl TraceKind {
     }
 }
 
+/// How a step came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// A caller, over the HTTP API.
+    Api,
+    /// A timer that ran out.
+    Timer,
+    /// The engine on its own: SLA bookkeeping, instances a transition created.
+    System,
+}
+
+impl Channel {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Api => "api",
+            Channel::Timer => "timer",
+            Channel::System => "system",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "api" => Some(Channel::Api),
+            "timer" => Some(Channel::Timer),
+            "system" => Some(Channel::System),
+            _ => None,
+        }
+    }
+}
+
 /// One step of an instance's history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TraceRecord {
@@ -169,6 +201,8 @@ pub struct TraceRecord {
     pub actor: String,
     /// The actor's roles at the time.
     pub roles: Vec<String>,
+    /// How the step came in.
+    pub channel: Channel,
     /// What kind of step.
     pub kind: TraceKind,
     /// The transition, for transition and automatic steps.

@@ -136,7 +136,7 @@ impl Store for PgStore {
 
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT instance_id, seq, at, actor, roles::text AS roles, kind, transition,
+            "SELECT instance_id, seq, at, actor, roles::text AS roles, channel, kind, transition,
                     from_state, to_state, data::text AS data, comment, definition_hash, prev_hash, hash
              FROM trace WHERE instance_id = $1 ORDER BY seq",
         )
@@ -441,12 +441,12 @@ pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Re
     }
     if !bulk.traces.is_empty() {
         let done = sqlx::query(
-            "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
+            "INSERT INTO trace (instance_id, seq, at, actor, roles, channel, kind, transition,
                  from_state, to_state, data, comment, definition_hash, prev_hash, hash)
-             SELECT instance_id, seq, at, actor, roles, kind, transition, from_state,
+             SELECT instance_id, seq, at, actor, roles, channel, kind, transition, from_state,
                     to_state, data, comment, definition_hash, prev_hash, hash
              FROM jsonb_to_recordset($1::jsonb) AS j(instance_id text, seq bigint,
-                  at bigint, actor text, roles jsonb, kind text, transition text,
+                  at bigint, actor text, roles jsonb, channel text, kind text, transition text,
                   from_state text, to_state text, data jsonb, comment text,
                   definition_hash text, prev_hash text, hash text)",
         )
@@ -529,7 +529,7 @@ async fn apply_step(
     }
     if !step.trace.is_empty() {
         let mut q = QueryBuilder::<Postgres>::new(
-            "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
+            "INSERT INTO trace (instance_id, seq, at, actor, roles, channel, kind, transition,
                  from_state, to_state, data, comment, definition_hash, prev_hash, hash) ",
         );
         q.push_values(&step.trace, |mut b, t| {
@@ -538,6 +538,7 @@ async fn apply_step(
                 .push_bind(t.at)
                 .push_bind(&t.actor)
                 .push_bind(sqlx::types::Json(&t.roles))
+                .push_bind(t.channel.as_str())
                 .push_bind(t.kind.as_str())
                 .push_bind(&t.transition)
                 .push_bind(&t.from)

@@ -3,8 +3,8 @@
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
-    Checkpoint, CheckpointEntry, Delivery, InstanceHead, InstanceRecord, LinkedInstance, Links,
-    OutboxMessage, StoreError, StoredAnswer, StoredDefinition, TraceKind, TraceRecord,
+    Channel, Checkpoint, CheckpointEntry, Delivery, InstanceHead, InstanceRecord, LinkedInstance,
+    Links, OutboxMessage, StoreError, StoredAnswer, StoredDefinition, TraceKind, TraceRecord,
 };
 
 fn json_map(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
@@ -47,6 +47,7 @@ where
     i64: Decode<'r, R::Database> + Type<R::Database>,
 {
     let kind: &str = row.try_get("kind")?;
+    let channel: &str = row.try_get("channel")?;
     let roles: &str = row.try_get("roles")?;
     Ok(TraceRecord {
         instance_id: row.try_get("instance_id")?,
@@ -55,6 +56,8 @@ where
         actor: row.try_get("actor")?,
         roles: serde_json::from_str(roles)
             .map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?,
+        channel: Channel::parse(channel)
+            .ok_or_else(|| StoreError::Corrupt(format!("trace channel `{channel}`")))?,
         kind: TraceKind::parse(kind)
             .ok_or_else(|| StoreError::Corrupt(format!("trace kind `{kind}`")))?,
         transition: row.try_get("transition")?,

@@ -158,7 +158,7 @@ impl Store for SqliteStore {
 
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT instance_id, seq, at, actor, roles, kind, transition, from_state, to_state,
+            "SELECT instance_id, seq, at, actor, roles, channel, kind, transition, from_state, to_state,
                     data, comment, definition_hash, prev_hash, hash
              FROM trace WHERE instance_id = ? ORDER BY seq",
         )
@@ -539,7 +539,7 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
     expect_rows("links", done, &bulk.link_adds)?;
     let done = write_chunks(
         &mut tx,
-        "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
+        "INSERT INTO trace (instance_id, seq, at, actor, roles, channel, kind, transition,
              from_state, to_state, data, comment, definition_hash, prev_hash, hash) ",
         ("", None),
         &bulk.traces,
@@ -550,6 +550,7 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
                 .push_bind(t.at)
                 .push_bind(t.actor)
                 .push_bind(roles)
+                .push_bind(t.channel)
                 .push_bind(t.kind)
                 .push_bind(t.transition)
                 .push_bind(t.from_state)
@@ -630,7 +631,7 @@ async fn apply_step(tx: &mut sqlx::Transaction<'_, Sqlite>, step: &Step) -> Resu
     }
     if !step.trace.is_empty() {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
+            "INSERT INTO trace (instance_id, seq, at, actor, roles, channel, kind, transition,
                  from_state, to_state, data, comment, definition_hash, prev_hash, hash) ",
         );
         q.push_values(&step.trace, |mut b, t| {
@@ -639,6 +640,7 @@ async fn apply_step(tx: &mut sqlx::Transaction<'_, Sqlite>, step: &Step) -> Resu
                 .push_bind(t.at)
                 .push_bind(&t.actor)
                 .push_bind(serde_json::to_string(&t.roles).unwrap_or_else(|_| "[]".into()))
+                .push_bind(t.channel.as_str())
                 .push_bind(t.kind.as_str())
                 .push_bind(&t.transition)
                 .push_bind(&t.from)

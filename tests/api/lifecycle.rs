@@ -136,6 +136,10 @@ async fn an_event_walks_from_creation_to_closed_through_escalation() {
         ],
         "the SLA clocks' story is in the trace"
     );
+    for r in &full {
+        let expected = if r["kind"] == "sla" { "system" } else { "api" };
+        assert_eq!(r["channel"], expected, "{r}");
+    }
     app.assert_trace_consistent(&id).await;
 }
 

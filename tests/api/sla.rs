@@ -301,6 +301,7 @@ async fn a_missed_resolution_warns_at_75_percent_then_escalates_to_l2_and_later_
         .find(|t| t["transition"] == "escalate_overdue")
         .expect("escalation traced");
     assert_eq!(escalation["actor"], "system");
+    assert_eq!(escalation["channel"], "timer");
     assert_eq!(deliver(&app).await, 1);
     let breach = &hook.bodies()[1];
     assert_eq!(breach["event"], "timer_due");

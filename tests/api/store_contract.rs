@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use opsflow::server::open_store;
 use opsflow::store::{
-    AnswerWrite, Delivery, DeliveryOutcome, InstanceRecord, InstanceWrite, LinkChange,
+    AnswerWrite, Channel, Delivery, DeliveryOutcome, InstanceRecord, InstanceWrite, LinkChange,
     OutboxMessage, Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim, TimerState,
     TraceKind, TraceRecord,
 };
@@ -54,6 +54,7 @@ fn record(id: &str, seq: i64, to: &str) -> TraceRecord {
         at: seq,
         actor: "alice".into(),
         roles: vec!["r".into()],
+        channel: Channel::System,
         kind: if seq == 1 {
             TraceKind::Created
         } else {

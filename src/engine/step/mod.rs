@@ -12,7 +12,8 @@ use super::error::EngineError;
 use crate::definition::{Approval, Create, Quorum, Script, ScriptRef, Transition};
 use crate::rules::{Context, RuleEngine, RuleError, RuleFailure};
 use crate::store::{
-    Decision, InstanceRecord, InstanceWrite, LinkChange, Step, TraceKind, TraceRecord, Vote,
+    Channel, Decision, InstanceRecord, InstanceWrite, LinkChange, Step, TraceKind, TraceRecord,
+    Vote,
 };
 
 /// Automatic transitions followed in one step, at most.
@@ -61,6 +62,8 @@ pub(crate) struct Working<'a> {
     notices: Vec<Value>,
     /// Transitions taken in this step, in order (for timers' `stop_on`).
     taken: Vec<String>,
+    /// How the step came in (SLA records are always `system`).
+    pub(crate) channel: Channel,
 }
 
 impl<'a> Working<'a> {
@@ -92,6 +95,7 @@ impl<'a> Working<'a> {
             lookups: Value::Null,
             notices: Vec::new(),
             taken: Vec::new(),
+            channel: Channel::Api,
         }
     }
 
@@ -103,6 +107,7 @@ impl<'a> Working<'a> {
         actor: &'a Actor,
         data: Map<String, Value>,
         comment: Option<String>,
+        channel: Channel,
     ) -> Result<Self, EngineError> {
         let def = &loaded.definition;
         let mut record = InstanceRecord {
@@ -137,6 +142,7 @@ impl<'a> Working<'a> {
             lookups: Value::Null,
             notices: Vec::new(),
             taken: Vec::new(),
+            channel,
         };
         let mut written = data.clone();
         if let Some(action) = &def.start.action {
@@ -221,6 +227,11 @@ impl<'a> Working<'a> {
             at: self.env.now,
             actor: self.actor.name.clone(),
             roles: self.actor.roles.clone(),
+            channel: if kind == TraceKind::Sla {
+                Channel::System
+            } else {
+                self.channel
+            },
             kind,
             transition: transition.map(str::to_owned),
             from,
@@ -473,7 +484,7 @@ impl<'a> Working<'a> {
             "created by {} {}",
             self.record.process, self.record.id
         ));
-        let child = Working::start(self.env, target, self.actor, data, comment)?;
+        let child = Working::start(self.env, target, self.actor, data, comment, Channel::System)?;
         let id = Value::String(child.record.id.clone());
         self.created.push(child);
         let value = match &self.loaded.definition.fields[&c.link].field_type {
