@@ -218,6 +218,27 @@ pub struct CheckpointEntry {
 }
 
 impl Checkpoint {
+    /// Checkpoint `seq` at `at` of `entries`, hashed after `prev_hash`; none without entries.
+    pub fn next(
+        seq: i64,
+        at: i64,
+        prev_hash: String,
+        entries: Vec<CheckpointEntry>,
+    ) -> Option<Self> {
+        if entries.is_empty() {
+            return None;
+        }
+        let mut c = Checkpoint {
+            seq,
+            at,
+            prev_hash,
+            hash: String::new(),
+            entries,
+        };
+        c.hash = c.compute_hash();
+        Some(c)
+    }
+
     /// SHA-256 (hex) of `seq`, `at`, `prev_hash` and the entries by instance id, one line
     /// each (`id seq hash`).
     pub fn compute_hash(&self) -> String {

@@ -195,17 +195,9 @@ impl Store for MemoryStore {
                 hash: i.trace_hash.clone(),
             })
             .collect();
-        if entries.is_empty() {
+        let Some(c) = Checkpoint::next(seq, at, prev_hash, entries) else {
             return Ok(None);
-        }
-        let mut c = Checkpoint {
-            seq,
-            at,
-            prev_hash,
-            hash: String::new(),
-            entries,
         };
-        c.hash = c.compute_hash();
         t.checkpoints.push(c.clone());
         Ok(Some(c))
     }

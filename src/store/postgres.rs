@@ -15,14 +15,14 @@ use sqlx::{Postgres, QueryBuilder};
 use super::batch::commit_in_savepoints;
 use super::bulk::{Bulk, Refused, expect_rows, json_array};
 use super::rows::{
-    answer_from_row, checkpoints_from_rows, definition_from_row, delivery_from_row,
-    earliest_due_first, head_from_row, instance_from_row, links_from_rows, oldest_first,
-    trace_from_row,
+    answer_from_row, checkpoint_entries, checkpoints_from_rows, definition_from_row,
+    delivery_from_row, earliest_due_first, head_from_row, instance_from_row, links_from_rows,
+    oldest_first, trace_from_row,
 };
 use super::{
-    Checkpoint, CheckpointEntry, Delivery, DeliveryOutcome, GENESIS, InstanceHead, InstanceQuery,
-    InstanceRecord, InstanceWrite, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition,
-    TimerClaim, TraceRecord,
+    Checkpoint, Delivery, DeliveryOutcome, GENESIS, InstanceHead, InstanceQuery, InstanceRecord,
+    InstanceWrite, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim,
+    TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -240,27 +240,10 @@ impl Store for PgStore {
         .bind(since)
         .fetch_all(&mut *tx)
         .await?;
-        let entries = rows
-            .iter()
-            .map(|r| {
-                Ok(CheckpointEntry {
-                    instance_id: r.try_get("id")?,
-                    seq: r.try_get("version")?,
-                    hash: r.try_get("trace_hash")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        if entries.is_empty() {
+        let Some(checkpoint) = Checkpoint::next(seq, at, prev_hash, checkpoint_entries(&rows)?)
+        else {
             return Ok(None);
-        }
-        let mut checkpoint = Checkpoint {
-            seq,
-            at,
-            prev_hash,
-            hash: String::new(),
-            entries,
         };
-        checkpoint.hash = checkpoint.compute_hash();
         sqlx::query("INSERT INTO checkpoints (seq, at, prev_hash, hash) VALUES ($1, $2, $3, $4)")
             .bind(checkpoint.seq)
             .bind(checkpoint.at)

@@ -115,6 +115,25 @@ where
     })
 }
 
+/// The entries of a new checkpoint from rows of `id, version, trace_hash`.
+pub(super) fn checkpoint_entries<R>(rows: &[R]) -> Result<Vec<CheckpointEntry>, StoreError>
+where
+    R: Row,
+    for<'r> &'r str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    rows.iter()
+        .map(|r| {
+            Ok(CheckpointEntry {
+                instance_id: r.try_get("id")?,
+                seq: r.try_get("version")?,
+                hash: r.try_get("trace_hash")?,
+            })
+        })
+        .collect()
+}
+
 /// Checkpoints from their rows and their entries' rows (both ordered by checkpoint).
 pub(super) fn checkpoints_from_rows<R>(
     heads: &[R],

@@ -13,16 +13,16 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::batch::commit_in_savepoints;
-use super::bulk::{Bulk, Refused, chunks, expect_rows};
+use super::bulk::{Bulk, InstanceRow, Refused, chunks, expect_rows};
 use super::rows::{
-    answer_from_row, checkpoints_from_rows, definition_from_row, delivery_from_row,
-    earliest_due_first, head_from_row, instance_from_row, links_from_rows, oldest_first,
-    trace_from_row,
+    answer_from_row, checkpoint_entries, checkpoints_from_rows, definition_from_row,
+    delivery_from_row, earliest_due_first, head_from_row, instance_from_row, links_from_rows,
+    oldest_first, trace_from_row,
 };
 use super::{
-    Checkpoint, CheckpointEntry, Delivery, DeliveryOutcome, GENESIS, InstanceHead, InstanceQuery,
-    InstanceRecord, InstanceWrite, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition,
-    TimerClaim, TraceRecord,
+    Checkpoint, Delivery, DeliveryOutcome, GENESIS, InstanceHead, InstanceQuery, InstanceRecord,
+    InstanceWrite, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim,
+    TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -262,27 +262,10 @@ impl Store for SqliteStore {
         .bind(since)
         .fetch_all(&mut *tx)
         .await?;
-        let entries = rows
-            .iter()
-            .map(|r| {
-                Ok(CheckpointEntry {
-                    instance_id: r.try_get("id")?,
-                    seq: r.try_get("version")?,
-                    hash: r.try_get("trace_hash")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        if entries.is_empty() {
+        let Some(checkpoint) = Checkpoint::next(seq, at, prev_hash, checkpoint_entries(&rows)?)
+        else {
             return Ok(None);
-        }
-        let mut checkpoint = Checkpoint {
-            seq,
-            at,
-            prev_hash,
-            hash: String::new(),
-            entries,
         };
-        checkpoint.hash = checkpoint.compute_hash();
         sqlx::query("INSERT INTO checkpoints (seq, at, prev_hash, hash) VALUES (?, ?, ?, ?)")
             .bind(checkpoint.seq)
             .bind(checkpoint.at)
@@ -379,6 +362,16 @@ impl Store for SqliteStore {
     }
 }
 
+/// The JSON columns of an instance row, as text.
+fn instance_texts(i: &InstanceRow<'_>) -> Result<[String; 4], Refused> {
+    Ok([
+        json_text(i.data)?,
+        json_text(&i.votes)?,
+        json_text(&i.slas)?,
+        json_text(&i.timers)?,
+    ])
+}
+
 /// Most rows in one multi-row statement.
 const MAX_CHUNK: usize = 64;
 
@@ -445,14 +438,7 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
         &format!("INSERT INTO instances ({INSTANCE_COLUMNS}, next_due_at) "),
         ("", None),
         &bulk.creates,
-        |i| {
-            Ok([
-                json_text(i.data)?,
-                json_text(&i.votes)?,
-                json_text(&i.slas)?,
-                json_text(&i.timers)?,
-            ])
-        },
+        instance_texts,
         |b, i, [data, votes, slas, timers]| {
             b.push_bind(i.id)
                 .push_bind(i.process)
@@ -485,14 +471,7 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
             None,
         ),
         &bulk.updates,
-        |i| {
-            Ok([
-                json_text(i.data)?,
-                json_text(&i.votes)?,
-                json_text(&i.slas)?,
-                json_text(&i.timers)?,
-            ])
-        },
+        instance_texts,
         |b, i, [data, votes, slas, timers]| {
             b.push_bind(i.id)
                 .push_bind(i.state)
