@@ -285,3 +285,40 @@ async fn an_auditor_exports_a_process_or_a_period_as_json_lines_csv_and_xes() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), api_csv);
 }
+
+#[tokio::test]
+async fn an_auditor_reads_every_trace_and_export_but_cannot_start_or_fire_anything() {
+    let app = spawn_app().await;
+    let id = walked_event(&app).await;
+    let trace = app
+        .get(&format!("/api/v1/instances/{id}/trace"), "nobody")
+        .await;
+    assert_eq!(trace.status, 200, "{}", trace.text);
+    let shown = app.get(&format!("/api/v1/instances/{id}"), "nobody").await;
+    assert_eq!(
+        shown.body["allowed_transitions"],
+        json!([]),
+        "nothing to fire"
+    );
+    app.fire(&id, "confirm", "nobody", json!({"satisfaction": 100}))
+        .await
+        .assert_problem(403, "forbidden");
+    app.post(
+        "/api/v1/instances",
+        "nobody",
+        json!({"process": "event", "data": {"kind": "incident", "channel": "phone", "summary": "x"}}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    let export = app.get("/api/v1/audit/export", "nobody").await;
+    assert_eq!(export.status, 200);
+    assert!(export.text.lines().count() >= 8);
+    let steps = app.trace(&id).await.len();
+    assert_eq!(
+        app.get(&format!("/api/v1/instances/{id}"), "desk")
+            .await
+            .body["version"],
+        steps as i64,
+        "the auditor changed nothing"
+    );
+}
