@@ -15,7 +15,7 @@ use sha2::Sha256;
 
 use crate::engine::{Engine, EngineError};
 use crate::settings::Secret;
-use crate::store::{DeliveryOutcome, TimerClaim};
+use crate::store::{Claim, DeliveryOutcome};
 
 /// The header carrying the delivery id.
 pub const DELIVERY_HEADER: &str = "Opsflow-Delivery";
@@ -55,7 +55,7 @@ impl Webhooks {
         limit: u32,
     ) -> Result<usize, EngineError> {
         let now = engine.now_ms();
-        let claim = TimerClaim {
+        let claim = Claim {
             claimant: claimant.to_owned(),
             now,
             until: now.saturating_add(LEASE_MS),

@@ -71,10 +71,6 @@ pub struct Warning {
 pub struct Clock<'t> {
     /// The stored name: the timer's, or the timer's with [`WARNING_SUFFIX`].
     pub name: &'t str,
-    /// The transition fired when it runs out, if any.
-    pub fire: Option<&'t str>,
-    /// Roles told when it runs out.
-    pub notify: &'t [String],
     /// Its full duration, in ms.
     pub after_ms: i64,
     /// It is the warning.
@@ -108,20 +104,25 @@ impl Timer {
         if let Some(w) = &self.warn {
             clocks.push(Clock {
                 name: warning_name,
-                fire: w.fire.as_deref(),
-                notify: &w.notify,
                 after_ms: after_ms * i64::from(w.at_percent) / 100,
                 warning: true,
             });
         }
         clocks.push(Clock {
             name: &self.name,
-            fire: self.fire.as_deref(),
-            notify: &self.notify,
             after_ms,
             warning: false,
         });
         clocks
+    }
+
+    /// What running out does: the transition fired (if any) and the roles notified, for
+    /// its due time or, with `warning`, its warning.
+    pub fn on_run_out(&self, warning: bool) -> (Option<&str>, &[String]) {
+        match (&self.warn, warning) {
+            (Some(w), true) => (w.fire.as_deref(), &w.notify),
+            _ => (self.fire.as_deref(), &self.notify),
+        }
     }
 
     /// It runs in `state`.

@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::step::Working;
 use super::{Actor, Engine, EngineError, FireRequest};
 use crate::definition::WARNING_SUFFIX;
-use crate::store::{InstanceRecord, TimerClaim};
+use crate::store::{Claim, InstanceRecord};
 
 /// How long a claim on an instance with a due clock holds before another node may take it.
 const LEASE_MS: i64 = 60_000;
@@ -30,7 +30,7 @@ impl Engine {
     /// as `claimant`; returns how many clocks ran (a transition, or a `timer` step).
     pub async fn fire_due_timers(&self, claimant: &str, limit: u32) -> Result<usize, EngineError> {
         let now = self.clock.now_ms();
-        let claim = TimerClaim {
+        let claim = Claim {
             claimant: claimant.to_owned(),
             now,
             until: now.saturating_add(LEASE_MS),
@@ -66,10 +66,7 @@ impl Engine {
         let Some(t) = def.timers.get(timer) else {
             return self.ran_out(record, name, "timer no longer defined").await;
         };
-        let fire = match (&t.warn, warning) {
-            (Some(w), true) => w.fire.as_deref(),
-            _ => t.fire.as_deref(),
-        };
+        let (fire, _) = t.on_run_out(warning);
         let what = if warning { "warning" } else { "due" };
         let comment = format!("timer `{}` {what}", t.name);
         let Some(fire) = fire else {

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Checkpoint, Delivery, DeliveryOutcome, InstanceHead, InstanceQuery, InstanceRecord, Links,
-    Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim, TraceRecord,
+    Checkpoint, Claim, Delivery, DeliveryOutcome, InstanceHead, InstanceQuery, InstanceRecord,
+    Links, Step, Store, StoreError, StoredAnswer, StoredDefinition, TraceRecord,
 };
 
 /// How batches are formed.
@@ -181,7 +181,7 @@ impl Store for GroupCommit {
     async fn purge_answers(&self, before: i64) -> Result<u64, StoreError> {
         self.inner.purge_answers(before).await
     }
-    async fn claim_due_instances(&self, c: &TimerClaim) -> Result<Vec<InstanceRecord>, StoreError> {
+    async fn claim_due_instances(&self, c: &Claim) -> Result<Vec<InstanceRecord>, StoreError> {
         self.inner.claim_due_instances(c).await
     }
     async fn write_checkpoint(&self, at: i64) -> Result<Option<Checkpoint>, StoreError> {
@@ -190,7 +190,7 @@ impl Store for GroupCommit {
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
         self.inner.checkpoints().await
     }
-    async fn claim_deliveries(&self, c: &TimerClaim) -> Result<Vec<Delivery>, StoreError> {
+    async fn claim_deliveries(&self, c: &Claim) -> Result<Vec<Delivery>, StoreError> {
         self.inner.claim_deliveries(c).await
     }
     async fn record_delivery(&self, id: &str, outcome: &DeliveryOutcome) -> Result<(), StoreError> {
@@ -255,13 +255,10 @@ mod tests {
         async fn purge_answers(&self, before: i64) -> Result<u64, StoreError> {
             self.0.purge_answers(before).await
         }
-        async fn claim_due_instances(
-            &self,
-            c: &TimerClaim,
-        ) -> Result<Vec<InstanceRecord>, StoreError> {
+        async fn claim_due_instances(&self, c: &Claim) -> Result<Vec<InstanceRecord>, StoreError> {
             self.0.claim_due_instances(c).await
         }
-        async fn claim_deliveries(&self, c: &TimerClaim) -> Result<Vec<Delivery>, StoreError> {
+        async fn claim_deliveries(&self, c: &Claim) -> Result<Vec<Delivery>, StoreError> {
             self.0.claim_deliveries(c).await
         }
         async fn write_checkpoint(&self, at: i64) -> Result<Option<Checkpoint>, StoreError> {

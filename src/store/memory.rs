@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{
-    Checkpoint, CheckpointEntry, Delivery, DeliveryOutcome, GENESIS, InstanceHead, InstanceQuery,
-    InstanceRecord, LinkedInstance, Links, OutboxMessage, Step, Store, StoreError, StoredAnswer,
-    StoredDefinition, TimerClaim, TraceRecord,
+    Checkpoint, CheckpointEntry, Claim, Delivery, DeliveryOutcome, GENESIS, InstanceHead,
+    InstanceQuery, InstanceRecord, LinkedInstance, Links, OutboxMessage, Step, Store, StoreError,
+    StoredAnswer, StoredDefinition, TraceRecord,
 };
 
 #[derive(Debug, Default)]
@@ -206,7 +206,7 @@ impl Store for MemoryStore {
         Ok(self.tables().checkpoints.clone())
     }
 
-    async fn claim_deliveries(&self, c: &TimerClaim) -> Result<Vec<Delivery>, StoreError> {
+    async fn claim_deliveries(&self, c: &Claim) -> Result<Vec<Delivery>, StoreError> {
         let mut t = self.tables();
         let mut due: Vec<&mut StoredMessage> = t
             .outbox
@@ -239,7 +239,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn claim_due_instances(&self, c: &TimerClaim) -> Result<Vec<InstanceRecord>, StoreError> {
+    async fn claim_due_instances(&self, c: &Claim) -> Result<Vec<InstanceRecord>, StoreError> {
         let mut t = self.tables();
         let Tables {
             instances, claims, ..
@@ -314,7 +314,7 @@ mod tests {
             .commit(write(instance("idle", 1, &[]), None))
             .await
             .unwrap();
-        let claim = |who: &str, now| TimerClaim {
+        let claim = |who: &str, now| Claim {
             claimant: who.into(),
             now,
             until: now + 50,

@@ -272,14 +272,15 @@ pub struct Step {
     pub answer: Option<AnswerWrite>,
 }
 
-/// A claim on due timers: who claims and until when no one else may take them.
+/// A claim on due background work (instances with a clock due, outbox messages to
+/// deliver): who claims, and until when no one else may take it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimerClaim {
+pub struct Claim {
     /// The claiming node.
     pub claimant: String,
-    /// Timers due at or before this time (ms) are claimed.
+    /// Work due at or before this time (ms) is claimed.
     pub now: i64,
-    /// The claim lapses at this time (ms), so the timers of a node that died are taken again.
+    /// The claim lapses at this time (ms), so the work of a node that died is taken again.
     pub until: i64,
     /// At most this many.
     pub limit: u32,
@@ -413,13 +414,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// claim lapsed), earliest due first, and returns them as stored; concurrent claimants
     /// never get the same instance while its claim holds. Any write of an instance
     /// releases its claim.
-    async fn claim_due_instances(
-        &self,
-        claim: &TimerClaim,
-    ) -> Result<Vec<InstanceRecord>, StoreError>;
+    async fn claim_due_instances(&self, claim: &Claim) -> Result<Vec<InstanceRecord>, StoreError>;
     /// Claims outbox messages due for a delivery attempt (never delivered, next attempt
     /// due, no live claim), oldest first; `claim.now` and `claim.until` as for timers.
-    async fn claim_deliveries(&self, claim: &TimerClaim) -> Result<Vec<Delivery>, StoreError>;
+    async fn claim_deliveries(&self, claim: &Claim) -> Result<Vec<Delivery>, StoreError>;
     /// Takes a checkpoint at `at` (ms) of the instances updated since the last one (none:
     /// nothing changed, nothing written); concurrent takers cannot both write one.
     async fn write_checkpoint(&self, at: i64) -> Result<Option<Checkpoint>, StoreError>;

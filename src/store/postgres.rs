@@ -20,8 +20,8 @@ use super::rows::{
     oldest_first, trace_from_row,
 };
 use super::{
-    Checkpoint, Delivery, DeliveryOutcome, GENESIS, InstanceHead, InstanceQuery, InstanceRecord,
-    InstanceWrite, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim,
+    Checkpoint, Claim, Delivery, DeliveryOutcome, GENESIS, InstanceHead, InstanceQuery,
+    InstanceRecord, InstanceWrite, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition,
     TraceRecord,
 };
 
@@ -192,7 +192,7 @@ impl Store for PgStore {
         Ok(done.rows_affected())
     }
 
-    async fn claim_due_instances(&self, c: &TimerClaim) -> Result<Vec<InstanceRecord>, StoreError> {
+    async fn claim_due_instances(&self, c: &Claim) -> Result<Vec<InstanceRecord>, StoreError> {
         // Rows another node is claiming right now are skipped, not waited for.
         let columns = INSTANCE_COLUMNS
             .split(", ")
@@ -281,7 +281,7 @@ impl Store for PgStore {
         checkpoints_from_rows(&heads, &entries)
     }
 
-    async fn claim_deliveries(&self, c: &TimerClaim) -> Result<Vec<Delivery>, StoreError> {
+    async fn claim_deliveries(&self, c: &Claim) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(
             "UPDATE outbox o SET claimed_by = $1, claimed_until = $2
              FROM (SELECT id FROM outbox

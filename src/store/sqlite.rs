@@ -20,8 +20,8 @@ use super::rows::{
     oldest_first, trace_from_row,
 };
 use super::{
-    Checkpoint, Delivery, DeliveryOutcome, GENESIS, InstanceHead, InstanceQuery, InstanceRecord,
-    InstanceWrite, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim,
+    Checkpoint, Claim, Delivery, DeliveryOutcome, GENESIS, InstanceHead, InstanceQuery,
+    InstanceRecord, InstanceWrite, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition,
     TraceRecord,
 };
 
@@ -219,7 +219,7 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn claim_due_instances(&self, c: &TimerClaim) -> Result<Vec<InstanceRecord>, StoreError> {
+    async fn claim_due_instances(&self, c: &Claim) -> Result<Vec<InstanceRecord>, StoreError> {
         // One writer at a time: the claim is atomic without row locks.
         let rows = sqlx::query(&format!(
             "UPDATE instances SET claimed_by = ?1, claimed_until = ?2
@@ -303,7 +303,7 @@ impl Store for SqliteStore {
         checkpoints_from_rows(&heads, &entries)
     }
 
-    async fn claim_deliveries(&self, c: &TimerClaim) -> Result<Vec<Delivery>, StoreError> {
+    async fn claim_deliveries(&self, c: &Claim) -> Result<Vec<Delivery>, StoreError> {
         let rows = sqlx::query(
             "UPDATE outbox SET claimed_by = ?1, claimed_until = ?2
              WHERE id IN (

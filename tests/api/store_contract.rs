@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use opsflow::server::open_store;
 use opsflow::store::{
-    AnswerWrite, Channel, Delivery, DeliveryOutcome, InstanceRecord, InstanceWrite, LinkChange,
-    OutboxMessage, Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerClaim, TimerState,
+    AnswerWrite, Channel, Claim, Delivery, DeliveryOutcome, InstanceRecord, InstanceWrite,
+    LinkChange, OutboxMessage, Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerState,
     TraceKind, TraceRecord,
 };
 use serde_json::{Map, json};
@@ -273,8 +273,8 @@ fn with_clocks(mut step: Step, clocks: &[(&str, i64)]) -> Step {
     step
 }
 
-fn claim(claimant: &str, now: i64, until: i64, limit: u32) -> TimerClaim {
-    TimerClaim {
+fn claim(claimant: &str, now: i64, until: i64, limit: u32) -> Claim {
+    Claim {
         claimant: claimant.into(),
         now,
         until,

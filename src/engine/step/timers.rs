@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::Working;
 use crate::clock::format_ms;
-use crate::definition::{Clock, Timer, TimerStatus};
+use crate::definition::{Timer, TimerStatus};
 use crate::engine::error::EngineError;
 use crate::store::{SlaRecord, TimerState, TraceKind};
 
@@ -147,8 +147,8 @@ impl Working<'_> {
                     sla_events.push((t.name.clone(), event));
                 }
             }
-            if let Some(clock) = self.ran_out_clock(t) {
-                self.notice(t, &clock, now);
+            if let Some(warning) = self.ran_out_now(t) {
+                self.notice(t, warning, now);
             }
         }
         for (metric, event) in sla_events {
@@ -176,12 +176,10 @@ impl Working<'_> {
     }
 
     /// The clock of `t` whose running out this step is.
-    fn ran_out_clock<'t>(&self, t: &'t Timer) -> Option<Clock<'t>> {
-        if !self.fired(t) {
-            return None;
-        }
-        let warning = self.fired_warning();
-        t.clocks("", 0).into_iter().find(|c| c.warning == warning)
+    /// Whether a clock of `t` ran out in this step: `Some(true)` its warning, `Some(false)`
+    /// its due time.
+    fn ran_out_now(&self, t: &Timer) -> Option<bool> {
+        self.fired(t).then(|| self.fired_warning())
     }
 
     /// Updates the SLA record of `t`; `due` is its due time after the step, if running.
@@ -235,8 +233,8 @@ impl Working<'_> {
         {
             r.paused_ms += now - since;
         }
-        if let Some(clock) = self.ran_out_clock(t) {
-            if clock.warning {
+        if let Some(warning) = self.ran_out_now(t) {
+            if warning {
                 r.warned_at.get_or_insert(now);
                 events.push("warned");
             } else if r.breached_at.is_none() {
@@ -278,11 +276,12 @@ impl Working<'_> {
     }
 
     /// Raises the notification of a clock that ran out, when it names roles to notify.
-    fn notice(&mut self, t: &Timer, clock: &Clock<'_>, now: i64) {
-        if clock.notify.is_empty() {
+    fn notice(&mut self, t: &Timer, warning: bool, now: i64) {
+        let (fire, notify) = t.on_run_out(warning);
+        if notify.is_empty() {
             return;
         }
-        let event = if clock.warning {
+        let event = if warning {
             "timer_warning"
         } else {
             "timer_due"
@@ -291,8 +290,8 @@ impl Working<'_> {
             "event": event,
             "timer": t.name,
             "title": t.title,
-            "notify": clock.notify,
-            "transition": clock.fire,
+            "notify": notify,
+            "transition": fire,
         });
         self.raise(body, now);
     }
