@@ -89,6 +89,14 @@ pub fn parse_ms(text: &str) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
+/// Reads an RFC 3339 string as milliseconds since the epoch (the inverse of
+/// [`serialize_ms`]).
+pub fn deserialize_ms<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+    parse_ms(&text)
+        .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not an RFC 3339 time")))
+}
+
 /// Serializes milliseconds since the epoch as an RFC 3339 UTC string.
 pub fn serialize_ms<S: serde::Serializer>(ms: &i64, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format_ms(*ms))

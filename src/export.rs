@@ -65,9 +65,9 @@ fn jsonl(cases: &[CaseTrace]) -> String {
 /// The CSV header of trace records (`with_case`: preceded by process and instance).
 fn csv_header(with_case: bool) -> &'static str {
     if with_case {
-        "process,instance_id,seq,at,actor,roles,kind,transition,from,to,data,comment,definition_hash,prev_hash,hash\n"
+        "process,instance_id,seq,at,actor,roles,channel,kind,transition,from,to,data,before,rules,comment,definition_hash,prev_hash,hash\n"
     } else {
-        "seq,at,actor,roles,kind,transition,from,to,data,comment,definition_hash,prev_hash,hash\n"
+        "seq,at,actor,roles,channel,kind,transition,from,to,data,before,rules,comment,definition_hash,prev_hash,hash\n"
     }
 }
 
@@ -77,11 +77,22 @@ fn csv_cells(r: &TraceRecord) -> Vec<String> {
         format_ms(r.at),
         r.actor.clone(),
         r.roles.join(" "),
+        r.channel.as_str().to_owned(),
         r.kind.as_str().to_owned(),
         r.transition.clone().unwrap_or_default(),
         r.from.clone().unwrap_or_default(),
         r.to.clone(),
         Value::Object(r.data.clone()).to_string(),
+        if r.before.is_empty() {
+            String::new()
+        } else {
+            Value::Object(r.before.clone()).to_string()
+        },
+        if r.rules.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&r.rules).unwrap_or_default()
+        },
         r.comment.clone().unwrap_or_default(),
         r.definition_hash.clone(),
         r.prev_hash.clone(),

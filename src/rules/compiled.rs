@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rhai::{AST, CallFnOptions, Dynamic, Engine, Scope};
 use serde_json::{Map, Value};
 
+use super::decision::RuleDecision;
 use super::error::{RuleError, RuleFailure, classify};
 use super::sandbox::{Limits, build_engine};
 use crate::clock::Clock;
@@ -67,10 +68,17 @@ impl RuleEngine {
         let mut errors = Vec::new();
         let mut functions = AST::empty();
         let mut owner: HashMap<(String, usize), String> = HashMap::new();
-        for module in def.source.rules.values() {
+        // Rule function → (its module, the SHA-256 of the module's source).
+        let mut homes: HashMap<String, (String, String)> = HashMap::new();
+        for (module_name, module) in &def.source.rules {
             match self.engine.compile(&module.source) {
                 Ok(ast) => {
+                    let module_hash = sha256_hex(&module.source);
                     for f in ast.iter_functions() {
+                        homes.insert(
+                            f.name.to_owned(),
+                            (module_name.clone(), module_hash.clone()),
+                        );
                         let key = (f.name.to_owned(), f.params.len());
                         if let Some(other) = owner.insert(key, module.file.clone()) {
                             errors.push(DefinitionError::new(
@@ -103,11 +111,34 @@ impl RuleEngine {
         let template = scope_template();
         let mut scripts = HashMap::new();
         let mut labels = HashMap::new();
+        let mut origins = HashMap::new();
         for (label, script) in def.scripts() {
             let at = def.source_map.value_position(&script.path);
             labels.insert(
                 script.path.clone(),
                 format!("{label} at {}:{}:{}", def.source.file, at.line, at.column),
+            );
+            let (module, source_hash) = match &script.script {
+                ScriptRef::Function(name) => homes.get(name).cloned().unwrap_or_default(),
+                // The process file by name: where it was loaded from is the machine's matter.
+                ScriptRef::Inline(source) => (
+                    std::path::Path::new(&def.source.file)
+                        .file_name()
+                        .map_or_else(|| def.source.file.clone(), |n| n.to_string_lossy().into()),
+                    sha256_hex(source),
+                ),
+            };
+            origins.insert(
+                script.path.clone(),
+                Origin {
+                    rule: script.path.to_string(),
+                    module,
+                    function: match &script.script {
+                        ScriptRef::Function(name) => Some(name.clone()),
+                        ScriptRef::Inline(_) => None,
+                    },
+                    source_hash,
+                },
             );
             match &script.script {
                 ScriptRef::Function(name) => {
@@ -175,6 +206,7 @@ impl RuleEngine {
             functions,
             scripts,
             labels,
+            origins,
             tables,
         })
     }
@@ -383,7 +415,24 @@ pub struct CompiledRules {
     scripts: HashMap<YamlPath, Compiled>,
     /// Each script in words with its position (`transition `close` guard at event.yaml:9:5`).
     labels: HashMap<YamlPath, String>,
+    /// Where each script comes from, for the rule decisions of trace records.
+    origins: HashMap<YamlPath, Origin>,
     tables: Dynamic,
+}
+
+/// Where a script comes from: its place in the process file, its module and function, and
+/// the hash of its source.
+#[derive(Debug, Clone)]
+struct Origin {
+    rule: String,
+    module: String,
+    function: Option<String>,
+    source_hash: String,
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
 impl std::fmt::Debug for CompiledRules {
@@ -395,6 +444,26 @@ impl std::fmt::Debug for CompiledRules {
 }
 
 impl CompiledRules {
+    /// The decision `script` took when it gave `result`, for a trace record.
+    pub fn decision(&self, script: &Script, result: Value) -> RuleDecision {
+        match self.origins.get(&script.path) {
+            Some(o) => RuleDecision {
+                rule: o.rule.clone(),
+                module: o.module.clone(),
+                function: o.function.clone(),
+                source_hash: o.source_hash.clone(),
+                result,
+            },
+            None => RuleDecision {
+                rule: script.path.to_string(),
+                module: String::new(),
+                function: None,
+                source_hash: String::new(),
+                result,
+            },
+        }
+    }
+
     /// The script in words, for errors: what it is, where it is written and, for a rule
     /// function, its name.
     pub(crate) fn describe(&self, script: &Script) -> String {

@@ -6,10 +6,12 @@
 //! `to_ms(text)`, `format_time(ms)`, `hours(n)`, `minutes(n)`, `duration_ms("1h30m")`.
 
 mod compiled;
+mod decision;
 mod error;
 mod sandbox;
 
 pub use compiled::{CompiledRules, Context, RuleEngine};
+pub use decision::RuleDecision;
 pub use error::{RuleError, RuleFailure};
 pub use sandbox::Limits;
 

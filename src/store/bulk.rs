@@ -81,6 +81,8 @@ pub(super) struct TraceRow<'a> {
     pub(super) from_state: Option<&'a str>,
     pub(super) to_state: &'a str,
     pub(super) data: &'a Map<String, Value>,
+    /// Before-values and rule decisions as JSON text, if any.
+    pub(super) detail: Option<String>,
     pub(super) comment: Option<&'a str>,
     pub(super) definition_hash: &'a str,
     pub(super) prev_hash: &'a str,
@@ -198,6 +200,7 @@ impl<'a> Bulk<'a> {
                     from_state: t.from.as_deref(),
                     to_state: &t.to,
                     data: &t.data,
+                    detail: super::rows::detail_json(t),
                     comment: t.comment.as_deref(),
                     definition_hash: &t.definition_hash,
                     prev_hash: &t.prev_hash,

@@ -77,6 +77,22 @@ fn record(id: &str, seq: i64, kind: TraceKind, comment: Option<&str>) -> TraceRe
         from: (seq > 1).then(|| "a".to_owned()),
         to: "b".into(),
         data: data(seq),
+        before: if seq % 2 == 0 {
+            data(seq - 1)
+        } else {
+            Map::new()
+        },
+        rules: if seq % 2 == 0 {
+            vec![crate::rules::RuleDecision {
+                rule: "transitions.t.action".into(),
+                module: "m".into(),
+                function: None,
+                source_hash: "cd".repeat(32),
+                result: Value::Object(data(seq)),
+            }]
+        } else {
+            Vec::new()
+        },
         comment: comment.map(str::to_owned),
         definition_hash: "h1".into(),
         prev_hash: format!("hash-{id}-{}", seq - 1),

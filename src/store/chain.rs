@@ -49,6 +49,18 @@ impl TraceRecord {
         push_str(&mut out, &self.definition_hash);
         out.push(',');
         push_str(&mut out, &self.prev_hash);
+        // Records without before-values or rule decisions keep the 14-element form that
+        // records had before traces carried them, so their hashes still hold.
+        if !self.before.is_empty() || !self.rules.is_empty() {
+            out.push_str(",{\"before\":");
+            push_object(&mut out, &self.before);
+            out.push_str(",\"rules\":");
+            push_value(
+                &mut out,
+                &serde_json::to_value(&self.rules).unwrap_or(Value::Null),
+            );
+            out.push('}');
+        }
         out.push(']');
         out
     }
@@ -93,6 +105,13 @@ fn push_object(out: &mut String, map: &Map<String, Value>) {
         push_value(out, &map[k]);
     }
     out.push('}');
+}
+
+/// `value` as canonical JSON: every object's keys sorted, no spaces.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    push_value(&mut out, value);
+    out
 }
 
 /// Appends `value` as JSON with every object's keys sorted.
@@ -368,6 +387,8 @@ mod tests {
                         Value::Object(m) => m,
                         _ => unreachable!(),
                     },
+                    before: Map::new(),
+                    rules: Vec::new(),
                     comment: None,
                     definition_hash: "h".into(),
                     prev_hash: String::new(),

@@ -21,9 +21,11 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub use crate::rules::RuleDecision;
 pub use baseline::{raw_postgres_steps, raw_sqlite_steps};
 pub use chain::{
-    ChainBreak, ChainReport, Checkpoint, CheckpointEntry, GENESIS, verify_chain, verify_store,
+    ChainBreak, ChainReport, Checkpoint, CheckpointEntry, GENESIS, canonical_json, verify_chain,
+    verify_store,
 };
 pub use group::{GroupCommit, GroupCommitConfig};
 pub use memory::MemoryStore;
@@ -188,14 +190,17 @@ impl Channel {
 }
 
 /// One step of an instance's history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct TraceRecord {
     /// The instance.
     pub instance_id: String,
     /// 1, 2, 3... without gaps.
     pub seq: i64,
     /// When, ms since the epoch (UTC); serialized as RFC 3339 with milliseconds.
-    #[serde(serialize_with = "crate::clock::serialize_ms")]
+    #[serde(
+        serialize_with = "crate::clock::serialize_ms",
+        deserialize_with = "crate::clock::deserialize_ms"
+    )]
     pub at: i64,
     /// Who took the step.
     pub actor: String,
@@ -213,6 +218,13 @@ pub struct TraceRecord {
     pub to: String,
     /// Fields written by this step, with their new values.
     pub data: Map<String, Value>,
+    /// The values the fields of `data` had before the step (`null`: unset), for steps on
+    /// an existing instance.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub before: Map<String, Value>,
+    /// The rule decisions taken since the record before, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleDecision>,
     /// The caller's comment.
     pub comment: Option<String>,
     /// Definition version the step ran under.

@@ -137,7 +137,8 @@ impl Store for PgStore {
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT instance_id, seq, at, actor, roles::text AS roles, channel, kind, transition,
-                    from_state, to_state, data::text AS data, comment, definition_hash, prev_hash, hash
+                    from_state, to_state, data::text AS data, detail::text AS detail, comment,
+                    definition_hash, prev_hash, hash
              FROM trace WHERE instance_id = $1 ORDER BY seq",
         )
         .bind(id)
@@ -425,12 +426,12 @@ pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Re
     if !bulk.traces.is_empty() {
         let done = sqlx::query(
             "INSERT INTO trace (instance_id, seq, at, actor, roles, channel, kind, transition,
-                 from_state, to_state, data, comment, definition_hash, prev_hash, hash)
+                 from_state, to_state, data, detail, comment, definition_hash, prev_hash, hash)
              SELECT instance_id, seq, at, actor, roles, channel, kind, transition, from_state,
-                    to_state, data, comment, definition_hash, prev_hash, hash
+                    to_state, data, detail::jsonb, comment, definition_hash, prev_hash, hash
              FROM jsonb_to_recordset($1::jsonb) AS j(instance_id text, seq bigint,
                   at bigint, actor text, roles jsonb, channel text, kind text, transition text,
-                  from_state text, to_state text, data jsonb, comment text,
+                  from_state text, to_state text, data jsonb, detail text, comment text,
                   definition_hash text, prev_hash text, hash text)",
         )
         .bind(json_array(&bulk.traces)?)
@@ -513,7 +514,7 @@ async fn apply_step(
     if !step.trace.is_empty() {
         let mut q = QueryBuilder::<Postgres>::new(
             "INSERT INTO trace (instance_id, seq, at, actor, roles, channel, kind, transition,
-                 from_state, to_state, data, comment, definition_hash, prev_hash, hash) ",
+                 from_state, to_state, data, detail, comment, definition_hash, prev_hash, hash) ",
         );
         q.push_values(&step.trace, |mut b, t| {
             b.push_bind(&t.instance_id)
@@ -527,6 +528,8 @@ async fn apply_step(
                 .push_bind(&t.from)
                 .push_bind(&t.to)
                 .push_bind(sqlx::types::Json(&t.data))
+                .push_bind(super::rows::detail_json(t))
+                .push_unseparated("::jsonb")
                 .push_bind(&t.comment)
                 .push_bind(&t.definition_hash)
                 .push_bind(&t.prev_hash)

@@ -1,10 +1,12 @@
 //! Reading rows back into records, for every database: JSON columns are selected as text.
 
+use serde_json::{Map, Value};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
     Channel, Checkpoint, CheckpointEntry, Delivery, InstanceHead, InstanceRecord, LinkedInstance,
-    Links, OutboxMessage, StoreError, StoredAnswer, StoredDefinition, TraceKind, TraceRecord,
+    Links, OutboxMessage, RuleDecision, StoreError, StoredAnswer, StoredDefinition, TraceKind,
+    TraceRecord,
 };
 
 fn json_map(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
@@ -49,6 +51,12 @@ where
     let kind: &str = row.try_get("kind")?;
     let channel: &str = row.try_get("channel")?;
     let roles: &str = row.try_get("roles")?;
+    let detail: Option<String> = row.try_get("detail")?;
+    let detail: Detail = match detail {
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("trace detail: {e}")))?,
+        None => Detail::default(),
+    };
     Ok(TraceRecord {
         instance_id: row.try_get("instance_id")?,
         seq: row.try_get("seq")?,
@@ -64,6 +72,8 @@ where
         from: row.try_get("from_state")?,
         to: row.try_get("to_state")?,
         data: json_map(row.try_get("data")?)?,
+        before: detail.before,
+        rules: detail.rules,
         comment: row.try_get("comment")?,
         definition_hash: row.try_get("definition_hash")?,
         prev_hash: row.try_get("prev_hash")?,
@@ -225,4 +235,25 @@ where
         }
     }
     Ok(links)
+}
+
+/// The `detail` column of a trace row: what a record holds beyond its fields' new values.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Detail {
+    #[serde(default)]
+    before: Map<String, Value>,
+    #[serde(default)]
+    rules: Vec<RuleDecision>,
+}
+
+/// The `detail` column of `record` as JSON text; `None` when it has nothing to add.
+pub(super) fn detail_json(record: &TraceRecord) -> Option<String> {
+    if record.before.is_empty() && record.rules.is_empty() {
+        return None;
+    }
+    serde_json::to_string(&serde_json::json!({
+        "before": record.before,
+        "rules": record.rules,
+    }))
+    .ok()
 }

@@ -159,7 +159,7 @@ impl Store for SqliteStore {
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT instance_id, seq, at, actor, roles, channel, kind, transition, from_state, to_state,
-                    data, comment, definition_hash, prev_hash, hash
+                    data, detail, comment, definition_hash, prev_hash, hash
              FROM trace WHERE instance_id = ? ORDER BY seq",
         )
         .bind(id)
@@ -519,7 +519,7 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
     let done = write_chunks(
         &mut tx,
         "INSERT INTO trace (instance_id, seq, at, actor, roles, channel, kind, transition,
-             from_state, to_state, data, comment, definition_hash, prev_hash, hash) ",
+             from_state, to_state, data, detail, comment, definition_hash, prev_hash, hash) ",
         ("", None),
         &bulk.traces,
         |t| Ok([json_text(&t.roles)?, json_text(t.data)?]),
@@ -535,6 +535,7 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
                 .push_bind(t.from_state)
                 .push_bind(t.to_state)
                 .push_bind(data)
+                .push_bind(t.detail.as_deref())
                 .push_bind(t.comment)
                 .push_bind(t.definition_hash)
                 .push_bind(t.prev_hash)
@@ -611,7 +612,7 @@ async fn apply_step(tx: &mut sqlx::Transaction<'_, Sqlite>, step: &Step) -> Resu
     if !step.trace.is_empty() {
         let mut q = QueryBuilder::<Sqlite>::new(
             "INSERT INTO trace (instance_id, seq, at, actor, roles, channel, kind, transition,
-                 from_state, to_state, data, comment, definition_hash, prev_hash, hash) ",
+                 from_state, to_state, data, detail, comment, definition_hash, prev_hash, hash) ",
         );
         q.push_values(&step.trace, |mut b, t| {
             b.push_bind(&t.instance_id)
@@ -625,6 +626,7 @@ async fn apply_step(tx: &mut sqlx::Transaction<'_, Sqlite>, step: &Step) -> Resu
                 .push_bind(&t.from)
                 .push_bind(&t.to)
                 .push_bind(serde_json::Value::Object(t.data.clone()).to_string())
+                .push_bind(super::rows::detail_json(t))
                 .push_bind(&t.comment)
                 .push_bind(&t.definition_hash)
                 .push_bind(&t.prev_hash)

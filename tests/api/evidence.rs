@@ -74,6 +74,70 @@ async fn each_record_carries_the_hash_of_the_one_before_it() {
 }
 
 #[tokio::test]
+async fn a_record_keeps_the_values_it_replaced_and_every_rule_decision_with_its_source_hash() {
+    use sha2::Digest;
+    let sha = |text: &str| hex::encode(sha2::Sha256::digest(text.as_bytes()));
+    let app = spawn_app().await;
+    let id = walked_event(&app).await;
+    let trace = app.trace_steps(&id).await;
+    let by = |name: &str| {
+        trace
+            .iter()
+            .find(|r| r["transition"] == name)
+            .unwrap_or_else(|| panic!("no `{name}` record in {trace:#?}"))
+    };
+
+    let classify = by("classify");
+    assert_eq!(classify["before"]["category"], Value::Null, "unset before");
+    assert_eq!(classify["data"]["category"], "order_consultation");
+    let decision = &classify["rules"][0];
+    assert_eq!(decision["rule"], "transitions.classify.action");
+    assert_eq!(decision["module"], "event");
+    assert_eq!(decision["function"], "classify");
+    let module = std::fs::read_to_string(repo_path("rules/event.rhai")).unwrap();
+    assert_eq!(decision["source_hash"], sha(&module));
+    assert_eq!(decision["result"]["tier"], classify["data"]["tier"]);
+    assert_eq!(
+        classify["before"]["tier"],
+        Value::Null,
+        "fields the action wrote have their before-values too"
+    );
+
+    let routed = by("to_l1");
+    assert_eq!(routed["kind"], "automatic");
+    let decision = &routed["rules"][0];
+    assert_eq!(decision["rule"], "transitions.to_l1.guard");
+    assert_eq!(decision["module"], "event.yaml");
+    assert!(decision.get("function").is_none());
+    assert_eq!(decision["source_hash"], sha(r#"data.tier == "L1""#));
+    assert_eq!(decision["result"], true);
+
+    let resumed = by("resume");
+    assert_eq!(resumed["data"]["pending_reason"], Value::Null);
+    assert_eq!(resumed["before"]["pending_reason"], "awaiting_customer");
+    assert_eq!(resumed["rules"][0]["rule"], "transitions.resume.action");
+
+    // The before-values and decisions are part of what the hash covers.
+    let seq = resumed["seq"].as_i64().unwrap();
+    let db = app.shut_down().await;
+    let (code, out) = verify(&db.url);
+    assert_eq!(code, Some(0), "{out}");
+    tamper(
+        &db.url,
+        &[format!(
+            "UPDATE trace SET detail = NULL WHERE instance_id = '{id}' AND seq = {seq}"
+        )],
+    )
+    .await;
+    let (code, out) = verify(&db.url);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("instance {id} record {seq}: changed")),
+        "{out}"
+    );
+}
+
+#[tokio::test]
 async fn verify_passes_untouched_traces_and_names_each_changed_missing_or_reordered_record() {
     let app = spawn_app().await;
     let ids = [

@@ -328,7 +328,7 @@ async fn the_trace_is_also_available_as_csv() {
     let lines: Vec<&str> = a.text.lines().collect();
     assert_eq!(
         lines[0],
-        "seq,at,actor,roles,kind,transition,from,to,data,comment,definition_hash,prev_hash,hash"
+        "seq,at,actor,roles,channel,kind,transition,from,to,data,before,rules,comment,definition_hash,prev_hash,hash"
     );
     assert_eq!(lines.len(), 1 + app.trace(&id).await.len());
     assert!(lines.iter().any(|l| l.contains(",classify,new,routing,")));

@@ -64,6 +64,21 @@ fn record(id: &str, seq: i64, to: &str) -> TraceRecord {
         from: (seq > 1).then(|| "a".to_owned()),
         to: to.into(),
         data: Map::new(),
+        // Steps after the first keep a before-value and a rule decision, read back as written.
+        before: match seq {
+            1 => Map::new(),
+            _ => Map::from_iter([("note".to_owned(), serde_json::json!({"was": [1, "x"]}))]),
+        },
+        rules: match seq {
+            1 => Vec::new(),
+            _ => vec![opsflow::rules::RuleDecision {
+                rule: "transitions.t.guard".into(),
+                module: "m".into(),
+                function: Some("may_t".into()),
+                source_hash: "ab".repeat(32),
+                result: serde_json::Value::Bool(true),
+            }],
+        },
         comment: None,
         definition_hash: "h1".into(),
         prev_hash: format!("hash-{id}-{}", seq - 1),

@@ -10,7 +10,7 @@ use super::catalog::{Catalog, Loaded};
 use super::data::{Writer, apply, check_input, missing};
 use super::error::EngineError;
 use crate::definition::{Approval, Create, Quorum, Script, ScriptRef, Transition};
-use crate::rules::{Context, RuleEngine, RuleError, RuleFailure};
+use crate::rules::{Context, RuleDecision, RuleEngine, RuleError, RuleFailure};
 use crate::store::{
     Channel, Decision, InstanceRecord, InstanceWrite, LinkChange, Step, TraceKind, TraceRecord,
     Vote,
@@ -64,6 +64,10 @@ pub(crate) struct Working<'a> {
     taken: Vec<String>,
     /// How the step came in (SLA records are always `system`).
     pub(crate) channel: Channel,
+    /// Values fields had before this step wrote them, until a trace record takes them.
+    before: Map<String, Value>,
+    /// Rule decisions taken since the last trace record.
+    decisions: Vec<RuleDecision>,
 }
 
 impl<'a> Working<'a> {
@@ -78,6 +82,7 @@ impl<'a> Working<'a> {
         links: Value,
     ) -> Self {
         let original_links = link_values(loaded, &record.data);
+        let before = previous_values(&record.data, input);
         apply(&mut record.data, input);
         Self {
             env,
@@ -96,6 +101,8 @@ impl<'a> Working<'a> {
             notices: Vec::new(),
             taken: Vec::new(),
             channel: Channel::Api,
+            before,
+            decisions: Vec::new(),
         }
     }
 
@@ -143,6 +150,8 @@ impl<'a> Working<'a> {
             notices: Vec::new(),
             taken: Vec::new(),
             channel,
+            before: Map::new(),
+            decisions: Vec::new(),
         };
         let mut written = data.clone();
         if let Some(action) = &def.start.action {
@@ -183,7 +192,7 @@ impl<'a> Working<'a> {
 
     /// Runs an action and checks what it writes against the fields.
     pub(crate) fn run_action(
-        &self,
+        &mut self,
         script: &Script,
         input: &Map<String, Value>,
     ) -> Result<Map<String, Value>, EngineError> {
@@ -191,6 +200,7 @@ impl<'a> Working<'a> {
             .env
             .rules
             .action(&self.loaded.rules, script, &self.context(input))?;
+        self.decided(script, Value::Object(writes.clone()));
         let problems = check_input(&self.loaded.definition, &writes, Writer::Rule);
         if let Some(p) = problems.first() {
             return Err(self.rule_error(
@@ -201,14 +211,39 @@ impl<'a> Working<'a> {
         Ok(writes)
     }
 
-    fn guard_holds(&self, t: &Transition, input: &Map<String, Value>) -> Result<bool, EngineError> {
+    fn guard_holds(
+        &mut self,
+        t: &Transition,
+        input: &Map<String, Value>,
+    ) -> Result<bool, EngineError> {
         match &t.guard {
             None => Ok(true),
-            Some(g) => Ok(self
-                .env
-                .rules
-                .guard(&self.loaded.rules, g, &self.context(input))?),
+            Some(g) => self.guard(g, input),
         }
+    }
+
+    /// Runs a guard (or a creation's condition) and keeps the decision.
+    fn guard(&mut self, script: &Script, input: &Map<String, Value>) -> Result<bool, EngineError> {
+        let holds = self
+            .env
+            .rules
+            .guard(&self.loaded.rules, script, &self.context(input))?;
+        self.decided(script, Value::Bool(holds));
+        Ok(holds)
+    }
+
+    /// Keeps the decision `script` took, for the next trace record.
+    pub(crate) fn decided(&mut self, script: &Script, result: Value) {
+        let decision = self.loaded.rules.decision(script, result);
+        self.decisions.push(decision);
+    }
+
+    /// Applies fields a rule or a created instance wrote, keeping the values they replace.
+    fn write(&mut self, writes: &Map<String, Value>) {
+        for (k, v) in previous_values(&self.record.data, writes) {
+            self.before.entry(k).or_insert(v);
+        }
+        apply(&mut self.record.data, writes);
     }
 
     pub(crate) fn record(
@@ -221,6 +256,10 @@ impl<'a> Working<'a> {
     ) {
         self.record.version += 1;
         self.record.updated_at = self.env.now;
+        let before: Map<String, Value> = written
+            .keys()
+            .filter_map(|k| self.before.remove(k).map(|v| (k.clone(), v)))
+            .collect();
         let mut r = TraceRecord {
             instance_id: self.record.id.clone(),
             seq: self.record.version,
@@ -237,6 +276,8 @@ impl<'a> Working<'a> {
             from,
             to: self.record.state.clone(),
             data: written,
+            before,
+            rules: std::mem::take(&mut self.decisions),
             comment,
             definition_hash: self.record.definition_hash.clone(),
             prev_hash: String::new(),
@@ -341,9 +382,12 @@ impl<'a> Working<'a> {
         let quorum = match &approval.quorum {
             Quorum::Count(n) => *n,
             Quorum::Rule(script) => {
-                self.env
+                let n = self
+                    .env
                     .rules
-                    .count(&self.loaded.rules, script, &self.context(&empty))?
+                    .count(&self.loaded.rules, script, &self.context(&empty))?;
+                self.decided(script, Value::from(n));
+                n
             }
         };
         if approvals >= quorum {
@@ -383,13 +427,15 @@ impl<'a> Working<'a> {
         let mut written = input.clone();
         if let Some(action) = &t.action {
             let writes = self.run_action(action, &input)?;
-            apply(&mut self.record.data, &writes);
+            self.write(&writes);
             written.extend(writes);
         }
         for c in &t.creates {
             if let Some((field, value)) = self.create_linked(c, &input)? {
-                self.record.data.insert(field.clone(), value.clone());
-                written.insert(field, value);
+                let mut link = Map::new();
+                link.insert(field, value);
+                self.write(&link);
+                written.extend(link);
             }
         }
         let from = std::mem::replace(&mut self.record.state, t.to.clone());
@@ -449,14 +495,20 @@ impl<'a> Working<'a> {
         c: &Create,
         input: &Map<String, Value>,
     ) -> Result<Option<(String, Value)>, EngineError> {
-        let rules = &self.loaded.rules;
         if let Some(when) = &c.when
-            && !self.env.rules.guard(rules, when, &self.context(input))?
+            && !self.guard(when, input)?
         {
             return Ok(None);
         }
         let data = match &c.data {
-            Some(script) => self.env.rules.action(rules, script, &self.context(input))?,
+            Some(script) => {
+                let data =
+                    self.env
+                        .rules
+                        .action(&self.loaded.rules, script, &self.context(input))?;
+                self.decided(script, Value::Object(data.clone()));
+                data
+            }
             None => Map::new(),
         };
         let target: &'a Loaded = self
@@ -587,5 +639,13 @@ fn link_values(loaded: &Loaded, data: &Map<String, Value>) -> Map<String, Value>
         .values()
         .filter(|f| f.field_type.linked_process().is_some())
         .filter_map(|f| data.get(&f.name).map(|v| (f.name.clone(), v.clone())))
+        .collect()
+}
+
+/// The values `data` holds for the keys of `writes` (`null` where it holds none).
+fn previous_values(data: &Map<String, Value>, writes: &Map<String, Value>) -> Map<String, Value> {
+    writes
+        .keys()
+        .map(|k| (k.clone(), data.get(k).cloned().unwrap_or(Value::Null)))
         .collect()
 }

@@ -309,14 +309,17 @@ impl Working<'_> {
     }
 
     /// The duration of a fresh run of `t`: its rule's answer, or `after`.
-    fn duration(&self, t: &Timer) -> Result<i64, EngineError> {
+    fn duration(&mut self, t: &Timer) -> Result<i64, EngineError> {
         let from_rule = match &t.after_rule {
             None => None,
             Some(script) => {
                 let input = Map::new();
-                self.env
-                    .rules
-                    .duration(&self.loaded.rules, script, &self.context(&input))?
+                let ms =
+                    self.env
+                        .rules
+                        .duration(&self.loaded.rules, script, &self.context(&input))?;
+                self.decided(script, ms.map_or(Value::Null, Value::from));
+                ms
             }
         };
         match from_rule.or(t.after_ms) {
