@@ -4,9 +4,12 @@
 
 use serde_json::{Value, json};
 
+use ed25519_dalek::SigningKey;
+
 use crate::clock::format_ms;
-use crate::engine::CaseTrace;
-use crate::store::{TraceKind, TraceRecord};
+use crate::engine::{AuditQuery, CaseTrace};
+use crate::evidence::{Bundle, Scope};
+use crate::store::{Store, StoreError, TraceKind, TraceRecord};
 
 /// The formats an export is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
@@ -18,6 +21,9 @@ pub enum ExportFormat {
     Csv,
     /// IEEE 1849 XES: a trace per instance, an event per step (SLA records left out).
     Xes,
+    /// An evidence bundle: the instances' whole traces, the definitions they ran under,
+    /// a digest and, with a key configured, a signature (see [`crate::evidence`]).
+    Bundle,
 }
 
 impl ExportFormat {
@@ -27,6 +33,7 @@ impl ExportFormat {
             ExportFormat::Jsonl => "application/x-ndjson",
             ExportFormat::Csv => "text/csv; charset=utf-8",
             ExportFormat::Xes => "application/xml",
+            ExportFormat::Bundle => "application/json",
         }
     }
 
@@ -36,17 +43,40 @@ impl ExportFormat {
             ExportFormat::Jsonl => "jsonl",
             ExportFormat::Csv => "csv",
             ExportFormat::Xes => "xes",
+            ExportFormat::Bundle => "evidence.json",
         }
     }
 }
 
-/// `cases` in `format`.
-pub fn render(cases: &[CaseTrace], format: ExportFormat) -> String {
-    match format {
+/// `cases` (the records `query` selected) in `format`. A bundle holds the cases' whole
+/// traces and the definitions they ran under, read from `store`, signed with `key` if any.
+pub async fn render(
+    store: &dyn Store,
+    query: &AuditQuery,
+    cases: &[CaseTrace],
+    format: ExportFormat,
+    now_ms: i64,
+    key: Option<&SigningKey>,
+) -> Result<String, StoreError> {
+    Ok(match format {
         ExportFormat::Jsonl => jsonl(cases),
         ExportFormat::Csv => csv(cases),
         ExportFormat::Xes => xes(cases),
-    }
+        ExportFormat::Bundle => {
+            let ids: Vec<String> = cases.iter().map(|c| c.instance_id.clone()).collect();
+            let scope = Scope {
+                instance: query.instance.clone(),
+                process: query.process.clone(),
+                from: query.from.map(format_ms),
+                to: query.to.map(format_ms),
+            };
+            let bundle = Bundle::build(store, &ids, scope, now_ms, key).await?;
+            let mut text = serde_json::to_string_pretty(&bundle)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            text.push('\n');
+            text
+        }
+    })
 }
 
 fn jsonl(cases: &[CaseTrace]) -> String {

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod definition;
 pub mod engine;
+pub mod evidence;
 pub mod export;
 pub mod rules;
 pub mod server;

@@ -34,6 +34,9 @@ pub enum StartError {
     /// `OPSFLOW_TOKENS` is malformed.
     #[error("bad OPSFLOW_TOKENS: {0}")]
     Tokens(String),
+    /// The evidence signing key (`OPSFLOW_EVIDENCE_KEY`) cannot be read.
+    #[error("bad OPSFLOW_EVIDENCE_KEY: {0}")]
+    EvidenceKey(#[from] crate::evidence::KeyError),
     /// A webhook URL in `OPSFLOW_WEBHOOKS` is not a URL.
     #[error("bad webhook URL `{0}`: {1}")]
     Webhook(String, String),
@@ -133,6 +136,10 @@ impl Server {
                 "no bearer tokens configured (OPSFLOW_TOKENS): every API request will be refused with 401"
             );
         }
+        let evidence_key = match &settings.evidence_key {
+            Some(path) => Some(Arc::new(crate::evidence::read_signing_key(path)?)),
+            None => None,
+        };
         let rules = Arc::new(RuleEngine::new(clock.clone(), Limits::default()));
         let catalog = Catalog::load(
             &rules,
@@ -179,6 +186,7 @@ impl Server {
                 tokens: Arc::new(tokens),
                 rules_dir: Arc::new(settings.rules.clone()),
                 simulation: None,
+                evidence_key,
             },
             addr,
             engine,

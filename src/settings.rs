@@ -111,6 +111,10 @@ pub struct Settings {
         default_value = ""
     )]
     pub webhook_secret: Secret,
+    /// Ed25519 key file (64 hex digits, made by `opsflow keygen`) that signs evidence
+    /// bundles; unset: bundles carry their digest but no signature.
+    #[arg(long, env = "OPSFLOW_EVIDENCE_KEY")]
+    pub evidence_key: Option<PathBuf>,
     /// Simulation: `POST /api/v1/admin/clock` moves the engine clock forward (for trying
     /// out timers and SLAs; never on a production server).
     #[arg(long, env = "OPSFLOW_SIMULATE", default_value_t = false)]

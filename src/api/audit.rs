@@ -26,6 +26,7 @@ pub(crate) fn router() -> Router<AppState> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExportQuery {
+    instance: Option<String>,
     process: Option<String>,
     from: Option<String>,
     to: Option<String>,
@@ -61,12 +62,23 @@ async fn export(
         ));
     }
     let query = AuditQuery {
+        instance: q.instance,
         process: q.process,
         from: time("from", q.from.as_deref())?,
         to: time("to", q.to.as_deref())?,
     };
     let format = q.format.unwrap_or(ExportFormat::Jsonl);
     let cases = app.engine.audit_cases(&query).await?;
+    let body = render(
+        app.engine.store().as_ref(),
+        &query,
+        &cases,
+        format,
+        app.engine.now_ms(),
+        app.evidence_key.as_deref(),
+    )
+    .await
+    .map_err(crate::engine::EngineError::from)?;
     Ok((
         [
             (header::CONTENT_TYPE, format.content_type().to_owned()),
@@ -78,7 +90,7 @@ async fn export(
                 ),
             ),
         ],
-        render(&cases, format),
+        body,
     )
         .into_response())
 }

@@ -208,6 +208,7 @@ async fn fire(
 enum TraceFormat {
     Json,
     Csv,
+    Bundle,
 }
 
 #[derive(Deserialize)]
@@ -238,5 +239,34 @@ async fn trace(
             crate::export::trace_csv(&records),
         )
             .into_response(),
+        TraceFormat::Bundle => {
+            let query = crate::engine::AuditQuery {
+                instance: Some(id.clone()),
+                ..Default::default()
+            };
+            let cases = app.engine.audit_cases(&query).await?;
+            let format = crate::export::ExportFormat::Bundle;
+            let body = crate::export::render(
+                app.engine.store().as_ref(),
+                &query,
+                &cases,
+                format,
+                app.engine.now_ms(),
+                app.evidence_key.as_deref(),
+            )
+            .await
+            .map_err(crate::engine::EngineError::from)?;
+            (
+                [
+                    (header::CONTENT_TYPE, format.content_type().to_owned()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"trace-{id}.evidence.json\""),
+                    ),
+                ],
+                body,
+            )
+                .into_response()
+        }
     })
 }

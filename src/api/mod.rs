@@ -37,6 +37,8 @@ pub struct AppState {
     pub rules_dir: Arc<PathBuf>,
     /// The engine's clock when the server simulates time (`--simulate`); `None` in real time.
     pub simulation: Option<Arc<SimulatedClock>>,
+    /// The key that signs evidence bundles, if the operator configured one.
+    pub evidence_key: Option<Arc<ed25519_dalek::SigningKey>>,
 }
 
 /// The whole HTTP application.

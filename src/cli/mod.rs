@@ -93,6 +93,9 @@ enum Command {
         /// Database URL.
         #[arg(long, env = "OPSFLOW_DB", default_value = "sqlite://opsflow.db")]
         db: String,
+        /// Only this instance.
+        #[arg(long)]
+        instance: Option<String>,
         /// Only instances of this process.
         #[arg(long)]
         process: Option<String>,
@@ -102,9 +105,18 @@ enum Command {
         /// Only records before this RFC 3339 time.
         #[arg(long)]
         to: Option<String>,
-        /// Output format.
+        /// Output format; `bundle` is evidence that `opsflow verify BUNDLE` checks alone.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: crate::export::ExportFormat,
+        /// Ed25519 key file that signs a bundle (see `opsflow keygen`).
+        #[arg(long, env = "OPSFLOW_EVIDENCE_KEY")]
+        key: Option<PathBuf>,
+    },
+    /// Make an Ed25519 key for signing evidence bundles: writes the secret to FILE (never
+    /// over an existing one) and prints the public key, which verifiers are given.
+    Keygen {
+        /// Where to write the secret key.
+        file: PathBuf,
     },
     /// Take a checkpoint now: chain the heads of the instances' traces changed since the last
     /// one, so that deleting a whole instance is detected.
@@ -113,12 +125,19 @@ enum Command {
         #[arg(long, env = "OPSFLOW_DB", default_value = "sqlite://opsflow.db")]
         db: String,
     },
-    /// Recompute every instance's trace hash chain; names each record changed, missing or
-    /// reordered, exit 1 if any.
+    /// Recompute every instance's trace hash chain in a database, or everything in an
+    /// evidence bundle; names each record changed, missing or reordered, a definition not
+    /// matching its sources, a bad signature; exit 1 if any.
     Verify {
+        /// An evidence bundle to check (instead of the database).
+        bundle: Option<PathBuf>,
         /// Database URL.
         #[arg(long, env = "OPSFLOW_DB", default_value = "sqlite://opsflow.db")]
         db: String,
+        /// The public key (64 hex digits, or a file holding them) that must have signed the
+        /// bundle.
+        #[arg(long)]
+        public_key: Option<String>,
     },
 }
 
@@ -270,10 +289,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(args).await,
         Command::Export {
             db,
+            instance,
             process,
             from,
             to,
             format,
+            key,
         } => {
             let time = |name: &str, t: Option<String>| -> anyhow::Result<Option<i64>> {
                 t.map(|t| {
@@ -283,7 +304,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 })
                 .transpose()
             };
+            let key = key
+                .map(|k| crate::evidence::read_signing_key(&k))
+                .transpose()?;
             let query = crate::engine::AuditQuery {
+                instance,
                 process,
                 from: time("from", from)?,
                 to: time("to", to)?,
@@ -294,7 +319,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let cases = crate::engine::cases(store.as_ref(), &query)
                 .await
                 .with_context(|| format!("cannot read {}", redact(&db)))?;
-            print!("{}", crate::export::render(&cases, format));
+            let now = chrono::Utc::now().timestamp_millis();
+            let text =
+                crate::export::render(store.as_ref(), &query, &cases, format, now, key.as_ref())
+                    .await
+                    .with_context(|| format!("cannot read {}", redact(&db)))?;
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keygen { file } => {
+            let key = crate::evidence::generate_key(&file)?;
+            println!("{}", crate::evidence::public_hex(&key));
             Ok(ExitCode::SUCCESS)
         }
         Command::Checkpoint { db } => {
@@ -317,7 +352,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { db } => {
+        Command::Verify {
+            bundle: Some(path),
+            public_key,
+            ..
+        } => verify_bundle(&path, public_key.as_deref()),
+        Command::Verify { db, .. } => {
             let store = crate::server::open_store(&db)
                 .await
                 .with_context(|| format!("cannot open {}", redact(&db)))?;
@@ -348,6 +388,44 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// `opsflow verify BUNDLE`: prints each problem, or one line saying what holds.
+fn verify_bundle(path: &std::path::Path, public_key: Option<&str>) -> anyhow::Result<ExitCode> {
+    let expected = public_key
+        .map(crate::evidence::read_public_key)
+        .transpose()?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bundle: crate::evidence::Bundle = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an evidence bundle", path.display()))?;
+    let report = bundle.verify(expected.as_ref());
+    for line in &report.problems {
+        println!("{line}");
+    }
+    if !report.problems.is_empty() {
+        eprintln!(
+            "{}: {} problem(s) in {} instance(s), {} trace record(s)",
+            path.display(),
+            report.problems.len(),
+            report.instances,
+            report.records
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let signed = match &report.signed_by {
+        Some(k) if expected.is_some() => format!("signed by the expected key {k}"),
+        Some(k) => format!("signed by key {k} (pass --public-key to require a signer)"),
+        None => "not signed".to_owned(),
+    };
+    println!(
+        "{}: {} instance(s), {} trace record(s), {} definition(s): every hash holds; {signed}",
+        path.display(),
+        report.instances,
+        report.records,
+        report.definitions
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {

@@ -28,7 +28,7 @@ pub use model::{
     Approval, Create, Definition, Quorum, RuleSource, Script, ScriptRef, Source, Start, State,
     Transition,
 };
-pub use parse::parse;
+pub use parse::{content_hash, parse};
 pub use source_map::{Position, SourceMap, YamlPath};
 pub(crate) use suggest::closest;
 pub(crate) use timer::duration_ms;

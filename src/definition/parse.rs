@@ -17,7 +17,7 @@ use super::timer::check_timers;
 use super::transition::{Known, check_transition, unknown_role};
 
 /// SHA-256 over the YAML and the rule modules it uses, in order.
-pub(crate) fn content_hash(yaml: &str, rules: &IndexMap<String, RuleSource>) -> String {
+pub fn content_hash(yaml: &str, rules: &IndexMap<String, RuleSource>) -> String {
     let mut h = Sha256::new();
     h.update(b"opsflow-definition\0");
     h.update((yaml.len() as u64).to_be_bytes());

@@ -17,6 +17,8 @@ pub struct CaseTrace {
 /// Which records an export holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditQuery {
+    /// Only this instance.
+    pub instance: Option<String>,
     /// Only instances of this process.
     pub process: Option<String>,
     /// Only records at or after this time (ms).
@@ -39,6 +41,23 @@ impl Engine {
 
 /// The cases in `store` with records in the period of `query`, ordered by instance id.
 pub async fn cases(store: &dyn Store, query: &AuditQuery) -> Result<Vec<CaseTrace>, EngineError> {
+    if let Some(id) = &query.instance {
+        let instance = store
+            .get_instance(id)
+            .await?
+            .filter(|i| query.process.as_ref().is_none_or(|p| *p == i.process))
+            .ok_or_else(|| EngineError::UnknownInstance(id.clone()))?;
+        let records = in_period(store.trace(id).await?, query);
+        return Ok(if records.is_empty() {
+            Vec::new()
+        } else {
+            vec![CaseTrace {
+                process: instance.process,
+                instance_id: instance.id,
+                records,
+            }]
+        });
+    }
     let mut out = Vec::new();
     let mut after = None;
     loop {
@@ -59,10 +78,7 @@ pub async fn cases(store: &dyn Store, query: &AuditQuery) -> Result<Vec<CaseTrac
             if query.from.is_some_and(|from| i.updated_at < from) {
                 continue;
             }
-            let mut records = store.trace(&i.id).await?;
-            records.retain(|r| {
-                query.from.is_none_or(|from| r.at >= from) && query.to.is_none_or(|to| r.at < to)
-            });
+            let records = in_period(store.trace(&i.id).await?, query);
             if !records.is_empty() {
                 out.push(CaseTrace {
                     process: i.process,
@@ -72,4 +88,12 @@ pub async fn cases(store: &dyn Store, query: &AuditQuery) -> Result<Vec<CaseTrac
             }
         }
     }
+}
+
+/// The records of `trace` in the period of `query`.
+fn in_period(mut trace: Vec<TraceRecord>, query: &AuditQuery) -> Vec<TraceRecord> {
+    trace.retain(|r| {
+        query.from.is_none_or(|from| r.at >= from) && query.to.is_none_or(|to| r.at < to)
+    });
+    trace
 }

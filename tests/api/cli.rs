@@ -12,6 +12,7 @@ pub fn opsflow(args: &[&str], dir: &Path) -> Output {
         .env_remove("OPSFLOW_DB")
         .env_remove("OPSFLOW_PROCESSES")
         .env_remove("OPSFLOW_RULES")
+        .env_remove("OPSFLOW_EVIDENCE_KEY")
         .env_remove("OPSFLOW_BENCH_POSTGRES_URL")
         .output()
         .expect("opsflow runs")

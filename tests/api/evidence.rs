@@ -7,7 +7,7 @@ use crate::cli::opsflow;
 use crate::helpers::{TestApp, repo_path, spawn_app};
 
 /// An event walked to `resolved`: eight trace records or more.
-async fn walked_event(app: &TestApp) -> String {
+pub async fn walked_event(app: &TestApp) -> String {
     let id = app.event_at_l1().await;
     app.fire_ok(
         &id,

@@ -195,6 +195,7 @@ pub async fn spawn_app_configured(
         checkpoint_interval: 300,
         webhooks: Vec::new(),
         webhook_secret: Secret::default(),
+        evidence_key: None,
         simulate: false,
         tokens: Secret::new(TOKENS),
     };

@@ -4,6 +4,7 @@
 // Helpers are shared by the test modules of this one binary.
 #![allow(unreachable_pub)]
 
+mod bundle;
 mod change;
 mod cli;
 mod errors;

@@ -45,6 +45,7 @@ pub(super) async fn http_run(
         checkpoint_interval: 300,
         webhooks: Vec::new(),
         webhook_secret: Secret::default(),
+        evidence_key: None,
         simulate: false,
         tokens: Secret::new(format!("{token}=bench:service_desk,requester")),
     };
