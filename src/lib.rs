@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod conform;
 pub mod definition;
 pub mod engine;
 pub mod evidence;

@@ -1,6 +1,7 @@
 //! The `opsflow` command line (clap): thin adapters over the library.
 
 mod bench;
+mod conform;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,6 +113,10 @@ enum Command {
         #[arg(long, env = "OPSFLOW_EVIDENCE_KEY")]
         key: Option<PathBuf>,
     },
+    /// Replay an event log (CSV or XES with a mapping file, or the traces of a database)
+    /// against a process: fitness, the most frequent deviations, per-transition counts,
+    /// and each case's first deviation.
+    Conform(conform::ConformArgs),
     /// Make an Ed25519 key for signing evidence bundles: writes the secret to FILE (never
     /// over an existing one) and prints the public key, which verifiers are given.
     Keygen {
@@ -327,6 +332,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Conform(args) => conform::run(args).await,
         Command::Keygen { file } => {
             let key = crate::evidence::generate_key(&file)?;
             println!("{}", crate::evidence::public_hex(&key));

@@ -28,7 +28,9 @@ pub use model::{
     Approval, Create, Definition, Quorum, RuleSource, Script, ScriptRef, Source, Start, State,
     Transition,
 };
+pub(crate) use parse::read_yaml;
 pub use parse::{content_hash, parse};
+pub(crate) use problems::Problems;
 pub use source_map::{Position, SourceMap, YamlPath};
 pub(crate) use suggest::closest;
 pub(crate) use timer::duration_ms;

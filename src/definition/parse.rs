@@ -37,7 +37,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The positions and the value of a YAML text; a syntax error or a duplicate key is
 /// reported at its place.
-pub(super) fn read_yaml(
+pub(crate) fn read_yaml(
     file: &str,
     yaml: &str,
 ) -> Result<(SourceMap, serde_yaml::Value), Vec<DefinitionError>> {

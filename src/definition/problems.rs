@@ -6,27 +6,27 @@ use super::error::DefinitionError;
 use super::source_map::{SourceMap, YamlPath};
 
 /// Collects problems and places them in the source.
-pub(super) struct Problems<'a> {
-    pub(super) file: &'a str,
-    pub(super) map: &'a SourceMap,
-    pub(super) list: Vec<DefinitionError>,
+pub(crate) struct Problems<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) map: &'a SourceMap,
+    pub(crate) list: Vec<DefinitionError>,
 }
 
 impl Problems<'_> {
-    pub(super) fn at_key(&mut self, path: &YamlPath, message: impl Into<String>) {
+    pub(crate) fn at_key(&mut self, path: &YamlPath, message: impl Into<String>) {
         let position = self.map.key_position(path);
         self.list
             .push(DefinitionError::new(self.file, position, message));
     }
 
-    pub(super) fn at_value(&mut self, path: &YamlPath, message: impl Into<String>) {
+    pub(crate) fn at_value(&mut self, path: &YamlPath, message: impl Into<String>) {
         let position = self.map.value_position(path);
         self.list
             .push(DefinitionError::new(self.file, position, message));
     }
 
     /// Deserializes one node; a failure is reported at the node it concerns.
-    pub(super) fn deserialize<T: DeserializeOwned>(
+    pub(crate) fn deserialize<T: DeserializeOwned>(
         &mut self,
         base: &YamlPath,
         value: serde_yaml::Value,

@@ -7,6 +7,7 @@
 mod bundle;
 mod change;
 mod cli;
+mod conform;
 mod errors;
 mod evidence;
 mod helpers;
