@@ -178,7 +178,7 @@ fn init_logging() {
         .try_init();
 }
 
-fn rule_engine() -> RuleEngine {
+pub(crate) fn rule_engine() -> RuleEngine {
     RuleEngine::new(Arc::new(SystemClock), Limits::default())
 }
 

@@ -15,6 +15,7 @@ mod idempotency;
 mod lifecycle;
 mod nodes;
 mod problem;
+mod process_mining;
 mod processes;
 mod release;
 mod report;

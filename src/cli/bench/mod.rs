@@ -2,7 +2,9 @@
 //! the engine and over HTTP, on SQLite and PostgreSQL, beside the raw limits of the same
 //! rows written with plain SQL, plus latency, memory per stored instance and peak memory.
 //! Each transition of the workload is `await` (one trace row) or `resume` (two rows).
+//! Also: how fast `opsflow conform` reads and replays a 100k-event log.
 
+mod conform;
 mod footprint;
 mod http;
 mod workload;
@@ -36,6 +38,8 @@ pub(crate) enum Part {
     Postgres,
     /// Memory and disk per 100k stored instances.
     Footprint,
+    /// Reading and replaying a 100k-event log (`opsflow conform`).
+    Conform,
 }
 
 /// Options of `opsflow bench`.
@@ -44,6 +48,9 @@ pub(crate) struct BenchArgs {
     /// Transitions fired in each measurement.
     #[arg(long, default_value_t = 5_000)]
     transitions: u64,
+    /// Events of the log the conformance part replays.
+    #[arg(long, default_value_t = 100_000)]
+    conform_events: u64,
     /// Instances created to measure memory and disk per stored instance.
     #[arg(long, default_value_t = 100_000)]
     footprint_instances: u64,
@@ -170,6 +177,21 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .filter(|_| args.runs(Part::Postgres))
     {
         postgres(&args, server, &data_json, &mut f).await?;
+    }
+    if args.runs(Part::Conform) {
+        let (events, cases, fitness, took) =
+            conform::conform_run(&args, dir.path(), args.conform_events)?;
+        f.put("conform_events", events as f64);
+        f.put("conform_cases", cases as f64);
+        f.0.insert(
+            "conform_fitness".into(),
+            json!((fitness * 1e4).round() / 1e4),
+        );
+        f.0.insert(
+            "conform_ms".into(),
+            json!((took.as_secs_f64() * 1e4).round() / 10.0),
+        );
+        f.put("conform_events_per_s", rate(events, took));
     }
     f.put("peak_rss_kib", proc_status_kib("VmHWM:") as f64);
     if args.runs(Part::Footprint) {
@@ -300,6 +322,18 @@ fn report(f: &Figures, n: u64) -> String {
             num("memory_store_kib_per_100k_instances"),
             num("sqlite_rss_kib_per_100k_instances"),
             num("sqlite_disk_kib_per_100k_instances")
+        );
+    }
+    if f.get("conform_events").is_some() {
+        let _ = writeln!(
+            out,
+            "  conformance: {} events in {} cases read (CSV) and replayed in {} ms, \
+             {} events/s (fitness {})",
+            num("conform_events"),
+            num("conform_cases"),
+            ms("conform_ms"),
+            num("conform_events_per_s"),
+            f.get("conform_fitness").unwrap_or(0.0)
         );
     }
     let _ = writeln!(
