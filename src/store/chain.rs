@@ -54,12 +54,29 @@ impl TraceRecord {
         if !self.before.is_empty() || !self.rules.is_empty() {
             out.push_str(",{\"before\":");
             push_object(&mut out, &self.before);
-            out.push_str(",\"rules\":");
-            push_value(
-                &mut out,
-                &serde_json::to_value(&self.rules).unwrap_or(Value::Null),
-            );
-            out.push('}');
+            out.push_str(",\"rules\":[");
+            for (i, d) in self.rules.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                // A decision's keys in sorted order; `function` only when there is one.
+                if let Some(f) = &d.function {
+                    out.push_str("{\"function\":");
+                    push_str(&mut out, f);
+                    out.push_str(",\"module\":");
+                } else {
+                    out.push_str("{\"module\":");
+                }
+                push_str(&mut out, &d.module);
+                out.push_str(",\"result\":");
+                push_value(&mut out, &d.result);
+                out.push_str(",\"rule\":");
+                push_str(&mut out, &d.rule);
+                out.push_str(",\"source_hash\":");
+                push_str(&mut out, &d.source_hash);
+                out.push('}');
+            }
+            out.push_str("]}");
         }
         out.push(']');
         out
@@ -412,6 +429,24 @@ mod tests {
         let before = a.compute_hash();
         a.data = reordered;
         assert_eq!(a.compute_hash(), before);
+    }
+
+    #[test]
+    fn decisions_are_written_as_their_canonical_json() {
+        let mut r = chain(1).remove(0);
+        r.before.insert("z".into(), json!({"b": 1, "a": [null]}));
+        for function in [Some("may_close".to_owned()), None] {
+            r.rules.push(crate::rules::RuleDecision {
+                rule: "transitions.close.guard".into(),
+                module: "event".into(),
+                function,
+                source_hash: "ab".repeat(32),
+                result: json!({"y": true, "x": "\"quoted\""}),
+            });
+        }
+        let c = r.canonical();
+        let expected = canonical_json(&json!({"before": r.before, "rules": r.rules}));
+        assert!(c.ends_with(&format!(",{expected}]")), "{c}\n{expected}");
     }
 
     #[test]

@@ -251,9 +251,14 @@ pub(super) fn detail_json(record: &TraceRecord) -> Option<String> {
     if record.before.is_empty() && record.rules.is_empty() {
         return None;
     }
-    serde_json::to_string(&serde_json::json!({
-        "before": record.before,
-        "rules": record.rules,
-    }))
+    #[derive(serde::Serialize)]
+    struct Borrowed<'a> {
+        before: &'a Map<String, Value>,
+        rules: &'a [RuleDecision],
+    }
+    serde_json::to_string(&Borrowed {
+        before: &record.before,
+        rules: &record.rules,
+    })
     .ok()
 }
