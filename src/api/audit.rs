@@ -68,10 +68,21 @@ async fn export(
         to: time("to", q.to.as_deref())?,
     };
     let format = q.format.unwrap_or(ExportFormat::Jsonl);
-    let cases = app.engine.audit_cases(&query).await?;
+    exported(&app, &query, format, "opsflow-export").await
+}
+
+/// The records `query` selects in `format`, as a download named `name` plus the format's
+/// extension; bundles are signed with the server's evidence key, if it has one.
+pub(super) async fn exported(
+    app: &AppState,
+    query: &AuditQuery,
+    format: ExportFormat,
+    name: &str,
+) -> Result<Response, Problem> {
+    let cases = app.engine.audit_cases(query).await?;
     let body = render(
         app.engine.store().as_ref(),
-        &query,
+        query,
         &cases,
         format,
         app.engine.now_ms(),
@@ -84,10 +95,7 @@ async fn export(
             (header::CONTENT_TYPE, format.content_type().to_owned()),
             (
                 header::CONTENT_DISPOSITION,
-                format!(
-                    "attachment; filename=\"opsflow-export.{}\"",
-                    format.extension()
-                ),
+                format!("attachment; filename=\"{name}.{}\"", format.extension()),
             ),
         ],
         body,

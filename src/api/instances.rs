@@ -244,29 +244,8 @@ async fn trace(
                 instance: Some(id.clone()),
                 ..Default::default()
             };
-            let cases = app.engine.audit_cases(&query).await?;
             let format = crate::export::ExportFormat::Bundle;
-            let body = crate::export::render(
-                app.engine.store().as_ref(),
-                &query,
-                &cases,
-                format,
-                app.engine.now_ms(),
-                app.evidence_key.as_deref(),
-            )
-            .await
-            .map_err(crate::engine::EngineError::from)?;
-            (
-                [
-                    (header::CONTENT_TYPE, format.content_type().to_owned()),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"trace-{id}.evidence.json\""),
-                    ),
-                ],
-                body,
-            )
-                .into_response()
+            super::audit::exported(&app, &query, format, &format!("trace-{id}")).await?
         }
     })
 }

@@ -147,18 +147,25 @@ fn a_misspelt_transition_or_column_in_a_mapping_is_one_plain_line_and_exit_1() {
     )
     .unwrap();
     let log = repo_path("tests/data/conform/change-log.csv");
-    let out = opsflow(
-        &[
-            "conform",
-            "--log",
-            log.to_str().unwrap(),
-            "--mapping",
-            mapping.to_str().unwrap(),
-        ],
-        &repo_path("."),
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    // Exit code and stderr of conform on the log with the mapping as now written.
+    let conform = || {
+        let out = opsflow(
+            &[
+                "conform",
+                "--log",
+                log.to_str().unwrap(),
+                "--mapping",
+                mapping.to_str().unwrap(),
+            ],
+            &repo_path("."),
+        );
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = conform();
+    assert_eq!(code, Some(1));
     let line = yaml
         .lines()
         .position(|l| l.contains("Work started"))
@@ -172,18 +179,8 @@ fn a_misspelt_transition_or_column_in_a_mapping_is_one_plain_line_and_exit_1() {
     );
 
     std::fs::write(&mapping, yaml.replace("time: when", "time: date")).unwrap();
-    let out = opsflow(
-        &[
-            "conform",
-            "--log",
-            log.to_str().unwrap(),
-            "--mapping",
-            mapping.to_str().unwrap(),
-        ],
-        &repo_path("."),
-    );
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, err) = conform();
+    assert_eq!(code, Some(1));
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
         err.contains("no column `date` (columns: ticket, step, when, who)"),
