@@ -190,7 +190,9 @@ pub fn replay(def: &Definition, mapping: &Mapping, cases: &[LogCase]) -> Report 
                     state = e.to.clone().unwrap_or_else(|| t.to.clone());
                 }
                 None => {
-                    // The first transition meant: the log is followed from there on.
+                    // The first transition meant: the log is followed from there on. (Nothing
+                    // matched, so the meaning holds no `ignore`; an empty one is refused when
+                    // the mapping is read, and would count as ignored.)
                     let Some(t) = meaning
                         .iter()
                         .find(|m| *m != IGNORE)
