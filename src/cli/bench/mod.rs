@@ -57,6 +57,10 @@ pub(crate) struct BenchArgs {
     /// Run only these parts (comma-separated); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<Part>,
+    /// Concurrent clients of the group-commit sweep (comma-separated); 1, 8, 16, 32 and 128
+    /// by default.
+    #[arg(long, value_delimiter = ',', default_values_t = SWEEP)]
+    clients: Vec<u64>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -118,6 +122,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.transitions == 0 {
         bail!("--transitions must be at least 1");
     }
+    if args.clients.contains(&0) {
+        bail!("--clients must each be at least 1");
+    }
     if args.only.contains(&Part::Postgres) && args.postgres.is_none() {
         bail!("--only postgres needs --postgres URL (or OPSFLOW_BENCH_POSTGRES_URL)");
     }
@@ -154,7 +161,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             let raw = raw_sqlite_steps(&url("raw.db"), n, 1, &data_json, trace_rows).await?;
             f.put("sqlite_raw_tps", rate(n, raw));
         }
-        for c in SWEEP {
+        for &c in &args.clients {
             let inner: Arc<dyn Store> =
                 Arc::new(SqliteStore::open(&url(&format!("group-{c}.db"))).await?);
             let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::default()));
@@ -207,7 +214,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", Value::Object(f.0));
     } else {
-        print!("{}", report(&f, n));
+        print!("{}", report(&f, n, &args.clients));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -230,7 +237,7 @@ async fn postgres(
             made.push(name);
             Ok(url)
         };
-        for c in SWEEP {
+        for &c in &args.clients {
             let pool = u32::try_from(c.min(32)).unwrap_or(32).max(2);
             let inner: Arc<dyn Store> = Arc::new(PgStore::open(&fresh().await?, pool).await?);
             let config = GroupCommitConfig {
@@ -264,7 +271,7 @@ async fn postgres(
 }
 
 /// The figures as text, in tables with the raw limits beside the engine's.
-fn report(f: &Figures, n: u64) -> String {
+fn report(f: &Figures, n: u64, sweep: &[u64]) -> String {
     use std::fmt::Write as _;
     let num = |key: &str| match f.get(key) {
         Some(v) => format!("{v:.0}"),
@@ -289,7 +296,8 @@ fn report(f: &Figures, n: u64) -> String {
         );
     }
     for (db, label) in [("sqlite", "SQLite"), ("postgres", "PostgreSQL")] {
-        if f.get(&format!("{db}_engine_1_clients_tps")).is_none() {
+        let measured = |c: &u64| f.get(&format!("{db}_engine_{c}_clients_tps")).is_some();
+        if !sweep.iter().any(measured) {
             continue;
         }
         let _ = writeln!(
@@ -297,7 +305,7 @@ fn report(f: &Figures, n: u64) -> String {
             "  {label}, group commit (transitions/s; HTTP latency in ms):\n    \
              clients    engine  raw 1/commit  raw batched      HTTP  p50/p99"
         );
-        for c in SWEEP {
+        for &c in sweep {
             let raw = match db {
                 "sqlite" => num("sqlite_raw_tps"),
                 _ => num(&format!("postgres_raw_{c}_clients_tps")),
