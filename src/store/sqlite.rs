@@ -62,6 +62,9 @@ impl SqliteStore {
             .min_connections(1)
             .idle_timeout(None)
             .max_lifetime(None)
+            // A ping before every batch is one more round trip to the connection's thread;
+            // a failing connection shows on the batch's first statement anyway.
+            .test_before_acquire(false)
             .connect_with(connect_options(url)?)
             .await?;
         Ok(Self { pool, writer })
