@@ -173,7 +173,7 @@ impl RuleEngine {
                         Ok(ast) => {
                             scripts.insert(
                                 script.path.clone(),
-                                Compiled::Inline(functions.merge(&ast)),
+                                Compiled::Inline(functions.merge(&ast), names_used(source)),
                             );
                         }
                         Err(e) => {
@@ -331,18 +331,21 @@ impl RuleEngine {
                 failure,
             }
         };
-        let values = context_values(ctx, &rules.tables).map_err(|e| fail(&e))?;
         match rules.scripts.get(&script.path) {
-            Some(Compiled::Inline(ast)) => {
-                let mut scope = Scope::new();
-                for (name, value) in CONTEXT_NAMES.iter().zip(values) {
-                    scope.push_dynamic(*name, value);
+            Some(Compiled::Inline(ast, used)) => {
+                let values = context_values(ctx, &rules.tables, used);
+                let mut scope = Scope::with_capacity(CONTEXT_NAMES.len());
+                for ((name, value), used) in CONTEXT_NAMES.iter().zip(values).zip(used) {
+                    if *used {
+                        scope.push_dynamic(*name, value);
+                    }
                 }
                 self.engine
                     .eval_ast_with_scope::<Dynamic>(&mut scope, ast)
                     .map_err(|e| fail(&e))
             }
             Some(Compiled::Function(name)) => {
+                let values = context_values(ctx, &rules.tables, &[true; CONTEXT_NAMES.len()]);
                 let mut map = rhai::Map::new();
                 for (key, value) in CONTEXT_NAMES.iter().zip(values) {
                     map.insert((*key).into(), value);
@@ -381,31 +384,82 @@ fn scope_template() -> Scope<'static> {
     scope
 }
 
+/// Which of [`CONTEXT_NAMES`] an inline script names. A script reaches a variable only by
+/// its name (`eval` is disabled, and functions it calls do not see its variables), so one
+/// that never spells a name, even in a comment or a string, cannot read it: its value need
+/// not be made.
+fn names_used(source: &str) -> [bool; CONTEXT_NAMES.len()] {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    CONTEXT_NAMES.map(|name| {
+        source.match_indices(name).any(|(at, _)| {
+            let before = source[..at].chars().next_back();
+            let after = source[at + name.len()..].chars().next();
+            !before.is_some_and(word) && !after.is_some_and(word)
+        })
+    })
+}
+
+/// The values of [`CONTEXT_NAMES`]; those not `wanted` are left `()`.
 fn context_values(
     ctx: &Context<'_>,
     tables: &Dynamic,
-) -> Result<[Dynamic; 10], Box<rhai::EvalAltResult>> {
-    let mut instance = rhai::Map::new();
-    instance.insert("id".into(), ctx.instance_id.into());
-    instance.insert("process".into(), ctx.process.into());
-    instance.insert("state".into(), ctx.state.into());
-    let roles: rhai::Array = ctx.roles.iter().map(|r| Dynamic::from(r.clone())).collect();
-    Ok([
-        rhai::serde::to_dynamic(ctx.data)?,
-        rhai::serde::to_dynamic(ctx.input)?,
-        ctx.state.into(),
-        ctx.actor.into(),
-        roles.into(),
-        instance.into(),
-        tables.clone(),
-        ctx.process.into(),
-        rhai::serde::to_dynamic(ctx.links)?,
-        rhai::serde::to_dynamic(ctx.lookups)?,
-    ])
+    wanted: &[bool; CONTEXT_NAMES.len()],
+) -> [Dynamic; CONTEXT_NAMES.len()] {
+    let make = |i: usize| -> Dynamic {
+        match i {
+            0 => map_to_dynamic(ctx.data),
+            1 => map_to_dynamic(ctx.input),
+            2 => ctx.state.into(),
+            3 => ctx.actor.into(),
+            4 => ctx
+                .roles
+                .iter()
+                .map(|r| Dynamic::from(r.clone()))
+                .collect::<rhai::Array>()
+                .into(),
+            5 => {
+                let mut instance = rhai::Map::new();
+                instance.insert("id".into(), ctx.instance_id.into());
+                instance.insert("process".into(), ctx.process.into());
+                instance.insert("state".into(), ctx.state.into());
+                instance.into()
+            }
+            6 => tables.clone(),
+            7 => ctx.process.into(),
+            8 => to_dynamic(ctx.links),
+            _ => to_dynamic(ctx.lookups),
+        }
+    };
+    std::array::from_fn(|i| if wanted[i] { make(i) } else { Dynamic::UNIT })
+}
+
+/// A JSON value as scripts see it; the same as `rhai::serde::to_dynamic`, built directly:
+/// `null` is `()`, integers that fit are `INT`, other numbers `FLOAT`.
+pub(crate) fn to_dynamic(value: &Value) -> Dynamic {
+    match value {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Dynamic::from_int(i),
+            None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => s.as_str().into(),
+        Value::Array(items) => Dynamic::from_array(items.iter().map(to_dynamic).collect()),
+        Value::Object(m) => map_to_dynamic(m),
+    }
+}
+
+fn map_to_dynamic(m: &Map<String, Value>) -> Dynamic {
+    Dynamic::from_map(
+        m.iter()
+            .map(|(k, v)| (k.as_str().into(), to_dynamic(v)))
+            .collect(),
+    )
 }
 
 enum Compiled {
-    Inline(AST),
+    /// An inline script, and which context names it uses.
+    Inline(AST, [bool; CONTEXT_NAMES.len()]),
     Function(String),
 }
 
@@ -476,5 +530,46 @@ impl CompiledRules {
             ScriptRef::Function(name) => format!("{label} (rule function `{name}`)"),
             ScriptRef::Inline(_) => label,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn json_values_reach_scripts_as_rhai_serde_would_convert_them() {
+        let value = json!({
+            "s": "text", "n": null, "t": true, "f": false,
+            "i": -42, "big": u64::MAX, "x": 1.25,
+            "list": [1, "a", null, [2.5], {"k": "v"}],
+            "map": {"inner": {"deep": [true]}, "empty": {}},
+        });
+        let direct = super::to_dynamic(&value);
+        let through_serde = rhai::serde::to_dynamic(&value).expect("converts");
+        assert_eq!(format!("{direct:?}"), format!("{through_serde:?}"));
+        assert_eq!(direct.type_name(), through_serde.type_name());
+    }
+
+    #[test]
+    fn an_inline_script_is_given_the_context_names_it_spells_and_only_those() {
+        let used = |source: &str| {
+            let flags = super::names_used(source);
+            super::CONTEXT_NAMES
+                .iter()
+                .zip(flags)
+                .filter(|(_, u)| *u)
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(used(r#"data.tier == "L1""#), ["data"]);
+        assert_eq!(used("#{ pending_reason: () }"), Vec::<&str>::new());
+        assert_eq!(
+            used("input.x + tables.p[state]"),
+            ["input", "state", "tables"]
+        );
+        // Parts of longer words are not names; strings and comments count (to be safe).
+        assert_eq!(used("metadata.x + data_2 + my_roles"), Vec::<&str>::new());
+        assert_eq!(used(r#"`${actor}` // roles"#), ["actor", "roles"]);
     }
 }

@@ -17,135 +17,201 @@ pub const GENESIS: &str = "";
 impl TraceRecord {
     /// The canonical text the hash is taken of.
     pub fn canonical(&self) -> String {
-        let mut out = String::with_capacity(256);
-        out.push('[');
-        push_str(&mut out, &self.instance_id);
-        out.push_str(&format!(",{},{},", self.seq, self.at));
-        push_str(&mut out, &self.actor);
-        out.push_str(",[");
+        let mut out = Vec::with_capacity(512);
+        self.write_canonical(&mut out);
+        // Only JSON text and ASCII punctuation are written.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Writes the canonical form to `out`.
+    fn write_canonical(&self, out: &mut impl Sink) {
+        out.put(b"[");
+        put_str(out, &self.instance_id);
+        out.put(b",");
+        put_int(out, self.seq);
+        out.put(b",");
+        put_int(out, self.at);
+        out.put(b",");
+        put_str(out, &self.actor);
+        out.put(b",[");
         for (i, r) in self.roles.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                out.put(b",");
             }
-            push_str(&mut out, r);
+            put_str(out, r);
         }
-        out.push_str("],");
-        push_str(&mut out, self.channel.as_str());
-        out.push(',');
-        push_str(&mut out, self.kind.as_str());
+        out.put(b"],");
+        put_str(out, self.channel.as_str());
+        out.put(b",");
+        put_str(out, self.kind.as_str());
         for text in [
             self.transition.as_deref(),
             self.from.as_deref(),
             Some(&self.to),
         ] {
-            out.push(',');
-            push_opt(&mut out, text);
+            out.put(b",");
+            put_opt(out, text);
         }
-        out.push(',');
-        push_object(&mut out, &self.data);
-        out.push(',');
-        push_opt(&mut out, self.comment.as_deref());
-        out.push(',');
-        push_str(&mut out, &self.definition_hash);
-        out.push(',');
-        push_str(&mut out, &self.prev_hash);
+        out.put(b",");
+        put_object(out, &self.data);
+        out.put(b",");
+        put_opt(out, self.comment.as_deref());
+        out.put(b",");
+        put_str(out, &self.definition_hash);
+        out.put(b",");
+        put_str(out, &self.prev_hash);
         // Records without before-values or rule decisions keep the 14-element form that
         // records had before traces carried them, so their hashes still hold.
         if !self.before.is_empty() || !self.rules.is_empty() {
-            out.push_str(",{\"before\":");
-            push_object(&mut out, &self.before);
-            out.push_str(",\"rules\":[");
+            out.put(b",{\"before\":");
+            put_object(out, &self.before);
+            out.put(b",\"rules\":[");
             for (i, d) in self.rules.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.put(b",");
                 }
                 // A decision's keys in sorted order; `function` only when there is one.
                 if let Some(f) = &d.function {
-                    out.push_str("{\"function\":");
-                    push_str(&mut out, f);
-                    out.push_str(",\"module\":");
+                    out.put(b"{\"function\":");
+                    put_str(out, f);
+                    out.put(b",\"module\":");
                 } else {
-                    out.push_str("{\"module\":");
+                    out.put(b"{\"module\":");
                 }
-                push_str(&mut out, &d.module);
-                out.push_str(",\"result\":");
-                push_value(&mut out, &d.result);
-                out.push_str(",\"rule\":");
-                push_str(&mut out, &d.rule);
-                out.push_str(",\"source_hash\":");
-                push_str(&mut out, &d.source_hash);
-                out.push('}');
+                put_str(out, &d.module);
+                out.put(b",\"result\":");
+                put_value(out, &d.result);
+                out.put(b",\"rule\":");
+                put_str(out, &d.rule);
+                out.put(b",\"source_hash\":");
+                put_str(out, &d.source_hash);
+                out.put(b"}");
             }
-            out.push_str("]}");
+            out.put(b"]}");
         }
-        out.push(']');
-        out
+        out.put(b"]");
     }
 
     /// The SHA-256 (hex) of its canonical form.
     pub fn compute_hash(&self) -> String {
-        hex::encode(Sha256::digest(self.canonical().as_bytes()))
+        let mut hasher = Sha256::new();
+        self.write_canonical(&mut hasher);
+        hex::encode(hasher.finalize())
     }
 
     /// Chains it after a record whose hash is `prev_hash`: sets both hashes.
     pub fn chain_after(&mut self, prev_hash: &str) {
-        self.prev_hash = prev_hash.to_owned();
+        prev_hash.clone_into(&mut self.prev_hash);
         self.hash = self.compute_hash();
     }
 }
 
-/// Appends `text` as a JSON string.
-fn push_str(out: &mut String, text: &str) {
-    // Writing a &str to a String cannot fail.
-    if let Ok(quoted) = serde_json::to_string(text) {
-        out.push_str(&quoted);
+/// Where canonical text goes: a buffer, or straight into a hash.
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
     }
 }
 
-fn push_opt(out: &mut String, text: Option<&str>) {
+impl Sink for Sha256 {
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+/// Appends `text` as a JSON string, escaped as `serde_json` escapes it.
+fn put_str(out: &mut impl Sink, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = text.as_bytes();
+    out.put(b"\"");
+    let mut start = 0;
+    let mut unicode = *b"\\u0000";
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => {
+                unicode[4] = HEX[usize::from(b >> 4)];
+                unicode[5] = HEX[usize::from(b & 0xf)];
+                &unicode
+            }
+            _ => continue,
+        };
+        out.put(&bytes[start..i]);
+        out.put(escape);
+        start = i + 1;
+    }
+    out.put(&bytes[start..]);
+    out.put(b"\"");
+}
+
+fn put_int(out: &mut impl Sink, n: i64) {
+    let mut buf = itoa::Buffer::new();
+    out.put(buf.format(n).as_bytes());
+}
+
+fn put_opt(out: &mut impl Sink, text: Option<&str>) {
     match text {
-        Some(t) => push_str(out, t),
-        None => out.push_str("null"),
+        Some(t) => put_str(out, t),
+        None => out.put(b"null"),
     }
 }
 
-fn push_object(out: &mut String, map: &Map<String, Value>) {
-    let mut keys: Vec<&String> = map.keys().collect();
-    keys.sort();
-    out.push('{');
-    for (i, k) in keys.into_iter().enumerate() {
+fn put_object(out: &mut impl Sink, map: &Map<String, Value>) {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.put(b"{");
+    for (i, (k, v)) in entries.into_iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.put(b",");
         }
-        push_str(out, k);
-        out.push(':');
-        push_value(out, &map[k]);
+        put_str(out, k);
+        out.put(b":");
+        put_value(out, v);
     }
-    out.push('}');
+    out.put(b"}");
 }
 
 /// `value` as canonical JSON: every object's keys sorted, no spaces.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
-    push_value(&mut out, value);
-    out
+    let mut out = Vec::new();
+    put_value(&mut out, value);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Appends `value` as JSON with every object's keys sorted.
-fn push_value(out: &mut String, value: &Value) {
+fn put_value(out: &mut impl Sink, value: &Value) {
     match value {
-        Value::Object(m) => push_object(out, m),
+        Value::Object(m) => put_object(out, m),
         Value::Array(items) => {
-            out.push('[');
+            out.put(b"[");
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.put(b",");
                 }
-                push_value(out, v);
+                put_value(out, v);
             }
-            out.push(']');
+            out.put(b"]");
         }
-        scalar => out.push_str(&scalar.to_string()),
+        Value::String(s) => put_str(out, s),
+        Value::Null => out.put(b"null"),
+        Value::Bool(true) => out.put(b"true"),
+        Value::Bool(false) => out.put(b"false"),
+        // Numbers as serde_json writes them (integers plainly, floats shortest).
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => put_int(out, i),
+            (None, Some(u)) => out.put(itoa::Buffer::new().format(u).as_bytes()),
+            _ => out.put(n.to_string().as_bytes()),
+        },
     }
 }
 
@@ -429,6 +495,78 @@ mod tests {
         let before = a.compute_hash();
         a.data = reordered;
         assert_eq!(a.compute_hash(), before);
+    }
+
+    /// `value` with every object's keys sorted, rebuilt (the maps keep insertion order).
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(m) => {
+                let mut keys: Vec<_> = m.keys().collect();
+                keys.sort();
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+
+    #[test]
+    fn the_canonical_form_is_what_serde_json_writes_of_the_record_with_sorted_keys() {
+        let mut r = chain(1).remove(0);
+        r.actor = "d\"a\\n\u{1}\u{1f}\u{7f}\n\r\t\u{8}\u{c} 李 🚀".into();
+        r.comment = Some("a \"comment\"\u{0}".into());
+        r.data.insert(
+            "numbers".into(),
+            json!([
+                -7,
+                0,
+                u64::MAX,
+                i64::MIN,
+                1.5,
+                -0.25,
+                1e300,
+                true,
+                false,
+                null
+            ]),
+        );
+        r.data.insert(
+            "nested".into(),
+            json!({"q": {"b": "\u{2}", "a": []}, "p": {}}),
+        );
+        r.before.insert("z".into(), json!("\u{1b}[0m"));
+        r.rules.push(crate::rules::RuleDecision {
+            rule: "transitions.close.guard".into(),
+            module: "event".into(),
+            function: None,
+            source_hash: "ab".repeat(32),
+            result: json!({"y": 1, "x": [{"d": 2, "c": 3}]}),
+        });
+        let expected = serde_json::to_string(&json!([
+            r.instance_id,
+            r.seq,
+            r.at,
+            r.actor,
+            r.roles,
+            r.channel.as_str(),
+            r.kind.as_str(),
+            r.transition,
+            r.from,
+            r.to,
+            sorted(&Value::Object(r.data.clone())),
+            r.comment,
+            r.definition_hash,
+            r.prev_hash,
+            sorted(&json!({"before": r.before, "rules": r.rules})),
+        ]))
+        .unwrap();
+        assert_eq!(r.canonical(), expected);
+        let digest = hex::encode(Sha256::digest(expected.as_bytes()));
+        assert_eq!(r.compute_hash(), digest);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! tests of the engine.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
@@ -15,7 +15,8 @@ use super::{
 #[derive(Debug, Default)]
 struct Tables {
     definitions: HashMap<String, StoredDefinition>,
-    instances: BTreeMap<String, InstanceRecord>,
+    /// Kept as the engine handed them over: a write stores the record without copying it.
+    instances: BTreeMap<String, Arc<InstanceRecord>>,
     trace: HashMap<String, Vec<TraceRecord>>,
     links: BTreeSet<(String, String, String)>,
     answers: HashMap<(String, String), StoredAnswer>,
@@ -64,7 +65,7 @@ impl Store for MemoryStore {
     }
 
     async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        Ok(self.tables().instances.get(id).cloned())
+        Ok(self.tables().instances.get(id).map(|i| (**i).clone()))
     }
 
     async fn list_instances(&self, q: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
@@ -75,7 +76,7 @@ impl Store for MemoryStore {
             .filter(|i| q.process.as_ref().is_none_or(|p| i.process == *p))
             .filter(|i| q.state.as_ref().is_none_or(|s| i.state == *s))
             .take(q.limit as usize)
-            .cloned()
+            .map(|i| (**i).clone())
             .collect())
     }
 
@@ -154,8 +155,7 @@ impl Store for MemoryStore {
         }
         for w in step.writes {
             t.claims.remove(&w.instance.id);
-            t.instances
-                .insert(w.instance.id.clone(), (*w.instance).clone());
+            t.instances.insert(w.instance.id.clone(), w.instance);
         }
         for c in step.links {
             t.links
@@ -165,7 +165,12 @@ impl Store for MemoryStore {
             }
         }
         for r in step.trace {
-            t.trace.entry(r.instance_id.clone()).or_default().push(r);
+            match t.trace.get_mut(&r.instance_id) {
+                Some(records) => records.push(r),
+                None => {
+                    t.trace.insert(r.instance_id.clone(), vec![r]);
+                }
+            }
         }
         for m in step.outbox {
             let stored = StoredMessage {
@@ -244,7 +249,7 @@ impl Store for MemoryStore {
         let Tables {
             instances, claims, ..
         } = &mut *t;
-        let mut due: Vec<&InstanceRecord> = instances
+        let mut due: Vec<&Arc<InstanceRecord>> = instances
             .values()
             .filter(|i| i.next_due_at().is_some_and(|d| d <= c.now))
             .filter(|i| claims.get(&i.id).is_none_or(|(_, until)| *until <= c.now))
@@ -254,7 +259,7 @@ impl Store for MemoryStore {
         for i in &due {
             claims.insert(i.id.clone(), (c.claimant.clone(), c.until));
         }
-        Ok(due.into_iter().cloned().collect())
+        Ok(due.into_iter().map(|i| (**i).clone()).collect())
     }
 }
 
