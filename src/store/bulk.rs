@@ -81,8 +81,8 @@ pub(super) struct TraceRow<'a> {
     pub(super) from_state: Option<&'a str>,
     pub(super) to_state: &'a str,
     pub(super) data: &'a Map<String, Value>,
-    /// Before-values and rule decisions as JSON text, if any.
-    pub(super) detail: Option<String>,
+    /// Before-values and rule decisions, if any.
+    pub(super) detail: Option<Box<serde_json::value::RawValue>>,
     pub(super) comment: Option<&'a str>,
     pub(super) definition_hash: &'a str,
     pub(super) prev_hash: &'a str,

@@ -303,6 +303,30 @@ async fn a_set_based_batch_on_postgres_writes_what_the_steps_write_one_by_one() 
     assert_eq!(got, want);
 }
 
+#[tokio::test]
+async fn a_set_based_batch_on_postgres_with_a_stale_step_writes_nothing() {
+    let Ok(server) = std::env::var("OPSFLOW_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: OPSFLOW_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let name = format!("opsflow_u_{}_r", uuid::Uuid::now_v7().simple());
+    let store = PgStore::open(&super::create_database(&server, &name).await.unwrap(), 2)
+        .await
+        .unwrap();
+    prepare(&store).await;
+    let before = everything(&store).await;
+    let mut steps = batch();
+    steps[2].writes[0].previous_version = Some(1); // `d` is at version 2
+    let bulk = Bulk::new(&steps).unwrap();
+    let written = super::postgres::commit_bulk(&store.pool, &bulk).await;
+    let after = everything(&store).await;
+    store.pool.close().await;
+    super::drop_database(&server, &name).await.unwrap();
+    let why = written.expect_err("a stale step refuses the whole set-based write");
+    assert!(why.to_string().contains("instance updates"), "{why}");
+    assert_eq!(after, before);
+}
+
 #[test]
 fn a_batch_writing_one_instance_twice_goes_step_by_step() {
     let steps = vec![create("x"), create("x")];

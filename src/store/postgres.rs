@@ -13,7 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder};
 
 use super::batch::commit_in_savepoints;
-use super::bulk::{Bulk, Refused, expect_rows, json_array};
+use super::bulk::{Bulk, Refused, json_array};
 use super::rows::{
     answer_from_row, checkpoint_entries, checkpoints_from_rows, definition_from_row,
     delivery_from_row, earliest_due_first, head_from_row, instance_from_row, links_from_rows,
@@ -343,103 +343,24 @@ impl Store for PgStore {
     }
 }
 
-/// Writes a whole batch with one statement per kind of row, all or nothing. Instances are
-/// locked in id order first, so that two nodes' batches never wait on each other in a
-/// circle.
+/// Writes a whole batch, all or nothing, with one call of `opsflow_write_batch` (see its
+/// migration): one round trip to the server, whose single statement commits on its own.
+/// Instances are locked in id order first, so that two nodes' batches never wait on each
+/// other in a cycle.
 pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Refused> {
-    let mut tx = pool.begin().await?;
-    if !bulk.answers.is_empty() {
-        let done = sqlx::query(
-            "INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at)
-             SELECT actor, key, fingerprint, status, response, created_at
-             FROM jsonb_to_recordset($1::jsonb) AS j(actor text, key text, fingerprint text,
-                  status integer, response text, created_at bigint)
-             ON CONFLICT (actor, key) DO UPDATE SET fingerprint = excluded.fingerprint,
-                 status = excluded.status, response = excluded.response,
-                 created_at = excluded.created_at
-             WHERE idempotency_keys.created_at < $2",
-        )
-        .bind(json_array(&bulk.answers)?)
-        .bind(bulk.replaces_before)
-        .execute(&mut *tx)
-        .await?;
-        expect_rows("answers", done.rows_affected(), &bulk.answers)?;
-    }
-    if !bulk.creates.is_empty() {
-        let done = sqlx::query(
-            "INSERT INTO instances (id, process, definition_hash, state, data, version,
-                 created_by, created_at, updated_at, votes, slas, timers, next_due_at,
-                 trace_hash)
-             SELECT id, process, definition_hash, state, data, version, created_by,
-                    created_at, updated_at, votes, slas, timers, next_due_at, trace_hash
-             FROM jsonb_to_recordset($1::jsonb) AS j(id text, process text,
-                  definition_hash text, state text, data jsonb, version bigint,
-                  created_by text, created_at bigint, updated_at bigint, votes jsonb,
-                  slas jsonb, timers jsonb, next_due_at bigint, trace_hash text)",
-        )
-        .bind(json_array(&bulk.creates)?)
-        .execute(&mut *tx)
-        .await?;
-        expect_rows("new instances", done.rows_affected(), &bulk.creates)?;
-    }
-    if !bulk.updates.is_empty() {
-        let done = sqlx::query(
-            "WITH j AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS j(id text, state text,
-                      data jsonb, version bigint, previous bigint, updated_at bigint,
-                      votes jsonb, slas jsonb, timers jsonb, next_due_at bigint,
-                      trace_hash text)),
-                  locked AS (SELECT i.id FROM instances i JOIN j ON j.id = i.id
-                      ORDER BY i.id FOR UPDATE OF i)
-             UPDATE instances SET state = j.state, data = j.data, version = j.version,
-                 updated_at = j.updated_at, votes = j.votes, slas = j.slas,
-                 timers = j.timers, next_due_at = j.next_due_at, claimed_by = NULL,
-                 claimed_until = NULL, trace_hash = j.trace_hash
-             FROM j JOIN locked ON locked.id = j.id
-             WHERE instances.id = j.id AND instances.version = j.previous",
-        )
-        .bind(json_array(&bulk.updates)?)
-        .execute(&mut *tx)
-        .await?;
-        expect_rows("instance updates", done.rows_affected(), &bulk.updates)?;
-    }
-    if !bulk.link_clears.is_empty() {
-        sqlx::query(
-            "DELETE FROM links l USING jsonb_to_recordset($1::jsonb) AS j(from_id text,
-                 relation text)
-             WHERE l.from_id = j.from_id AND l.relation = j.relation",
-        )
-        .bind(json_array(&bulk.link_clears)?)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !bulk.link_adds.is_empty() {
-        let done = sqlx::query(
-            "INSERT INTO links (from_id, relation, to_id)
-             SELECT from_id, relation, to_id
-             FROM jsonb_to_recordset($1::jsonb) AS j(from_id text, relation text, to_id text)",
-        )
-        .bind(json_array(&bulk.link_adds)?)
-        .execute(&mut *tx)
-        .await?;
-        expect_rows("links", done.rows_affected(), &bulk.link_adds)?;
-    }
-    if !bulk.traces.is_empty() {
-        let done = sqlx::query(
-            "INSERT INTO trace (instance_id, seq, at, actor, roles, channel, kind, transition,
-                 from_state, to_state, data, detail, comment, definition_hash, prev_hash, hash)
-             SELECT instance_id, seq, at, actor, roles, channel, kind, transition, from_state,
-                    to_state, data, detail::jsonb, comment, definition_hash, prev_hash, hash
-             FROM jsonb_to_recordset($1::jsonb) AS j(instance_id text, seq bigint,
-                  at bigint, actor text, roles jsonb, channel text, kind text, transition text,
-                  from_state text, to_state text, data jsonb, detail text, comment text,
-                  definition_hash text, prev_hash text, hash text)",
-        )
-        .bind(json_array(&bulk.traces)?)
-        .execute(&mut *tx)
-        .await?;
-        expect_rows("trace records", done.rows_affected(), &bulk.traces)?;
-    }
-    tx.commit().await?;
+    sqlx::query(
+        "SELECT opsflow_write_batch($1::jsonb, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::jsonb,
+             $7::jsonb)",
+    )
+    .bind(json_array(&bulk.answers)?)
+    .bind(bulk.replaces_before)
+    .bind(json_array(&bulk.creates)?)
+    .bind(json_array(&bulk.updates)?)
+    .bind(json_array(&bulk.link_clears)?)
+    .bind(json_array(&bulk.link_adds)?)
+    .bind(json_array(&bulk.traces)?)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
@@ -528,7 +449,7 @@ async fn apply_step(
                 .push_bind(&t.from)
                 .push_bind(&t.to)
                 .push_bind(sqlx::types::Json(&t.data))
-                .push_bind(super::rows::detail_json(t))
+                .push_bind(super::rows::detail_json(t).map(|d| d.get().to_owned()))
                 .push_unseparated("::jsonb")
                 .push_bind(&t.comment)
                 .push_bind(&t.definition_hash)

@@ -246,8 +246,8 @@ struct Detail {
     rules: Vec<RuleDecision>,
 }
 
-/// The `detail` column of `record` as JSON text; `None` when it has nothing to add.
-pub(super) fn detail_json(record: &TraceRecord) -> Option<String> {
+/// The `detail` column of `record` as JSON; `None` when it has nothing to add.
+pub(super) fn detail_json(record: &TraceRecord) -> Option<Box<serde_json::value::RawValue>> {
     if record.before.is_empty() && record.rules.is_empty() {
         return None;
     }
@@ -256,7 +256,7 @@ pub(super) fn detail_json(record: &TraceRecord) -> Option<String> {
         before: &'a Map<String, Value>,
         rules: &'a [RuleDecision],
     }
-    serde_json::to_string(&Borrowed {
+    serde_json::value::to_raw_value(&Borrowed {
         before: &record.before,
         rules: &record.rules,
     })
