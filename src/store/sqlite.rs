@@ -45,6 +45,9 @@ pub(super) fn connect_options(url: &str) -> Result<SqliteConnectOptions, sqlx::E
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
+        // Statement journals (a multi-row statement's undo) in memory: on disk they spilled
+        // to a temporary file, a third of the bytes a batch wrote.
+        .pragma("temp_store", "memory")
         .busy_timeout(Duration::from_secs(10)))
 }
 
