@@ -150,10 +150,15 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Serve(settings) = &cli.command {
+        builder.worker_threads(crate::settings::worker_threads(
+            settings.worker_threads,
+            &settings.db,
+            cores(),
+        ));
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("opsflow: cannot start the async runtime: {e}");
@@ -167,6 +172,11 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The cores this process may run on.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 fn init_logging() {

@@ -189,6 +189,7 @@ pub async fn spawn_app_configured(
         group_commit_max: 128,
         group_commit_wait_us: 0,
         write_shards: 0,
+        worker_threads: 0,
         write_queue: 4096,
         instance_cache: 16_384,
         timer_interval_ms: 1_000,

@@ -136,54 +136,68 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     f.0.insert("process".into(), json!("event"));
     f.0.insert("transitions".into(), json!(n));
 
+    let cores = crate::cli::cores();
+    let sqlite_threads = crate::settings::worker_threads(0, "sqlite:", cores);
     if args.runs(Part::Memory) {
-        for c in [1, 8] {
-            let engine = Arc::new(engine_with(Arc::new(MemoryStore::default()), &args)?);
-            f.put(
-                format!("memory_{c}_clients_tps"),
-                rate(n, engine_run(engine, n, c).await?),
-            );
-        }
+        on_threads(cores, async || {
+            for c in [1, 8] {
+                let engine = Arc::new(engine_with(Arc::new(MemoryStore::default()), &args)?);
+                f.put(
+                    format!("memory_{c}_clients_tps"),
+                    rate(n, engine_run(engine, n, c).await?),
+                );
+            }
+            Ok(())
+        })?;
     }
     if args.runs(Part::Single) {
-        let store = Arc::new(SqliteStore::open(&url("single.db")).await?);
-        let engine = Arc::new(engine_with(store, &args)?);
-        engine.register_definitions().await?;
-        f.put(
-            "sqlite_single_tps",
-            rate(n, engine_run(engine, n, 1).await?),
-        );
-        let raw = raw_sqlite_steps(&url("raw.db"), n, 1, &data_json, trace_rows).await?;
-        f.put("sqlite_raw_tps", rate(n, raw));
-    }
-    if args.runs(Part::Sqlite) {
-        if !args.runs(Part::Single) {
-            let raw = raw_sqlite_steps(&url("raw.db"), n, 1, &data_json, trace_rows).await?;
-            f.put("sqlite_raw_tps", rate(n, raw));
-        }
-        for &c in &args.clients {
-            let inner: Arc<dyn Store> =
-                Arc::new(SqliteStore::open(&url(&format!("group-{c}.db"))).await?);
-            let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::default()));
+        on_threads(sqlite_threads, async || {
+            let store = Arc::new(SqliteStore::open(&url("single.db")).await?);
             let engine = Arc::new(engine_with(store, &args)?);
             engine.register_definitions().await?;
             f.put(
-                format!("sqlite_engine_{c}_clients_tps"),
-                rate(n, engine_run(engine, n, c).await?),
+                "sqlite_single_tps",
+                rate(n, engine_run(engine, n, 1).await?),
             );
-            let db = url(&format!("raw-{c}.db"));
-            let raw = raw_sqlite_steps(&db, n, c, &data_json, trace_rows).await?;
-            f.put(format!("sqlite_raw_batched_{c}_tps"), rate(n, raw));
-            let h = http_run(&args, url(&format!("http-{c}.db")), c).await?;
-            f.put_http("sqlite", c, h);
-        }
+            let raw = raw_sqlite_steps(&url("raw.db"), n, 1, &data_json, trace_rows).await?;
+            f.put("sqlite_raw_tps", rate(n, raw));
+            Ok(())
+        })?;
+    }
+    if args.runs(Part::Sqlite) {
+        on_threads(sqlite_threads, async || {
+            if !args.runs(Part::Single) {
+                let raw = raw_sqlite_steps(&url("raw.db"), n, 1, &data_json, trace_rows).await?;
+                f.put("sqlite_raw_tps", rate(n, raw));
+            }
+            for &c in &args.clients {
+                let inner: Arc<dyn Store> =
+                    Arc::new(SqliteStore::open(&url(&format!("group-{c}.db"))).await?);
+                let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::default()));
+                let engine = Arc::new(engine_with(store, &args)?);
+                engine.register_definitions().await?;
+                f.put(
+                    format!("sqlite_engine_{c}_clients_tps"),
+                    rate(n, engine_run(engine, n, c).await?),
+                );
+                let db = url(&format!("raw-{c}.db"));
+                let raw = raw_sqlite_steps(&db, n, c, &data_json, trace_rows).await?;
+                f.put(format!("sqlite_raw_batched_{c}_tps"), rate(n, raw));
+                let h = http_run(&args, url(&format!("http-{c}.db")), c).await?;
+                f.put_http("sqlite", c, h);
+            }
+            Ok(())
+        })?;
     }
     if let Some(server) = args
         .postgres
         .as_deref()
         .filter(|_| args.runs(Part::Postgres))
     {
-        postgres(&args, server, &data_json, &mut f).await?;
+        let threads = crate::settings::worker_threads(0, server, cores);
+        on_threads(threads, async || {
+            postgres(&args, server, &data_json, &mut f).await
+        })?;
     }
     if args.runs(Part::Conform) {
         let (events, cases, fitness, took) =
@@ -217,6 +231,30 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         print!("{}", report(&f, n, &args.clients));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `work` on a runtime of its own with `threads` worker threads, the number a server on
+/// the same database would run with (see [`crate::settings::worker_threads`]); the bench's
+/// own runtime waits meanwhile, using no core.
+fn on_threads(
+    threads: usize,
+    work: impl AsyncFnOnce() -> anyhow::Result<()> + Send,
+) -> anyhow::Result<()> {
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(threads.max(1))
+                        .enable_all()
+                        .build()
+                        .context("cannot start a runtime for the bench")?
+                        .block_on(work())
+                })
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("a part of the bench failed")))
+        })
+    })
 }
 
 /// The PostgreSQL figures, each on a database of its own on `server`.
