@@ -1,7 +1,7 @@
 //! `opsflow bench`: durable transitions per second of the shipped event process, through
 //! the engine and over HTTP, on SQLite and PostgreSQL, beside the raw limits of the same
 //! rows written with plain SQL, plus latency, memory per stored instance and peak memory.
-//! Each transition of the workload is `await` (one trace row) or `resume` (two rows).
+//! Each transition of the workload is `await` (two trace rows) or `resume` (three rows).
 //! Also: how fast `opsflow conform` reads and replays a 100k-event log.
 
 mod conform;
@@ -46,7 +46,7 @@ pub(crate) enum Part {
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
     /// Transitions fired in each measurement.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = 20_000)]
     transitions: u64,
     /// Events of the log the conformance part replays.
     #[arg(long, default_value_t = 100_000)]
