@@ -251,6 +251,13 @@ async fn a_set_based_batch_on_sqlite_writes_what_the_steps_write_one_by_one() {
     assert_eq!(everything(&bulk_store).await, everything(&one_by_one).await);
 }
 
+/// The batch with one step computed from an old version of its instance.
+fn stale_batch() -> Vec<Step> {
+    let mut steps = batch();
+    steps[2].writes[0].previous_version = Some(1); // `d` is at version 2
+    steps
+}
+
 #[tokio::test]
 async fn a_set_based_batch_on_sqlite_with_a_stale_step_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -259,8 +266,7 @@ async fn a_set_based_batch_on_sqlite_with_a_stale_step_writes_nothing() {
         .unwrap();
     prepare(&store).await;
     let before = everything(&store).await;
-    let mut steps = batch();
-    steps[2].writes[0].previous_version = Some(1); // `d` is at version 2
+    let steps = stale_batch();
     let bulk = Bulk::new(&steps).unwrap();
     assert!(
         super::sqlite::commit_bulk(&store.writer, &bulk)
@@ -315,8 +321,7 @@ async fn a_set_based_batch_on_postgres_with_a_stale_step_writes_nothing() {
         .unwrap();
     prepare(&store).await;
     let before = everything(&store).await;
-    let mut steps = batch();
-    steps[2].writes[0].previous_version = Some(1); // `d` is at version 2
+    let steps = stale_batch();
     let bulk = Bulk::new(&steps).unwrap();
     let written = super::postgres::commit_bulk(&store.pool, &bulk).await;
     let after = everything(&store).await;
