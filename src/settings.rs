@@ -116,7 +116,7 @@ pub struct Settings {
     /// takes only what is already queued, so a lone client never waits).
     #[arg(long, env = "OPSFLOW_GROUP_COMMIT_WAIT_US", default_value_t = 0)]
     pub group_commit_wait_us: u64,
-    /// Group-commit writers (0: 1 on SQLite, 4 on PostgreSQL).
+    /// Group-commit writers (0: 1 on SQLite, 2 on PostgreSQL).
     #[arg(long, env = "OPSFLOW_WRITE_SHARDS", default_value_t = 0)]
     pub write_shards: usize,
     /// Threads that run requests and the engine (0: every core, less one when the database

@@ -1,9 +1,9 @@
 //! A batch of steps as a few set-based statements: the rows of every kind the batch writes
 //! (answers, new instances, instance updates, link changes, trace records) are gathered so
-//! that each kind is written by one statement (PostgreSQL: one JSON array expanded by
-//! `jsonb_to_recordset`) or a few multi-row statements (SQLite, where expanding JSON costs
-//! more than binding values). A batch then costs a handful of statements, where writing
-//! step by step costs several statements per step.
+//! that each kind is written at once: on PostgreSQL as one JSON array per kind, all passed
+//! to one call of `opsflow_write_batch`; on SQLite by a few multi-row statements per kind
+//! (where expanding JSON costs more than binding values). A batch then costs a handful of
+//! round trips, where writing step by step costs several per step.
 //!
 //! The set-based form is all or nothing for the whole batch. It is tried first; when any
 //! row is refused (a lost race, a live idempotency key), the caller rolls it back and

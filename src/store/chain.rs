@@ -123,40 +123,33 @@ impl Sink for Sha256 {
     }
 }
 
-/// Appends `text` as a JSON string, escaped as `serde_json` escapes it.
-fn put_str(out: &mut impl Sink, text: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = text.as_bytes();
-    out.put(b"\"");
-    let mut start = 0;
-    let mut unicode = *b"\\u0000";
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => {
-                unicode[4] = HEX[usize::from(b >> 4)];
-                unicode[5] = HEX[usize::from(b & 0xf)];
-                &unicode
-            }
-            _ => continue,
-        };
-        out.put(&bytes[start..i]);
-        out.put(escape);
-        start = i + 1;
+/// A sink as an `io::Write`, so that `serde_json` writes strings and numbers into it
+/// (escaped and formatted as it does everywhere else).
+struct Writer<'s, S>(&'s mut S);
+
+impl<S: Sink> std::io::Write for Writer<'_, S> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.put(bytes);
+        Ok(bytes.len())
     }
-    out.put(&bytes[start..]);
-    out.put(b"\"");
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends a string, number, boolean or null as `serde_json` writes it (writing into a
+/// buffer or a hash cannot fail).
+fn put_scalar(out: &mut impl Sink, value: &(impl serde::Serialize + ?Sized)) {
+    let _ = serde_json::to_writer(Writer(out), value);
+}
+
+fn put_str(out: &mut impl Sink, text: &str) {
+    put_scalar(out, text);
 }
 
 fn put_int(out: &mut impl Sink, n: i64) {
-    let mut buf = itoa::Buffer::new();
-    out.put(buf.format(n).as_bytes());
+    put_scalar(out, &n);
 }
 
 fn put_opt(out: &mut impl Sink, text: Option<&str>) {
@@ -202,16 +195,7 @@ fn put_value(out: &mut impl Sink, value: &Value) {
             }
             out.put(b"]");
         }
-        Value::String(s) => put_str(out, s),
-        Value::Null => out.put(b"null"),
-        Value::Bool(true) => out.put(b"true"),
-        Value::Bool(false) => out.put(b"false"),
-        // Numbers as serde_json writes them (integers plainly, floats shortest).
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => put_int(out, i),
-            (None, Some(u)) => out.put(itoa::Buffer::new().format(u).as_bytes()),
-            _ => out.put(n.to_string().as_bytes()),
-        },
+        scalar => put_scalar(out, scalar),
     }
 }
 
