@@ -96,7 +96,7 @@ impl TraceRecord {
     pub fn compute_hash(&self) -> String {
         let mut hasher = Sha256::new();
         self.write_canonical(&mut hasher);
-        hex::encode(hasher.finalize())
+        lower_hex(&hasher.finalize())
     }
 
     /// Chains it after a record whose hash is `prev_hash`: sets both hashes.
@@ -104,6 +104,18 @@ impl TraceRecord {
         prev_hash.clone_into(&mut self.prev_hash);
         self.hash = self.compute_hash();
     }
+}
+
+/// Bytes as lowercase hex, written straight into one string (every step hashes a few
+/// records, and `hex::encode` goes through a char iterator).
+fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
 }
 
 /// Where canonical text goes: a buffer, or straight into a hash.
@@ -434,6 +446,13 @@ mod tests {
     use super::*;
     use crate::store::TraceKind;
     use serde_json::json;
+
+    #[test]
+    fn a_hash_is_written_in_the_same_lowercase_hex_as_hex_encode() {
+        let digest = Sha256::digest(b"opsflow");
+        assert_eq!(lower_hex(&digest), hex::encode(digest));
+        assert_eq!(lower_hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
+    }
 
     fn chain(n: i64) -> Vec<TraceRecord> {
         let mut prev = GENESIS.to_owned();

@@ -17,7 +17,7 @@ struct Tables {
     definitions: HashMap<String, StoredDefinition>,
     /// Kept as the engine handed them over: a write stores the record without copying it.
     instances: BTreeMap<String, Arc<InstanceRecord>>,
-    trace: HashMap<String, Vec<TraceRecord>>,
+    trace: HashMap<String, TraceLog>,
     links: BTreeSet<(String, String, String)>,
     answers: HashMap<(String, String), StoredAnswer>,
     /// Claims on instances with a clock due: instance → (claimant, until).
@@ -25,6 +25,31 @@ struct Tables {
     /// Outbox messages by id.
     outbox: BTreeMap<String, StoredMessage>,
     checkpoints: Vec<Checkpoint>,
+}
+
+/// An instance's trace records in order, kept in chunks of a fixed size: appending never
+/// moves the records already written, as one ever-growing vector would on each regrowth.
+#[derive(Debug, Default)]
+struct TraceLog(Vec<Vec<TraceRecord>>);
+
+/// Records per chunk of a [`TraceLog`].
+const TRACE_CHUNK: usize = 64;
+
+impl TraceLog {
+    fn push(&mut self, r: TraceRecord) {
+        match self.0.last_mut() {
+            Some(chunk) if chunk.len() < TRACE_CHUNK => chunk.push(r),
+            _ => {
+                let mut chunk = Vec::with_capacity(TRACE_CHUNK);
+                chunk.push(r);
+                self.0.push(chunk);
+            }
+        }
+    }
+
+    fn to_vec(&self) -> Vec<TraceRecord> {
+        self.0.iter().flatten().cloned().collect()
+    }
 }
 
 /// An outbox message and its delivery state.
@@ -81,7 +106,12 @@ impl Store for MemoryStore {
     }
 
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
-        Ok(self.tables().trace.get(id).cloned().unwrap_or_default())
+        Ok(self
+            .tables()
+            .trace
+            .get(id)
+            .map(TraceLog::to_vec)
+            .unwrap_or_default())
     }
 
     async fn links(&self, id: &str) -> Result<Links, StoreError> {
@@ -166,9 +196,12 @@ impl Store for MemoryStore {
         }
         for r in step.trace {
             match t.trace.get_mut(&r.instance_id) {
-                Some(records) => records.push(r),
+                Some(log) => log.push(r),
                 None => {
-                    t.trace.insert(r.instance_id.clone(), vec![r]);
+                    let mut log = TraceLog::default();
+                    let id = r.instance_id.clone();
+                    log.push(r);
+                    t.trace.insert(id, log);
                 }
             }
         }

@@ -6,6 +6,7 @@
 //! Calendars are YAML files a process owner edits (`calendars/`); [`parse_calendar`] checks
 //! one and reports every problem as `file:line:col: message`.
 
+mod days;
 mod parse;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -13,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{Datelike, NaiveDate, NaiveTime, TimeZone, Weekday};
 use chrono_tz::Tz;
 
+use days::DayCache;
 pub use parse::parse_calendar;
 
 /// Minutes since local midnight, 0..=1440.
@@ -40,6 +42,8 @@ pub struct Calendar {
     pub holidays: BTreeMap<NaiveDate, String>,
     /// Dates worked whatever their weekday (调休), each with the weekday whose hours apply.
     pub working_days: BTreeMap<NaiveDate, Weekday>,
+    /// Working periods as instants, by local date, as they are asked for.
+    days: DayCache,
 }
 
 /// How far ahead a calendar is searched for working time before giving up.
@@ -73,12 +77,12 @@ impl Calendar {
         let mut date = self.local_date(from);
         let last = self.local_date(to);
         while date <= last {
-            for (start, end) in self.utc_periods(date) {
-                let (s, e) = (start.max(from), end.min(to));
-                if s < e {
-                    total += e - s;
-                }
-            }
+            total += self.with_periods(date, |periods| {
+                periods
+                    .iter()
+                    .map(|&(start, end)| (end.min(to) - start.max(from)).max(0))
+                    .sum::<i64>()
+            });
             match date.succ_opt() {
                 Some(next) => date = next,
                 None => break,
@@ -96,15 +100,21 @@ impl Calendar {
         let mut left = duration_ms;
         let mut date = self.local_date(from);
         for _ in 0..HORIZON_DAYS {
-            for (start, end) in self.utc_periods(date) {
-                let s = start.max(from);
-                if s >= end {
-                    continue;
+            let due = self.with_periods(date, |periods| {
+                for &(start, end) in periods {
+                    let s = start.max(from);
+                    if s >= end {
+                        continue;
+                    }
+                    if left <= end - s {
+                        return Some(s + left);
+                    }
+                    left -= end - s;
                 }
-                if left <= end - s {
-                    return Ok(s + left);
-                }
-                left -= end - s;
+                None
+            });
+            if let Some(due) = due {
+                return Ok(due);
             }
             match date.succ_opt() {
                 Some(next) => date = next,
@@ -121,11 +131,15 @@ impl Calendar {
             .unwrap_or_default()
     }
 
-    /// A date's working periods as instants (ms), in order.
-    fn utc_periods(&self, date: NaiveDate) -> impl Iterator<Item = (i64, i64)> + '_ {
-        self.periods(date)
-            .iter()
-            .filter_map(move |p| Some((self.instant(date, p.start)?, self.instant(date, p.end)?)))
+    /// Calls `f` with a date's working periods as instants (ms), in order.
+    fn with_periods<R>(&self, date: NaiveDate, f: impl FnOnce(&[(i64, i64)]) -> R) -> R {
+        let compute = || {
+            self.periods(date)
+                .iter()
+                .filter_map(|p| Some((self.instant(date, p.start)?, self.instant(date, p.end)?)))
+                .collect()
+        };
+        self.days.with(date, compute, f)
     }
 
     /// The instant of a local date and minute (1440: the next midnight). A local time that

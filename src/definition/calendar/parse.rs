@@ -149,6 +149,7 @@ pub fn parse_calendar(file: &str, yaml: &str) -> Result<Calendar, Vec<Definition
             week,
             holidays,
             working_days,
+            days: Default::default(),
         }),
         _ => Err(p.list),
     }

@@ -129,6 +129,30 @@ fn a_calendar_open_around_the_clock_counts_all_time_even_across_daylight_saving(
 }
 
 #[test]
+fn a_calendar_answers_the_same_from_the_dates_it_remembers_as_when_first_asked() {
+    let first = calendar(SERVICE_DESK);
+    let from = at(&first, "2026-09-28 10:30");
+    let asked = |cal: &Calendar| {
+        (0..200)
+            .map(|h| {
+                let due = cal.add_working_ms(from, h * HOUR).unwrap();
+                (due, cal.working_ms_between(from, due + 17 * MINUTE))
+            })
+            .collect::<Vec<_>>()
+    };
+    let answers = asked(&first);
+    assert_eq!(
+        asked(&first),
+        answers,
+        "asked again, from what it remembers"
+    );
+    let copy = first.clone();
+    assert_eq!(copy, first, "what a calendar remembers is not part of it");
+    assert_eq!(asked(&copy), answers, "a copy works its dates out afresh");
+    assert_eq!(asked(&calendar(SERVICE_DESK)), answers);
+}
+
+#[test]
 fn a_calendar_without_working_time_ahead_is_an_error_not_a_hang() {
     let mut cal = calendar(SERVICE_DESK);
     cal.week = Default::default();

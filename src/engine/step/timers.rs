@@ -163,7 +163,7 @@ impl Working<'_> {
         let Some(r) = self.record.slas.iter().find(|r| r.metric == metric) else {
             return;
         };
-        let mut data = Map::new();
+        let mut data = Map::with_capacity(5);
         data.insert("metric".into(), Value::from(metric));
         data.insert("event".into(), Value::from(event));
         data.insert("target_ms".into(), Value::from(r.target_ms));

@@ -1,0 +1,58 @@
+//! A calendar's working periods as instants, worked out once per local date: turning a
+//! local date and minute into an instant goes through the time zone's rules, which costs
+//! far more than a lookup, and every timer of every step asks for the same few dates.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use chrono::NaiveDate;
+
+/// Dates remembered at most; past it the cache starts over (a server asks for the dates
+/// around now, so it seldom holds more than a few hundred).
+const MAX_DATES: usize = 20_000;
+
+/// A day's working periods as `[start, end)` instants (ms), in order.
+type Periods = Box<[(i64, i64)]>;
+
+/// Local date → its working periods.
+#[derive(Debug, Default)]
+pub(super) struct DayCache(RwLock<HashMap<NaiveDate, Periods>>);
+
+impl DayCache {
+    /// Calls `f` with the periods of `date`, working them out with `compute` the first time.
+    pub(super) fn with<R>(
+        &self,
+        date: NaiveDate,
+        compute: impl FnOnce() -> Vec<(i64, i64)>,
+        f: impl FnOnce(&[(i64, i64)]) -> R,
+    ) -> R {
+        {
+            let days = self.0.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(periods) = days.get(&date) {
+                return f(periods);
+            }
+        }
+        let periods = compute().into_boxed_slice();
+        let answer = f(&periods);
+        let mut days = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if days.len() >= MAX_DATES {
+            days.clear();
+        }
+        days.insert(date, periods);
+        answer
+    }
+}
+
+/// A copy starts with an empty cache: what it holds is derived, never part of the value.
+impl Clone for DayCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// Two calendars are equal by their definitions; what they have cached does not count.
+impl PartialEq for DayCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
