@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState, Tokens};
 use crate::clock::{Clock, SimulatedClock, SystemClock};
 use crate::definition::DefinitionError;
-use crate::engine::{Catalog, Engine, EngineError, load_calendars};
+use crate::engine::{Engine, EngineError};
+use crate::reload::{Reloader, Sources};
 use crate::rules::{Limits, RuleEngine};
 use crate::settings::Settings;
 use crate::store::{GroupCommit, PgStore, SqliteStore, Store, StoreError};
@@ -111,6 +112,10 @@ pub struct Server {
     timer_interval: Duration,
     /// How often a checkpoint is taken (zero: never).
     checkpoint_interval: Duration,
+    /// How often the definition folders are checked for changes (zero: never).
+    reload_poll: Duration,
+    /// Reloads the definitions.
+    reloader: Arc<Reloader>,
 }
 
 impl Server {
@@ -143,13 +148,12 @@ impl Server {
             None => None,
         };
         let rules = Arc::new(RuleEngine::new(clock.clone(), Limits::default()));
-        let catalog = Catalog::load(
-            &rules,
-            std::slice::from_ref(&settings.processes),
-            &settings.rules,
-        )
-        .and_then(|catalog| catalog.with_calendars(load_calendars(&settings.calendars)?))
-        .map_err(StartError::Definitions)?;
+        let sources = Sources {
+            processes: settings.processes.clone(),
+            rules: settings.rules.clone(),
+            calendars: settings.calendars.clone(),
+        };
+        let catalog = sources.load(&rules).map_err(StartError::Definitions)?;
         let shards = match DatabaseKind::of(&settings.db)? {
             DatabaseKind::Sqlite => 1,
             DatabaseKind::Postgres => PG_WRITE_SHARDS,
@@ -175,6 +179,7 @@ impl Server {
                 .with_webhooks(webhooks),
         );
         engine.register_definitions().await?;
+        let reloader = Arc::new(Reloader::new(engine.clone(), sources).await?);
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|e| StartError::Bind(settings.listen, e))?;
@@ -187,6 +192,7 @@ impl Server {
                 engine: engine.clone(),
                 tokens: Arc::new(tokens),
                 rules_dir: Arc::new(settings.rules.clone()),
+                reloader: reloader.clone(),
                 simulation: None,
                 evidence_key,
             },
@@ -196,6 +202,8 @@ impl Server {
             simulation: None,
             timer_interval: Duration::from_millis(settings.timer_interval_ms),
             checkpoint_interval: Duration::from_secs(settings.checkpoint_interval),
+            reload_poll: Duration::from_millis(settings.reload_poll_ms),
+            reloader,
         })
     }
 
@@ -288,6 +296,8 @@ impl Server {
                 }
             }
         });
+        let watching = (!self.reload_poll.is_zero())
+            .then(|| tokio::spawn(self.reloader.clone().watch(self.reload_poll)));
         let router = api::router(AppState {
             simulation: self.simulation,
             ..self.state
@@ -298,6 +308,9 @@ impl Server {
         background.abort();
         timers.abort();
         checkpoints.abort();
+        if let Some(w) = watching {
+            w.abort();
+        }
         served
     }
 }

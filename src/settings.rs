@@ -134,6 +134,11 @@ pub struct Settings {
     /// a node that only serves requests, or a test that runs those steps itself).
     #[arg(long, env = "OPSFLOW_TIMER_INTERVAL_MS", default_value_t = 1_000)]
     pub timer_interval_ms: u64,
+    /// How often the process, rule and calendar folders are checked for changes, in ms; a
+    /// change is reloaded once it has held still that long (0: never; reload with
+    /// `POST /api/v1/admin/reload`).
+    #[arg(long, env = "OPSFLOW_RELOAD_POLL_MS", default_value_t = 1_000)]
+    pub reload_poll_ms: u64,
     /// How often this node takes a checkpoint chaining the instances' traces together, in
     /// seconds (0: never).
     #[arg(long, env = "OPSFLOW_CHECKPOINT_INTERVAL", default_value_t = 300)]

@@ -1,5 +1,6 @@
 //! The HTTP API (axum): a thin adapter from HTTP to the engine. No business rule lives here.
 
+mod admin;
 mod audit;
 mod auth;
 mod clock;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     /// Where rule modules are read from, for `POST /processes/validate`.
     pub rules_dir: Arc<PathBuf>,
+    /// Reloads the definitions (`/admin/reload`).
+    pub reloader: Arc<crate::reload::Reloader>,
     /// The engine's clock when the server simulates time (`--simulate`); `None` in real time.
     pub simulation: Option<Arc<SimulatedClock>>,
     /// The key that signs evidence bundles, if the operator configured one.
@@ -47,7 +50,8 @@ pub fn router(state: AppState) -> Router {
         .merge(processes::router())
         .merge(instances::router())
         .merge(clock::router())
-        .merge(audit::router());
+        .merge(audit::router())
+        .merge(admin::router());
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))

@@ -40,6 +40,7 @@ pub const PROBLEM_TYPES: &[(&str, u16, &str)] = &[
     ("unknown-process", 404, "No such process"),
     ("unknown-instance", 404, "No such instance"),
     ("unknown-transition", 404, "No such transition"),
+    ("unknown-version", 404, "No such version of the process"),
     (
         "method-not-allowed",
         405,
@@ -84,6 +85,11 @@ pub const PROBLEM_TYPES: &[(&str, u16, &str)] = &[
         "invalid-data",
         422,
         "The data does not fit the process's fields",
+    ),
+    (
+        "invalid-definitions",
+        422,
+        "The definitions have problems; the last good set keeps serving",
     ),
     (
         "idempotency-key-reused",

@@ -29,16 +29,18 @@ pub(crate) fn router() -> Router<AppState> {
 struct Summary<'a> {
     id: &'a str,
     title: &'a Option<String>,
+    version: Option<i64>,
     hash: &'a str,
     initial: &'a str,
     states: Vec<&'a str>,
     transitions: Vec<&'a str>,
 }
 
-fn summary(d: &Definition) -> Summary<'_> {
+fn summary(d: &Definition, version: Option<i64>) -> Summary<'_> {
     Summary {
         id: &d.id,
         title: &d.title,
+        version,
         hash: &d.hash,
         initial: d.initial_state(),
         states: d.states.keys().map(String::as_str).collect(),
@@ -64,14 +66,23 @@ fn detail(d: &Definition) -> Value {
     })
 }
 
-async fn list(State(app): State<AppState>, _caller: Caller) -> impl IntoResponse {
-    let items: Vec<_> = app
-        .engine
-        .catalog()
-        .iter()
-        .map(|l| summary(&l.definition))
-        .collect();
-    axum::Json(json!({ "items": items }))
+/// The number of the version with `hash` among a process's stored versions.
+async fn number_of(app: &AppState, d: &Definition) -> Result<Option<i64>, Problem> {
+    let versions = app.engine.versions_of(&d.id).await?;
+    Ok(versions
+        .into_iter()
+        .find(|v| v.hash == d.hash)
+        .map(|v| v.version))
+}
+
+async fn list(State(app): State<AppState>, _caller: Caller) -> Result<impl IntoResponse, Problem> {
+    let catalog = app.engine.catalog();
+    let mut items = Vec::new();
+    for l in catalog.iter() {
+        let version = number_of(&app, &l.definition).await?;
+        items.push(summary(&l.definition, version));
+    }
+    Ok(axum::Json(json!({ "items": items })))
 }
 
 fn find(app: &AppState, id: &str) -> Result<std::sync::Arc<Loaded>, Problem> {
@@ -82,13 +93,67 @@ fn find(app: &AppState, id: &str) -> Result<std::sync::Arc<Loaded>, Problem> {
         .ok_or_else(|| EngineError::UnknownProcess(id.to_owned()).into())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShowQuery {
+    /// A version number: that version instead of the one served now.
+    version: Option<i64>,
+}
+
+/// A process as served now, with the list of its stored versions; `?version=N` shows
+/// version N instead (one that running instances may still be pinned to).
 async fn show(
     State(app): State<AppState>,
     _caller: Caller,
     Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ShowQuery>,
 ) -> Result<impl IntoResponse, Problem> {
-    let loaded = find(&app, &id)?;
-    Ok(axum::Json(detail(&loaded.definition)))
+    let current = app.engine.catalog().get(&id).cloned();
+    let versions = app.engine.versions_of(&id).await?;
+    if current.is_none() && versions.is_empty() {
+        return Err(EngineError::UnknownProcess(id).into());
+    }
+    let serving = current.as_ref().map(|l| l.definition.hash.clone());
+    let loaded = match q.version {
+        None => current.ok_or_else(|| {
+            Problem::new(
+                "unknown-process",
+                format!("process `{id}` is no longer served; ask for one of its versions with ?version=N"),
+            )
+            .with("process", &id)
+        })?,
+        Some(n) => match app.engine.numbered_version(&id, n).await? {
+            Some((_, loaded)) => loaded,
+            None => {
+                return Err(Problem::new(
+                    "unknown-version",
+                    format!("process `{id}` has no version {n}"),
+                )
+                .with("process", &id)
+                .with("versions", versions.iter().map(|v| v.version).collect::<Vec<_>>()));
+            }
+        },
+    };
+    let d = &loaded.definition;
+    let mut body = detail(d);
+    let number = versions
+        .iter()
+        .find(|v| v.hash == d.hash)
+        .map(|v| v.version);
+    body["version"] = json!(number);
+    body["serving"] = json!(serving.as_deref() == Some(d.hash.as_str()));
+    body["versions"] = versions
+        .iter()
+        .map(|v| {
+            json!({
+                "version": v.version,
+                "hash": v.hash,
+                "first_seen": crate::clock::format_ms(v.first_seen),
+                "serving": serving.as_deref() == Some(v.hash.as_str()),
+            })
+        })
+        .collect();
+    Ok(axum::Json(body))
 }
 
 #[derive(Deserialize)]

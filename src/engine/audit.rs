@@ -31,7 +31,7 @@ impl Engine {
     /// The cases with records in the period, ordered by instance id.
     pub async fn audit_cases(&self, query: &AuditQuery) -> Result<Vec<CaseTrace>, EngineError> {
         if let Some(p) = &query.process
-            && self.catalog.get(p).is_none()
+            && self.catalog().get(p).is_none()
         {
             return Err(EngineError::UnknownProcess(p.clone()));
         }

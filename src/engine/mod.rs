@@ -14,6 +14,7 @@ mod links;
 mod recent;
 mod step;
 mod timers;
+mod versions;
 mod view;
 
 use std::collections::HashMap;
@@ -25,15 +26,13 @@ pub use audit::{AuditQuery, CaseTrace, cases};
 pub use catalog::{Catalog, Loaded, load_calendars, read_rule_library};
 pub use error::{EngineError, FieldProblem};
 pub use idempotency::Idempotency;
+pub use versions::{Installation, Installed};
 pub use view::{AllowedTransition, InstanceView, SlaView, TimerView};
 
 use crate::clock::Clock;
 use crate::definition::Definition;
-use crate::definition::Source;
 use crate::rules::RuleEngine;
-use crate::store::{
-    Channel, Decision, InstanceQuery, Store, StoreError, StoredDefinition, TraceRecord,
-};
+use crate::store::{Channel, Decision, InstanceQuery, Store, StoreError, TraceRecord};
 use data::{Writer, check_input, missing};
 use recent::RecentInstances;
 use step::{Env, Working};
@@ -95,7 +94,8 @@ pub struct InstancePage {
 /// Creates and advances instances.
 #[derive(Debug)]
 pub struct Engine {
-    catalog: Catalog,
+    /// The definitions served now; a reload swaps in another set.
+    catalog: RwLock<Arc<Catalog>>,
     rules: Arc<RuleEngine>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -123,7 +123,7 @@ impl Engine {
             .map(|l| (l.definition.hash.clone(), l.clone()))
             .collect();
         Self {
-            catalog,
+            catalog: RwLock::new(Arc::new(catalog)),
             rules,
             store,
             clock,
@@ -165,29 +165,6 @@ impl Engine {
         self
     }
 
-    /// Stores every current definition version, so instances pinned to it can run after
-    /// the files change.
-    pub async fn register_definitions(&self) -> Result<(), EngineError> {
-        for l in self.catalog.iter() {
-            let source = serde_json::to_string(&l.definition.source).map_err(|e| {
-                EngineError::Store(crate::store::StoreError::Corrupt(e.to_string()))
-            })?;
-            self.store
-                .save_definition(&StoredDefinition {
-                    hash: l.definition.hash.clone(),
-                    process: l.definition.id.clone(),
-                    source,
-                })
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// The current definitions.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
-    }
-
     /// The rule engine.
     pub fn rule_engine(&self) -> &RuleEngine {
         &self.rules
@@ -196,38 +173,6 @@ impl Engine {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
-    }
-
-    /// The definition version with this hash: loaded, or rebuilt from the store.
-    async fn version(&self, hash: &str) -> Result<Arc<Loaded>, EngineError> {
-        if let Some(l) = self
-            .versions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(hash)
-        {
-            return Ok(l.clone());
-        }
-        let stored = self
-            .store
-            .load_definition(hash)
-            .await?
-            .ok_or_else(|| EngineError::DefinitionUnavailable(hash.to_owned()))?;
-        let source: Source = serde_json::from_str(&stored.source)
-            .map_err(|_| EngineError::DefinitionUnavailable(hash.to_owned()))?;
-        let loaded = Arc::new(Loaded::from_source(&self.rules, &source).map_err(|errors| {
-            tracing::error!(
-                hash,
-                ?errors,
-                "a stored definition version no longer builds"
-            );
-            EngineError::DefinitionUnavailable(hash.to_owned())
-        })?);
-        self.versions
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(hash.to_owned(), loaded.clone());
-        Ok(loaded)
     }
 
     /// Creates an instance of `process` with `data`, runs the start action and follows
@@ -244,8 +189,8 @@ impl Engine {
         if let Some(view) = self.replay(actor, idempotency.as_ref()).await? {
             return Ok(view);
         }
-        let loaded = self
-            .catalog
+        let catalog = self.catalog();
+        let loaded = catalog
             .get(process)
             .ok_or_else(|| EngineError::UnknownProcess(process.to_owned()))?;
         let def = &loaded.definition;
@@ -273,7 +218,14 @@ impl Engine {
         }
 
         tracing::Span::current().record("process", process);
-        let w = Working::start(self.env(), loaded, actor, data, comment, Channel::Api)?;
+        let w = Working::start(
+            self.env(&catalog),
+            loaded,
+            actor,
+            data,
+            comment,
+            Channel::Api,
+        )?;
         let view = self.commit(w, def, actor, idempotency, 201).await?;
         tracing::debug!(instance = %view.id, state = %view.state, "instance created");
         Ok(view)
@@ -338,7 +290,15 @@ impl Engine {
         } else {
             Value::Object(Map::new())
         };
-        let mut w = Working::existing(self.env(), &loaded, actor, record, &request.data, links);
+        let catalog = self.catalog();
+        let mut w = Working::existing(
+            self.env(&catalog),
+            &loaded,
+            actor,
+            record,
+            &request.data,
+            links,
+        );
         w.fired_timer = timer.map(str::to_owned);
         if timer.is_some() {
             w.channel = Channel::Timer;
@@ -374,10 +334,10 @@ impl Engine {
         Ok(view)
     }
 
-    fn env(&self) -> Env<'_> {
+    fn env<'c>(&'c self, catalog: &'c Catalog) -> Env<'c> {
         Env {
             rules: &self.rules,
-            catalog: &self.catalog,
+            catalog,
             now: self.clock.now_ms(),
         }
     }
@@ -476,7 +436,7 @@ impl Engine {
         query: &InstanceQuery,
     ) -> Result<InstancePage, EngineError> {
         if let Some(p) = &query.process
-            && self.catalog.get(p).is_none()
+            && self.catalog().get(p).is_none()
         {
             return Err(EngineError::UnknownProcess(p.clone()));
         }

@@ -117,7 +117,15 @@ impl Engine {
         let loaded = self.version(&record.definition_hash).await?;
         let actor = Actor::new(SYSTEM_ACTOR, Vec::<String>::new());
         let links = Value::Object(Map::new());
-        let mut w = Working::existing(self.env(), &loaded, &actor, record, &Map::new(), links);
+        let catalog = self.catalog();
+        let mut w = Working::existing(
+            self.env(&catalog),
+            &loaded,
+            &actor,
+            record,
+            &Map::new(),
+            links,
+        );
         w.channel = crate::store::Channel::Timer;
         w.ran_out(name, comment.to_owned());
         match self.commit(w, &loaded.definition, &actor, None, 200).await {

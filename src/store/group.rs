@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Checkpoint, Claim, Delivery, DeliveryOutcome, InstanceHead, InstanceQuery, InstanceRecord,
-    Links, Step, Store, StoreError, StoredAnswer, StoredDefinition, TraceRecord,
+    Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, InstanceHead, InstanceQuery,
+    InstanceRecord, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition, TraceRecord,
 };
 
 /// How batches are formed.
@@ -154,8 +154,14 @@ async fn write_batches(
 
 #[async_trait]
 impl Store for GroupCommit {
-    async fn save_definition(&self, d: &StoredDefinition) -> Result<(), StoreError> {
+    async fn save_definition(&self, d: &StoredDefinition) -> Result<i64, StoreError> {
         self.inner.save_definition(d).await
+    }
+    async fn definition_versions(
+        &self,
+        process: &str,
+    ) -> Result<Vec<DefinitionVersion>, StoreError> {
+        self.inner.definition_versions(process).await
     }
     async fn load_definition(&self, hash: &str) -> Result<Option<StoredDefinition>, StoreError> {
         self.inner.load_definition(hash).await
@@ -225,8 +231,14 @@ mod tests {
 
     #[async_trait]
     impl Store for SlowStore {
-        async fn save_definition(&self, d: &StoredDefinition) -> Result<(), StoreError> {
+        async fn save_definition(&self, d: &StoredDefinition) -> Result<i64, StoreError> {
             self.0.save_definition(d).await
+        }
+        async fn definition_versions(
+            &self,
+            process: &str,
+        ) -> Result<Vec<DefinitionVersion>, StoreError> {
+            self.0.definition_versions(process).await
         }
         async fn load_definition(&self, h: &str) -> Result<Option<StoredDefinition>, StoreError> {
             self.0.load_definition(h).await

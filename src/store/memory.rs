@@ -7,14 +7,15 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use super::{
-    Checkpoint, CheckpointEntry, Claim, Delivery, DeliveryOutcome, GENESIS, InstanceHead,
-    InstanceQuery, InstanceRecord, LinkedInstance, Links, OutboxMessage, Step, Store, StoreError,
-    StoredAnswer, StoredDefinition, TraceRecord,
+    Checkpoint, CheckpointEntry, Claim, DefinitionVersion, Delivery, DeliveryOutcome, GENESIS,
+    InstanceHead, InstanceQuery, InstanceRecord, LinkedInstance, Links, OutboxMessage, Step, Store,
+    StoreError, StoredAnswer, StoredDefinition, TraceRecord,
 };
 
 #[derive(Debug, Default)]
 struct Tables {
-    definitions: HashMap<String, StoredDefinition>,
+    /// Definition versions by hash, with their number.
+    definitions: HashMap<String, (StoredDefinition, DefinitionVersion)>,
     /// Kept as the engine handed them over: a write stores the record without copying it.
     instances: BTreeMap<String, Arc<InstanceRecord>>,
     trace: HashMap<String, TraceLog>,
@@ -27,8 +28,9 @@ struct Tables {
     checkpoints: Vec<Checkpoint>,
 }
 
-/// An instance's trace records in order, kept in chunks of a fixed size: appending never
-/// moves the records already written, as one ever-growing vector would on each regrowth.
+/// An instance's trace records in order, kept in chunks of at most [`TRACE_CHUNK`]: an
+/// append moves at most one chunk's records, never the whole trace as one ever-growing
+/// vector would on each regrowth, and a short trace takes no more room than a vector.
 #[derive(Debug, Default)]
 struct TraceLog(Vec<Vec<TraceRecord>>);
 
@@ -39,11 +41,7 @@ impl TraceLog {
     fn push(&mut self, r: TraceRecord) {
         match self.0.last_mut() {
             Some(chunk) if chunk.len() < TRACE_CHUNK => chunk.push(r),
-            _ => {
-                let mut chunk = Vec::with_capacity(TRACE_CHUNK);
-                chunk.push(r);
-                self.0.push(chunk);
-            }
+            _ => self.0.push(vec![r]),
         }
     }
 
@@ -77,16 +75,42 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn save_definition(&self, d: &StoredDefinition) -> Result<(), StoreError> {
-        self.tables()
+    async fn save_definition(&self, d: &StoredDefinition) -> Result<i64, StoreError> {
+        let mut t = self.tables();
+        if let Some((_, v)) = t.definitions.get(&d.hash) {
+            return Ok(v.version);
+        }
+        let version = 1 + t
             .definitions
-            .entry(d.hash.clone())
-            .or_insert_with(|| d.clone());
-        Ok(())
+            .values()
+            .filter(|(s, _)| s.process == d.process)
+            .count() as i64;
+        let stored = DefinitionVersion {
+            version,
+            hash: d.hash.clone(),
+            first_seen: chrono::Utc::now().timestamp_millis(),
+        };
+        t.definitions.insert(d.hash.clone(), (d.clone(), stored));
+        Ok(version)
+    }
+
+    async fn definition_versions(
+        &self,
+        process: &str,
+    ) -> Result<Vec<DefinitionVersion>, StoreError> {
+        let mut versions: Vec<DefinitionVersion> = self
+            .tables()
+            .definitions
+            .values()
+            .filter(|(s, _)| s.process == process)
+            .map(|(_, v)| v.clone())
+            .collect();
+        versions.sort_by_key(|v| v.version);
+        Ok(versions)
     }
 
     async fn load_definition(&self, hash: &str) -> Result<Option<StoredDefinition>, StoreError> {
-        Ok(self.tables().definitions.get(hash).cloned())
+        Ok(self.tables().definitions.get(hash).map(|(d, _)| d.clone()))
     }
 
     async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {

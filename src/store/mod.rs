@@ -246,6 +246,18 @@ pub struct StoredDefinition {
     pub source: String,
 }
 
+/// A stored version of a process, without its source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DefinitionVersion {
+    /// Its number within the process: 1 for the first content seen, then 2, 3...
+    pub version: i64,
+    /// Content hash.
+    pub hash: String,
+    /// When it was first stored, ms since the epoch (UTC).
+    #[serde(serialize_with = "crate::clock::serialize_ms")]
+    pub first_seen: i64,
+}
+
 /// One instance written by a step.
 #[derive(Debug, Clone)]
 pub struct InstanceWrite {
@@ -401,8 +413,14 @@ pub enum StoreError {
 /// Persistence for definitions, instances and traces.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Records a definition version (idempotent).
-    async fn save_definition(&self, definition: &StoredDefinition) -> Result<(), StoreError>;
+    /// Records a definition version (idempotent) and returns its number within its
+    /// process: a content seen before keeps its number, a new one gets the next.
+    async fn save_definition(&self, definition: &StoredDefinition) -> Result<i64, StoreError>;
+    /// Every stored version of a process, by number.
+    async fn definition_versions(
+        &self,
+        process: &str,
+    ) -> Result<Vec<DefinitionVersion>, StoreError>;
     /// A definition version by hash.
     async fn load_definition(&self, hash: &str) -> Result<Option<StoredDefinition>, StoreError>;
     /// One instance.

@@ -17,12 +17,12 @@ use super::bulk::{Bulk, Refused, json_array};
 use super::rows::{
     answer_from_row, checkpoint_entries, checkpoints_from_rows, definition_from_row,
     delivery_from_row, earliest_due_first, head_from_row, instance_from_row, links_from_rows,
-    oldest_first, trace_from_row,
+    oldest_first, trace_from_row, version_from_row,
 };
 use super::{
-    Checkpoint, Claim, Delivery, DeliveryOutcome, GENESIS, InstanceHead, InstanceQuery,
-    InstanceRecord, InstanceWrite, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition,
-    TraceRecord,
+    Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, GENESIS, InstanceHead,
+    InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError, StoredAnswer,
+    StoredDefinition, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -74,24 +74,58 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Tries at numbering a new definition version while other nodes number theirs.
+const VERSION_ATTEMPTS: usize = 8;
+
 const INSTANCE_COLUMNS: &str = "id, process, definition_hash, state, data::text AS data, version, \
      created_by, created_at, updated_at, votes::text AS votes, slas::text AS slas, \
      timers::text AS timers, trace_hash";
 
 #[async_trait]
 impl Store for PgStore {
-    async fn save_definition(&self, d: &StoredDefinition) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO definitions (hash, process, source, first_seen) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (hash) DO NOTHING",
+    async fn save_definition(&self, d: &StoredDefinition) -> Result<i64, StoreError> {
+        // Nodes may number a new version of one process at once: the loser of the unique
+        // index on (process, version) numbers again.
+        for _ in 0..VERSION_ATTEMPTS {
+            let inserted = sqlx::query(
+                "INSERT INTO definitions (hash, process, source, first_seen, version)
+                 SELECT $1, $2, $3, $4, COALESCE(MAX(version), 0) + 1
+                 FROM definitions WHERE process = $2
+                 ON CONFLICT (hash) DO NOTHING",
+            )
+            .bind(&d.hash)
+            .bind(&d.process)
+            .bind(&d.source)
+            .bind(chrono::Utc::now().timestamp_millis())
+            .execute(&self.pool)
+            .await;
+            match inserted {
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                other => {
+                    other?;
+                }
+            }
+            let version: i64 =
+                sqlx::query_scalar("SELECT version FROM definitions WHERE hash = $1")
+                    .bind(&d.hash)
+                    .fetch_one(&self.pool)
+                    .await?;
+            return Ok(version);
+        }
+        Err(StoreError::Busy)
+    }
+
+    async fn definition_versions(
+        &self,
+        process: &str,
+    ) -> Result<Vec<DefinitionVersion>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, hash, first_seen FROM definitions WHERE process = $1 ORDER BY version",
         )
-        .bind(&d.hash)
-        .bind(&d.process)
-        .bind(&d.source)
-        .bind(chrono::Utc::now().timestamp_millis())
-        .execute(&self.pool)
+        .bind(process)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(())
+        rows.iter().map(version_from_row).collect()
     }
 
     async fn load_definition(&self, hash: &str) -> Result<Option<StoredDefinition>, StoreError> {

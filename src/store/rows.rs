@@ -4,9 +4,9 @@ use serde_json::{Map, Value};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
-    Channel, Checkpoint, CheckpointEntry, Delivery, InstanceHead, InstanceRecord, LinkedInstance,
-    Links, OutboxMessage, RuleDecision, StoreError, StoredAnswer, StoredDefinition, TraceKind,
-    TraceRecord,
+    Channel, Checkpoint, CheckpointEntry, DefinitionVersion, Delivery, InstanceHead,
+    InstanceRecord, LinkedInstance, Links, OutboxMessage, RuleDecision, StoreError, StoredAnswer,
+    StoredDefinition, TraceKind, TraceRecord,
 };
 
 fn json_map(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
@@ -196,6 +196,20 @@ where
         hash: row.try_get("hash")?,
         process: row.try_get("process")?,
         source: row.try_get("source")?,
+    })
+}
+
+pub(super) fn version_from_row<'r, R>(row: &'r R) -> Result<DefinitionVersion, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(DefinitionVersion {
+        version: row.try_get("version")?,
+        hash: row.try_get("hash")?,
+        first_seen: row.try_get("first_seen")?,
     })
 }
 

@@ -17,12 +17,12 @@ use super::bulk::{Bulk, InstanceRow, Refused, chunks, expect_rows};
 use super::rows::{
     answer_from_row, checkpoint_entries, checkpoints_from_rows, definition_from_row,
     delivery_from_row, earliest_due_first, head_from_row, instance_from_row, links_from_rows,
-    oldest_first, trace_from_row,
+    oldest_first, trace_from_row, version_from_row,
 };
 use super::{
-    Checkpoint, Claim, Delivery, DeliveryOutcome, GENESIS, InstanceHead, InstanceQuery,
-    InstanceRecord, InstanceWrite, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition,
-    TraceRecord,
+    Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, GENESIS, InstanceHead,
+    InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError, StoredAnswer,
+    StoredDefinition, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -108,18 +108,40 @@ const INSTANCE_COLUMNS: &str = "id, process, definition_hash, state, data, versi
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn save_definition(&self, d: &StoredDefinition) -> Result<(), StoreError> {
+    async fn save_definition(&self, d: &StoredDefinition) -> Result<i64, StoreError> {
+        // One writer at a time: the next number cannot be taken twice.
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
-            "INSERT INTO definitions (hash, process, source, first_seen) VALUES (?, ?, ?, ?)
+            "INSERT INTO definitions (hash, process, source, first_seen, version)
+             SELECT ?, ?, ?, ?, COALESCE(MAX(version), 0) + 1 FROM definitions WHERE process = ?
              ON CONFLICT (hash) DO NOTHING",
         )
         .bind(&d.hash)
         .bind(&d.process)
         .bind(&d.source)
         .bind(chrono::Utc::now().timestamp_millis())
-        .execute(&self.writer)
+        .bind(&d.process)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        let version: i64 = sqlx::query_scalar("SELECT version FROM definitions WHERE hash = ?")
+            .bind(&d.hash)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    async fn definition_versions(
+        &self,
+        process: &str,
+    ) -> Result<Vec<DefinitionVersion>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT version, hash, first_seen FROM definitions WHERE process = ? ORDER BY version",
+        )
+        .bind(process)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_from_row).collect()
     }
 
     async fn load_definition(&self, hash: &str) -> Result<Option<StoredDefinition>, StoreError> {

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, processes_copy, repo_path, spawn_app, spawn_app_with};
 
-fn plans() -> Value {
+pub fn plans() -> Value {
     json!({
         "risk": "medium",
         "impact_assessment": "payment API unavailable for 5 minutes",

@@ -19,7 +19,8 @@ ecab=eve:ecab_member;impl=ivan:implementer;pm=paul:problem_manager;an=anna:analy
 rm=rita:release_manager;be=bo:build_engineer;qa=quinn:tester;ra1=ray:release_approver;\
 ra2=rose:release_approver;dep=dev:deployer;so=sol:service_owner;\
 slm=sam:service_level_manager;cr=cora:customer_representative;ps=pat:provider_signatory;\
-cs=cy:customer_signatory;ro=ron:report_owner;dm=dora:department_manager;exec=lea:leadership";
+cs=cy:customer_signatory;ro=ron:report_owner;dm=dora:department_manager;exec=lea:leadership;\
+adm=ada:admin";
 
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -193,6 +194,7 @@ pub async fn spawn_app_configured(
         write_queue: 4096,
         instance_cache: 16_384,
         timer_interval_ms: 1_000,
+        reload_poll_ms: 0,
         checkpoint_interval: 300,
         webhooks: Vec::new(),
         webhook_secret: Secret::default(),

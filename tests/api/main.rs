@@ -18,6 +18,7 @@ mod problem;
 mod process_mining;
 mod processes;
 mod release;
+mod reload;
 mod report;
 mod rules;
 mod service_level;

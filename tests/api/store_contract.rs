@@ -510,3 +510,65 @@ async fn outbox_messages_are_written_with_their_step_and_claimed_until_delivered
             .is_empty()
     );
 }
+
+fn definition(hash: &str, process: &str) -> StoredDefinition {
+    StoredDefinition {
+        hash: hash.into(),
+        process: process.into(),
+        source: "{}".into(),
+    }
+}
+
+#[tokio::test]
+async fn each_new_content_of_a_process_gets_the_next_number_and_a_known_one_keeps_its_own() {
+    let (store, _db) = store().await;
+    assert_eq!(
+        store.save_definition(&definition("h1", "p")).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.save_definition(&definition("h2", "p")).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        store.save_definition(&definition("h1", "p")).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.save_definition(&definition("q1", "q")).await.unwrap(),
+        1
+    );
+    let versions = store.definition_versions("p").await.unwrap();
+    let numbered: Vec<(i64, &str)> = versions
+        .iter()
+        .map(|v| (v.version, v.hash.as_str()))
+        .collect();
+    assert_eq!(numbered, [(1, "h1"), (2, "h2")]);
+    assert!(versions.iter().all(|v| v.first_seen > 0));
+    assert!(
+        store
+            .definition_versions("nothing")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn versions_saved_at_once_by_several_nodes_get_distinct_numbers() {
+    let (store, _db) = store().await;
+    let saves = (2..=9).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .save_definition(&definition(&format!("h{n}"), "p"))
+                .await
+        })
+    });
+    let mut numbers = Vec::new();
+    for s in saves {
+        numbers.push(s.await.unwrap().unwrap());
+    }
+    numbers.sort();
+    assert_eq!(numbers, (2..=9).collect::<Vec<i64>>());
+}

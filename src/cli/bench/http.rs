@@ -43,6 +43,7 @@ pub(super) async fn http_run(
         write_queue: 4096,
         instance_cache: 16_384,
         timer_interval_ms: 1_000,
+        reload_poll_ms: 0,
         checkpoint_interval: 300,
         webhooks: Vec::new(),
         webhook_secret: Secret::default(),

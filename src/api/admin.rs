@@ -1,0 +1,39 @@
+//! `/api/v1/admin`: reloading the process definitions (the `admin` role).
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use super::AppState;
+use super::auth::Caller;
+use super::problem::Problem;
+use crate::reload::ReloadError;
+
+/// The routes of this module.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/reload", post(reload))
+        .route("/admin/reload/status", get(status))
+}
+
+/// Reads, checks and installs the definitions now; answers what changed, or every problem
+/// of a refused set (422) while the last good set keeps serving.
+async fn reload(State(app): State<AppState>, caller: Caller) -> Result<impl IntoResponse, Problem> {
+    match app.reloader.request(&caller.0).await {
+        Ok(installation) => Ok(axum::Json(installation)),
+        Err(ReloadError::Invalid(errors)) => {
+            let detail = ReloadError::Invalid(errors.clone()).to_string();
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            Err(Problem::new("invalid-definitions", detail)
+                .with("errors", errors)
+                .with("messages", lines))
+        }
+        Err(ReloadError::Engine(e)) => Err(e.into()),
+    }
+}
+
+/// Where reloading stands: counts, the last attempt with its problems, what is served.
+async fn status(State(app): State<AppState>, caller: Caller) -> Result<impl IntoResponse, Problem> {
+    Ok(axum::Json(app.reloader.status_for(&caller.0)?))
+}
