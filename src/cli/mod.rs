@@ -81,6 +81,9 @@ enum Command {
         #[arg(long, env = "OPSFLOW_RULES", default_value = "rules")]
         rules: PathBuf,
     },
+    /// Print the JSON Schema of process files, for editors with a YAML language server
+    /// (the shipped files name `schemas/process.schema.json`, the same text).
+    Schema,
     /// Create the database if needed and apply pending migrations.
     Migrate {
         /// Database URL.
@@ -289,6 +292,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     print_definition_errors(&errors);
                     Ok(ExitCode::FAILURE)
                 }
+            }
+        }
+        Command::Schema => {
+            let schema = crate::definition::process_schema();
+            match serde_json::to_string_pretty(&schema) {
+                Ok(text) => {
+                    println!("{text}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err(e.into()),
             }
         }
         Command::Migrate { db } => {

@@ -56,7 +56,9 @@ pub enum FieldType {
 }
 
 /// The names accepted for `type:` in a process file.
-pub(crate) const TYPE_NAMES: &[&str] = &["string", "integer", "number", "bool", "enum", "datetime"];
+pub(crate) const TYPE_NAMES: &[&str] = &[
+    "string", "integer", "number", "bool", "enum", "datetime", "link", "links",
+];
 
 impl FieldType {
     /// Checks a non-null value; the message says what was expected.

@@ -28,7 +28,7 @@ pub const LOOKUP_LIMIT: u32 = 200;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawLookup {
+pub(crate) struct RawLookup {
     process: String,
     #[serde(rename = "in")]
     states: Vec<String>,

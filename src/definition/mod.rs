@@ -13,6 +13,7 @@ mod model;
 mod parse;
 mod problems;
 mod raw;
+mod schema;
 mod source_map;
 mod suggest;
 mod timer;
@@ -31,6 +32,7 @@ pub use model::{
 pub(crate) use parse::read_yaml;
 pub use parse::{content_hash, parse};
 pub(crate) use problems::Problems;
+pub use schema::process_schema;
 pub use source_map::{Position, SourceMap, YamlPath};
 pub(crate) use suggest::closest;
 pub(crate) use timer::duration_ms;

@@ -142,7 +142,7 @@ impl Timer {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawTimer {
+pub(crate) struct RawTimer {
     #[serde(default)]
     title: Option<String>,
     #[serde(rename = "in")]
@@ -169,7 +169,7 @@ struct RawTimer {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawWarning {
+pub(crate) struct RawWarning {
     at: String,
     #[serde(default)]
     fire: Option<String>,

@@ -458,7 +458,7 @@ fn validate_reports_a_lookup_of_a_state_the_other_process_does_not_have() {
     let file = processes.join("event.yaml").display().to_string();
     assert!(
         err.contains(&format!(
-            "{file}:63:40: process `service-level` has no state `actve`"
+            "{file}:64:40: process `service-level` has no state `actve`"
         )),
         "{err}"
     );

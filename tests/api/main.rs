@@ -19,6 +19,7 @@ mod process_mining;
 mod processes;
 mod release;
 mod reload;
+mod schema;
 mod report;
 mod rules;
 mod service_level;
