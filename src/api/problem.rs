@@ -187,6 +187,9 @@ impl From<EngineError> for Problem {
             EngineError::UnknownProcess(p) => {
                 Problem::new("unknown-process", detail).with("process", p)
             }
+            EngineError::UnknownVersion(p, n) => Problem::new("unknown-version", detail)
+                .with("process", p)
+                .with("version", n),
             EngineError::UnknownInstance(i) => {
                 Problem::new("unknown-instance", detail).with("instance_id", i)
             }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod conform;
+mod migrate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +85,10 @@ enum Command {
     /// Print the JSON Schema of process files, for editors with a YAML language server
     /// (the shipped files name `schemas/process.schema.json`, the same text).
     Schema,
+    /// Move running instances of a process to a newer version, with a state mapping: a
+    /// dry run listing what would happen to each, or with `--apply` one transaction per
+    /// instance with a `migration` trace record.
+    MigrateInstances(migrate::MigrateArgs),
     /// Create the database if needed and apply pending migrations.
     Migrate {
         /// Database URL.
@@ -294,6 +299,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::MigrateInstances(args) => migrate::run(args).await,
         Command::Schema => {
             let schema = crate::definition::process_schema();
             match serde_json::to_string_pretty(&schema) {

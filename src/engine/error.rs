@@ -18,6 +18,9 @@ pub enum EngineError {
     /// 404: no such process.
     #[error("unknown process `{0}`")]
     UnknownProcess(String),
+    /// 404: the process has no version with this number.
+    #[error("process `{0}` has no version {1}")]
+    UnknownVersion(String, i64),
     /// 404: no such instance.
     #[error("unknown instance `{0}`")]
     UnknownInstance(String),

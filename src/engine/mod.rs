@@ -11,6 +11,7 @@ mod data;
 mod error;
 mod idempotency;
 mod links;
+mod migration;
 mod recent;
 mod step;
 mod timers;
@@ -26,6 +27,7 @@ pub use audit::{AuditQuery, CaseTrace, cases};
 pub use catalog::{Catalog, Loaded, load_calendars, read_rule_library};
 pub use error::{EngineError, FieldProblem};
 pub use idempotency::Idempotency;
+pub use migration::{InstanceMigration, MigrationReport, MigrationRequest, Verdict};
 pub use versions::{Installation, Installed};
 pub use view::{AllowedTransition, InstanceView, SlaView, TimerView};
 

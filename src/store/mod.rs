@@ -129,6 +129,8 @@ pub enum TraceKind {
     Timer,
     /// An SLA record changed: started, paused, resumed, warned, breached, met or missed.
     Sla,
+    /// The instance moved to another version of its process (`opsflow migrate-instances`).
+    Migration,
 }
 
 impl TraceKind {
@@ -141,6 +143,7 @@ impl TraceKind {
             TraceKind::Vote => "vote",
             TraceKind::Timer => "timer",
             TraceKind::Sla => "sla",
+            TraceKind::Migration => "migration",
         }
     }
 
@@ -152,6 +155,7 @@ impl TraceKind {
             "vote" => Some(TraceKind::Vote),
             "timer" => Some(TraceKind::Timer),
             "sla" => Some(TraceKind::Sla),
+            "migration" => Some(TraceKind::Migration),
             _ => None,
         }
     }

@@ -538,7 +538,8 @@ async fn write_instance(
             let done = sqlx::query(
                 "UPDATE instances SET state = $1, data = $2, version = $3, updated_at = $4,
                  votes = $5, slas = $6, timers = $7, next_due_at = $8, claimed_by = NULL,
-                 claimed_until = NULL, trace_hash = $9 WHERE id = $10 AND version = $11",
+                 claimed_until = NULL, trace_hash = $9, definition_hash = $12
+                 WHERE id = $10 AND version = $11",
             )
             .bind(&i.state)
             .bind(data)
@@ -551,6 +552,7 @@ async fn write_instance(
             .bind(&i.trace_hash)
             .bind(&i.id)
             .bind(previous)
+            .bind(&i.definition_hash)
             .execute(&mut **tx)
             .await?;
             if done.rows_affected() != 1 {

@@ -488,10 +488,11 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
     expect_rows("new instances", done, &bulk.creates)?;
     let done = write_chunks(
         &mut tx,
-        "WITH j (id, state, data, version, previous, updated_at, votes, slas, timers,
-             next_due_at, trace_hash) AS (",
+        "WITH j (id, definition_hash, state, data, version, previous, updated_at, votes, slas,
+             timers, next_due_at, trace_hash) AS (",
         (
-            ") UPDATE instances SET state = j.state, data = j.data, version = j.version,
+            ") UPDATE instances SET definition_hash = j.definition_hash, state = j.state,
+                   data = j.data, version = j.version,
                    updated_at = j.updated_at, votes = j.votes, slas = j.slas, timers = j.timers,
                    next_due_at = j.next_due_at, claimed_by = NULL, claimed_until = NULL,
                    trace_hash = j.trace_hash
@@ -502,6 +503,7 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
         instance_texts,
         |b, i, [data, votes, slas, timers]| {
             b.push_bind(i.id)
+                .push_bind(i.definition_hash)
                 .push_bind(i.state)
                 .push_bind(data)
                 .push_bind(i.version)
@@ -705,10 +707,12 @@ async fn write_instance(
         }
         Some(previous) => {
             let done = sqlx::query(
-                "UPDATE instances SET state = ?, data = ?, version = ?, updated_at = ?, votes = ?,
-                 slas = ?, timers = ?, next_due_at = ?, claimed_by = NULL, claimed_until = NULL,
-                 trace_hash = ? WHERE id = ? AND version = ?",
+                "UPDATE instances SET definition_hash = ?, state = ?, data = ?, version = ?,
+                 updated_at = ?, votes = ?, slas = ?, timers = ?, next_due_at = ?,
+                 claimed_by = NULL, claimed_until = NULL, trace_hash = ?
+                 WHERE id = ? AND version = ?",
             )
+            .bind(&i.definition_hash)
             .bind(&i.state)
             .bind(&data)
             .bind(i.version)
