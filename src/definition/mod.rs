@@ -4,6 +4,7 @@
 //! by [`crate::rules`], which reports through the same [`DefinitionError`].
 
 mod calendar;
+mod diff;
 mod document;
 mod error;
 mod field;
@@ -20,6 +21,7 @@ mod timer;
 mod transition;
 
 pub use calendar::{Calendar, NoWorkingTime, Period, parse_calendar};
+pub use diff::{Attribute, Change, ChangeKind, diff, render_diff};
 pub use document::render_markdown;
 pub use error::{DefinitionError, DefinitionErrors};
 pub use field::{Field, FieldType, describe_json};

@@ -25,7 +25,7 @@ use super::source_map::YamlPath;
 use super::suggest::closest;
 
 /// A timer of a process.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Timer {
     /// Its name.
     pub name: String,
@@ -56,7 +56,7 @@ pub struct Timer {
 }
 
 /// A warning a timer gives when part of its time has passed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Warning {
     /// The share of the timer's time after which it warns, in percent (1 to 99).
     pub at_percent: u8,

@@ -463,3 +463,56 @@ fn validate_reports_a_lookup_of_a_state_the_other_process_does_not_have() {
         "{err}"
     );
 }
+
+#[test]
+fn diff_lists_what_a_change_review_needs_and_exits_like_diff() {
+    let (_files, processes) = processes_copy("change.yaml", |t| {
+        t.replace(
+            "cab_quorum: { low: 1, medium: 2, high: 3 }",
+            "cab_quorum: { low: 1, medium: 3, high: 3 }",
+        )
+        .replace(
+            "    approval: { roles: [ecab_member], quorum: ecab_quorum, reject_to: draft }",
+            "    approval: { roles: [ecab_member, change_manager], quorum: ecab_quorum, reject_to: draft }",
+        )
+    });
+    let old = repo_path("processes/change.yaml").display().to_string();
+    let new = processes.join("change.yaml").display().to_string();
+    let out = opsflow(&["diff", &old, &new], &repo_path("."));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("approvals\n  ~ ecab_approve\n      roles: [\"ecab_member\"] → [\"ecab_member\",\"change_manager\"]\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tables\n  ~ cab_quorum\n      medium: 2 → 3\n"),
+        "{text}"
+    );
+
+    let json = opsflow(&["diff", &old, &new, "--json"], &repo_path("."));
+    let changes: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(changes.as_array().unwrap().len(), 2, "{changes}");
+    assert_eq!(changes[0]["section"], "approvals");
+    assert_eq!(changes[0]["kind"], "changed");
+
+    let same = opsflow(&["diff", &old, &old], &repo_path("."));
+    assert_eq!(same.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&same.stdout), "no differences\n");
+
+    let missing = opsflow(&["diff", &old, "nowhere.yaml"], &repo_path("."));
+    assert_eq!(missing.status.code(), Some(2));
+    assert_eq!(stderr(&missing).lines().count(), 1, "{}", stderr(&missing));
+
+    let (_broken, bad) = processes_copy("change.yaml", |t| {
+        t.replace("    to: cab_review\n", "    to: cab_reveiw\n")
+    });
+    let bad = bad.join("change.yaml").display().to_string();
+    let broken = opsflow(&["diff", &old, &bad], &repo_path("."));
+    assert_eq!(broken.status.code(), Some(2));
+    assert!(
+        stderr(&broken).contains("unknown state `cab_reveiw`; did you mean `cab_review`?"),
+        "{}",
+        stderr(&broken)
+    );
+}
