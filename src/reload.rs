@@ -110,6 +110,9 @@ pub struct Attempt {
     /// Every problem of the set, when it was refused.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<DefinitionError>,
+    /// Legal but suspicious definitions of an installed set (`file:line:col: warning: ...`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<DefinitionError>,
 }
 
 /// Where reloading stands, for `GET /api/v1/admin/reload/status`.
@@ -216,6 +219,7 @@ impl Reloader {
             ok: outcome.is_ok(),
             installation: None,
             errors: Vec::new(),
+            warnings: Vec::new(),
         };
         match &outcome {
             Ok(installation) => {
@@ -230,6 +234,15 @@ impl Reloader {
                     tracing::warn!(process = %p, "process no longer defined: its instances run on, none can start");
                 }
                 attempt.installation = Some(installation.clone());
+                attempt.warnings = self
+                    .engine
+                    .catalog()
+                    .iter()
+                    .flat_map(|l| crate::definition::warnings(&l.definition))
+                    .collect();
+                for w in &attempt.warnings {
+                    tracing::warn!(problem = %w, "suspicious definition");
+                }
             }
             Err(ReloadError::Invalid(errors)) => {
                 for e in errors {

@@ -154,6 +154,11 @@ impl Server {
             calendars: settings.calendars.clone(),
         };
         let catalog = sources.load(&rules).map_err(StartError::Definitions)?;
+        for l in catalog.iter() {
+            for w in crate::definition::warnings(&l.definition) {
+                tracing::warn!(problem = %w, "suspicious definition");
+            }
+        }
         let shards = match DatabaseKind::of(&settings.db)? {
             DatabaseKind::Sqlite => 1,
             DatabaseKind::Postgres => PG_WRITE_SHARDS,

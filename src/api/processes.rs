@@ -186,6 +186,7 @@ struct Validation {
     process: Option<String>,
     hash: Option<String>,
     errors: Vec<DefinitionError>,
+    warnings: Vec<DefinitionError>,
 }
 
 /// Validates the YAML in the body against the server's rule modules. Always 200: the
@@ -203,12 +204,14 @@ async fn validate(State(app): State<AppState>, _caller: Caller, body: String) ->
             process: Some(l.definition.id.clone()),
             hash: Some(l.definition.hash.clone()),
             errors,
+            warnings: crate::definition::warnings(&l.definition),
         },
         Ok(_) => Validation {
             valid: false,
             process: None,
             hash: None,
             errors,
+            warnings: Vec::new(),
         },
         Err(mut e) => {
             errors.append(&mut e);
@@ -217,6 +220,7 @@ async fn validate(State(app): State<AppState>, _caller: Caller, body: String) ->
                 process: None,
                 hash: None,
                 errors,
+                warnings: Vec::new(),
             }
         }
     };

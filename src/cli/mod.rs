@@ -299,6 +299,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             match checked {
                 Ok((catalog, calendars)) => {
+                    let warnings: Vec<_> = catalog
+                        .iter()
+                        .flat_map(|l| crate::definition::warnings(&l.definition))
+                        .collect();
+                    print_definition_errors(&warnings);
                     for l in catalog.iter() {
                         println!(
                             "{}: ok: process `{}` ({} states, {} transitions), hash {}",

@@ -19,6 +19,7 @@ mod source_map;
 mod suggest;
 mod timer;
 mod transition;
+mod warnings;
 
 pub use calendar::{Calendar, NoWorkingTime, Period, parse_calendar};
 pub use diff::{Attribute, Change, ChangeKind, diff, render_diff};
@@ -39,6 +40,7 @@ pub use source_map::{Position, SourceMap, YamlPath};
 pub(crate) use suggest::closest;
 pub(crate) use timer::duration_ms;
 pub use timer::{Clock, Timer, TimerStatus, WARNING_SUFFIX, Warning};
+pub use warnings::warnings;
 
 impl Definition {
     /// A problem at the value found at `path` of this definition's YAML.

@@ -516,3 +516,34 @@ fn diff_lists_what_a_change_review_needs_and_exits_like_diff() {
         stderr(&broken)
     );
 }
+
+#[test]
+fn validate_warns_of_legal_but_suspicious_definitions_and_still_succeeds() {
+    let shipped = opsflow(&["validate"], &repo_path("."));
+    assert!(shipped.status.success());
+    assert_eq!(
+        stderr(&shipped),
+        "",
+        "the shipped processes raise no warning"
+    );
+
+    let (_files, processes) = processes_copy("change.yaml", |t| {
+        t.replacen(
+            "roles:\n",
+            "roles:\n  - auditor             # nobody uses it\n",
+            1,
+        )
+    });
+    let file = processes.join("change.yaml").display().to_string();
+    let out = opsflow(&["validate", &file], &repo_path("."));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = text.lines().position(|l| l.contains("- auditor")).unwrap() + 1;
+    assert!(
+        stderr(&out).contains(&format!(
+            "{file}:{line}:5: warning: role `auditor` is declared but no start, transition, approval or notification uses it"
+        )),
+        "{}",
+        stderr(&out)
+    );
+}

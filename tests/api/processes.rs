@@ -1,6 +1,7 @@
 //! Definitions over HTTP: list, detail, graph and validation of a posted file.
 
 use reqwest::StatusCode;
+use serde_json::json;
 
 use crate::helpers::{repo_path, spawn_app};
 
@@ -105,6 +106,40 @@ async fn posting_a_broken_process_file_lists_every_problem_with_its_position() {
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.body["valid"], true, "{}", a.text);
     assert_eq!(a.body["process"], "event");
+    assert_eq!(
+        a.body["warnings"],
+        json!([]),
+        "the shipped file raises no warning"
+    );
+
+    let suspicious = good.replacen(
+        "roles:
+",
+        "roles:
+  - auditor
+",
+        1,
+    );
+    let a = app
+        .raw(
+            app.client
+                .post(format!("{}/api/v1/processes/validate", app.base))
+                .bearer_auth("desk")
+                .body(suspicious),
+        )
+        .await;
+    assert_eq!(
+        a.body["valid"], true,
+        "a warning does not make a file invalid"
+    );
+    let warning = a.body["warnings"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        warning.starts_with("warning: role `auditor` is declared"),
+        "{}",
+        a.text
+    );
 
     let bad = good.replace("    to: resolved\n", "    to: resolvd\n");
     let a = app
