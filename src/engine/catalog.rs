@@ -68,6 +68,8 @@ impl Catalog {
         }
         let mut catalog = Catalog::default();
         let mut origin: HashMap<String, String> = HashMap::new();
+        // Processes whose file has problems still exist: links to them are not errors too.
+        let mut broken: Vec<String> = Vec::new();
         for path in files {
             let file = path.display().to_string();
             let yaml = match std::fs::read_to_string(&path) {
@@ -89,12 +91,16 @@ impl Catalog {
                         catalog.processes.insert(id, Arc::new(loaded));
                     }
                 }
-                Err(mut e) => errors.append(&mut e),
+                Err(mut e) => {
+                    broken.extend(declared_id(&yaml));
+                    errors.append(&mut e);
+                }
             }
         }
         // A file given alone may link to processes defined beside it.
         let mut known: std::collections::HashSet<String> =
             catalog.processes.keys().cloned().collect();
+        known.extend(broken);
         for p in processes.iter().filter(|p| p.is_file()) {
             let mut siblings = Vec::new();
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -240,6 +246,12 @@ fn unknown_calendars<'k>(
         ));
     }
     errors
+}
+
+/// The `process:` id a file declares, when it can be read that far.
+fn declared_id(yaml: &str) -> Option<String> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(yaml).ok()?;
+    doc.get("process")?.as_str().map(str::to_owned)
 }
 
 fn file_error(file: &str, message: String) -> DefinitionError {

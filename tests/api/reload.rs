@@ -145,6 +145,12 @@ async fn a_broken_edit_is_refused_at_its_line_and_column_and_the_last_good_set_k
     let refused = app.post("/api/v1/admin/reload", "adm", json!({})).await;
     refused.assert_problem(422, "invalid-definitions");
     let errors = refused.body["errors"].as_array().unwrap();
+    assert_eq!(
+        errors.len(),
+        1,
+        "processes linking to the broken one are not blamed too: {}",
+        refused.text
+    );
     let problem = errors
         .iter()
         .find(|e| e["message"].as_str().unwrap().contains("cab_reveiw"))
