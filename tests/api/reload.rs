@@ -312,3 +312,30 @@ async fn asking_for_a_version_a_process_never_had_is_a_404_listing_the_ones_it_h
         .await
         .assert_problem(400, "malformed-request");
 }
+
+#[tokio::test]
+async fn an_edited_rule_module_is_a_new_version_of_the_processes_that_use_it_only() {
+    let (dir, processes) = processes_copy("change.yaml", |t| t);
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    for entry in std::fs::read_dir(repo_path("rules")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, rules.join(path.file_name().unwrap())).unwrap();
+    }
+    let app = spawn_app_configured(&processes, &rules, None, Arc::new(SystemClock), |s| {
+        s.reload_poll_ms = 100
+    })
+    .await;
+    let module = rules.join("change.rhai");
+    let text = std::fs::read_to_string(&module).unwrap();
+    std::fs::write(&module, format!("{text}\n// reviewed by the CAB chair\n")).unwrap();
+    let status = status_when(&app, |s| s["reloads"] == 1).await;
+    let changed: Vec<&str> = status["last_attempt"]["installation"]["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["change"] == "changed")
+        .map(|p| p["process"].as_str().unwrap())
+        .collect();
+    assert_eq!(changed, ["change"], "{status}");
+}
