@@ -139,6 +139,9 @@ pub enum ReloadError {
     /// The caller may not reload, or the new versions could not be stored.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// Reading the files was cut short (the reading task panicked or was cancelled).
+    #[error("reading the definitions was interrupted: {0}")]
+    Interrupted(String),
 }
 
 fn summary(errors: &[DefinitionError]) -> String {
@@ -202,15 +205,27 @@ impl Reloader {
     /// Reads, checks and (if valid) installs the whole set.
     pub async fn reload(&self, trigger: Trigger) -> Result<Installation, ReloadError> {
         let mut attempted = self.attempted.lock().await;
-        *attempted = self.sources.fingerprint();
         let now = format_ms(self.engine.now_ms());
-        let outcome = match self.sources.load(self.engine.rule_engine()) {
-            Ok(catalog) => self
-                .engine
-                .install(catalog)
-                .await
-                .map_err(ReloadError::from),
-            Err(errors) => Err(ReloadError::Invalid(errors)),
+        // Reading the files and compiling their scripts takes a while: off the threads
+        // that serve requests.
+        let (engine, sources) = (self.engine.clone(), self.sources.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            (sources.fingerprint(), sources.load(engine.rule_engine()))
+        })
+        .await;
+        let outcome = match read {
+            Ok((fingerprint, loaded)) => {
+                *attempted = fingerprint;
+                match loaded {
+                    Ok(catalog) => self
+                        .engine
+                        .install(catalog)
+                        .await
+                        .map_err(ReloadError::from),
+                    Err(errors) => Err(ReloadError::Invalid(errors)),
+                }
+            }
+            Err(e) => Err(ReloadError::Interrupted(e.to_string())),
         };
         let serving = serving(&self.engine).await.unwrap_or_default();
         let mut attempt = Attempt {
@@ -250,7 +265,7 @@ impl Reloader {
                 }
                 attempt.errors = errors.clone();
             }
-            Err(ReloadError::Engine(e)) => {
+            Err(e @ (ReloadError::Engine(_) | ReloadError::Interrupted(_))) => {
                 tracing::error!(error = %e, "reload failed; the last good definitions keep serving");
             }
         }

@@ -34,6 +34,7 @@ async fn reload(State(app): State<AppState>, caller: Caller) -> Result<impl Into
                 .with("messages", lines))
         }
         Err(ReloadError::Engine(e)) => Err(e.into()),
+        Err(e @ ReloadError::Interrupted(_)) => Err(Problem::internal(&e)),
     }
 }
 
