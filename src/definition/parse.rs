@@ -14,7 +14,7 @@ use super::problems::Problems;
 use super::raw::{RawField, RawProcess, RawStart, RawState};
 use super::source_map::{Position, SourceMap, YamlPath};
 use super::timer::check_timers;
-use super::transition::{Known, check_transition, unknown_role};
+use super::transition::{Known, check_transition, unknown_field, unknown_role};
 
 /// SHA-256 over the YAML and the rule modules it uses, in order.
 pub fn content_hash(yaml: &str, rules: &IndexMap<String, RuleSource>) -> String {
@@ -102,7 +102,7 @@ pub fn parse(
                 Some(s) => {
                     for (i, r) in s.roles.iter().enumerate() {
                         if !known_role(r) {
-                            p.at_value(&path.key("roles").index(i), unknown_role(r));
+                            p.at_value(&path.key("roles").index(i), unknown_role(r, &roles));
                         }
                     }
                     Start {
@@ -166,7 +166,7 @@ pub fn parse(
                     if !fields.contains_key(f) {
                         p.at_value(
                             &path.key(key).index(i),
-                            format!("unknown field `{f}` in `{key}`"),
+                            unknown_field(f, key, fields.keys().map(String::as_str)),
                         );
                     }
                 }

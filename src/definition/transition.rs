@@ -78,7 +78,7 @@ pub(super) fn check_transition(
     }
     for (i, r) in t.roles.iter().enumerate() {
         if !known_role(r) {
-            p.at_value(&path.key("roles").index(i), unknown_role(r));
+            p.at_value(&path.key("roles").index(i), unknown_role(r, roles));
         }
     }
     if t.auto && !t.roles.is_empty() {
@@ -109,7 +109,7 @@ pub(super) fn check_transition(
         }
         for (i, r) in a.roles.iter().enumerate() {
             if !known_role(r) {
-                p.at_value(&apath.key("roles").index(i), unknown_role(r));
+                p.at_value(&apath.key("roles").index(i), unknown_role(r, roles));
             }
         }
         if !states.contains_key(&a.reject_to) {
@@ -149,7 +149,10 @@ pub(super) fn check_transition(
         .map(|(i, c)| {
             let cpath = path.key("creates").index(i);
             match fields.get(&c.link).map(|f| f.field_type.linked_process()) {
-                None => p.at_value(&cpath.key("link"), format!("unknown field `{}`", c.link)),
+                None => p.at_value(
+                    &cpath.key("link"),
+                    unknown_field(&c.link, "link", fields.keys().map(String::as_str)),
+                ),
                 Some(None) => p.at_value(
                     &cpath.key("link"),
                     format!("field `{}` is not a `link` or `links` field", c.link),
@@ -185,14 +188,14 @@ pub(super) fn check_transition(
     }
     for (i, r) in t.notify.iter().enumerate() {
         if !known_role(r) {
-            p.at_value(&path.key("notify").index(i), unknown_role(r));
+            p.at_value(&path.key("notify").index(i), unknown_role(r, roles));
         }
     }
     for (i, f) in t.requires.iter().enumerate() {
         if !fields.contains_key(f) {
             p.at_value(
                 &path.key("requires").index(i),
-                format!("unknown field `{f}` in `requires`"),
+                unknown_field(f, "requires", fields.keys().map(String::as_str)),
             );
         }
     }
@@ -254,6 +257,24 @@ pub(super) fn unknown_state(name: &str, states: &IndexMap<String, State>) -> Str
     }
 }
 
-pub(super) fn unknown_role(role: &str) -> String {
-    format!("unknown role `{role}`: declare it under `roles:`")
+pub(super) fn unknown_role(role: &str, roles: &HashSet<String>) -> String {
+    let mut names: Vec<&str> = roles.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    match super::suggest::closest(role, names.into_iter()) {
+        Some(r) => format!("unknown role `{role}`; did you mean `{r}`?"),
+        None => format!("unknown role `{role}`: declare it under `roles:`"),
+    }
+}
+
+/// An unknown field named in `place` (`requires`, `read_only`, a `link`), with the
+/// closest field name when one is near.
+pub(super) fn unknown_field<'a>(
+    name: &str,
+    place: &str,
+    fields: impl Iterator<Item = &'a str>,
+) -> String {
+    let hint = super::suggest::closest(name, fields)
+        .map(|f| format!("; did you mean `{f}`?"))
+        .unwrap_or_default();
+    format!("unknown field `{name}` in `{place}`{hint}")
 }

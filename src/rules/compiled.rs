@@ -155,10 +155,13 @@ impl RuleEngine {
                         ));
                     } else {
                         let modules: Vec<_> = def.source.rules.keys().cloned().collect();
+                        let hint = crate::definition::closest(name, known.iter().map(|(n, _)| *n))
+                            .map(|f| format!("; did you mean `{f}`?"))
+                            .unwrap_or_default();
                         errors.push(def.error_at(
                             &script.path,
                             format!(
-                                "{label}: unknown rule function `{name}` (rule modules: {})",
+                                "{label}: unknown rule function `{name}` (rule modules: {}){hint}",
                                 if modules.is_empty() {
                                     "none".to_owned()
                                 } else {

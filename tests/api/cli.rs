@@ -547,3 +547,45 @@ fn validate_warns_of_legal_but_suspicious_definitions_and_still_succeeds() {
         stderr(&out)
     );
 }
+
+#[test]
+fn validate_suggests_the_role_field_or_rule_function_a_misspelt_name_meant() {
+    let (_files, processes) = processes_copy("change.yaml", |t| {
+        t.replacen(
+            "    roles: [change_manager]\n",
+            "    roles: [change_manger]\n",
+            1,
+        )
+        .replacen(
+            "    requires: [review_notes]",
+            "    requires: [review_note]",
+            1,
+        )
+    });
+    let file = processes.join("change.yaml").display().to_string();
+    let out = opsflow(&["validate", &file], &repo_path("."));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("unknown role `change_manger`; did you mean `change_manager`?"),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown field `review_note` in `requires`; did you mean `review_notes`?"),
+        "{err}"
+    );
+
+    let (_files, processes) = processes_copy("change.yaml", |t| {
+        t.replacen(
+            "action: count_submission\n",
+            "action: count_submissions\n",
+            1,
+        )
+    });
+    let file = processes.join("change.yaml").display().to_string();
+    let err = stderr(&opsflow(&["validate", &file], &repo_path(".")));
+    assert!(
+        err.contains("unknown rule function `count_submissions` (rule modules: change); did you mean `count_submission`?"),
+        "{err}"
+    );
+}
