@@ -13,6 +13,7 @@ pub mod definition;
 pub mod engine;
 pub mod evidence;
 pub mod export;
+pub mod kpi;
 pub mod reload;
 pub mod rules;
 pub mod server;

@@ -148,6 +148,7 @@ impl Server {
             None => None,
         };
         let rules = Arc::new(RuleEngine::new(clock.clone(), Limits::default()));
+        let kpi_clock = clock.clone();
         let sources = Sources {
             processes: settings.processes.clone(),
             rules: settings.rules.clone(),
@@ -198,6 +199,8 @@ impl Server {
                 tokens: Arc::new(tokens),
                 rules_dir: Arc::new(settings.rules.clone()),
                 reloader: reloader.clone(),
+                kpis_dir: Arc::new(settings.kpis.clone()),
+                kpi_engine: Arc::new(crate::kpi::KpiEngine::new(kpi_clock)),
                 simulation: None,
                 evidence_key,
             },

@@ -103,6 +103,9 @@ pub struct Settings {
     /// Folder of business calendars (none when it does not exist).
     #[arg(long, env = "OPSFLOW_CALENDARS", default_value = "calendars")]
     pub calendars: PathBuf,
+    /// Folder of KPI files (`GET /api/v1/kpis` reads them on each request).
+    #[arg(long, env = "OPSFLOW_KPIS", default_value = "kpis")]
+    pub kpis: PathBuf,
     /// Address to listen on.
     #[arg(long, env = "OPSFLOW_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

@@ -33,7 +33,7 @@ struct ExportQuery {
     format: Option<ExportFormat>,
 }
 
-fn time(name: &str, text: Option<&str>) -> Result<Option<i64>, Problem> {
+pub(super) fn time(name: &str, text: Option<&str>) -> Result<Option<i64>, Problem> {
     text.map(|t| {
         parse_ms(t).ok_or_else(|| {
             Problem::new(

@@ -6,6 +6,7 @@ mod auth;
 mod clock;
 mod instances;
 mod json;
+mod kpis;
 mod problem;
 mod processes;
 
@@ -36,6 +37,10 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     /// Where rule modules are read from, for `POST /processes/validate`.
     pub rules_dir: Arc<PathBuf>,
+    /// Where KPI files are read from (`/kpis`).
+    pub kpis_dir: Arc<PathBuf>,
+    /// Evaluates KPI expressions.
+    pub kpi_engine: Arc<crate::kpi::KpiEngine>,
     /// Reloads the definitions (`/admin/reload`).
     pub reloader: Arc<crate::reload::Reloader>,
     /// The engine's clock when the server simulates time (`--simulate`); `None` in real time.
@@ -51,7 +56,8 @@ pub fn router(state: AppState) -> Router {
         .merge(instances::router())
         .merge(clock::router())
         .merge(audit::router())
-        .merge(admin::router());
+        .merge(admin::router())
+        .merge(kpis::router());
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))

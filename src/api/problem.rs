@@ -89,7 +89,7 @@ pub const PROBLEM_TYPES: &[(&str, u16, &str)] = &[
     (
         "invalid-definitions",
         422,
-        "The definitions have problems; the last good set keeps serving",
+        "The definition files have problems; nothing was changed",
     ),
     (
         "idempotency-key-reused",

@@ -64,13 +64,7 @@ pub(crate) async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         calendars: args.calendars.clone(),
     };
     let rules = Arc::new(super::rule_engine());
-    let catalog = sources.load(&rules).map_err(|errors| {
-        super::print_definition_errors(&errors);
-        anyhow::anyhow!(
-            "{} problem(s) in the process definitions; run `opsflow validate`",
-            errors.len()
-        )
-    })?;
+    let catalog = super::load_catalog(&sources, &rules)?;
     let store = crate::server::open_store(&args.db)
         .await
         .with_context(|| format!("cannot open {}", super::redact(&args.db)))?;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod conform;
+mod kpi;
 mod migrate;
 
 use std::path::PathBuf;
@@ -82,6 +83,9 @@ enum Command {
         #[arg(long, env = "OPSFLOW_RULES", default_value = "rules")]
         rules: PathBuf,
     },
+    /// Compute the KPIs of `kpis/` from a database's traces, for a period, optionally
+    /// grouped; each with its target and a met/missed verdict.
+    Kpi(kpi::KpiArgs),
     /// Show what changed between two versions of a process file: roles, fields, states,
     /// transitions, approvals, timers, tables and rule modules added (+), removed (-) or
     /// changed (~). Exit 0 when they are the same, 1 when they differ, 2 on a problem.
@@ -265,6 +269,31 @@ fn diff_files(
     })
 }
 
+/// The process, rule and calendar files read and checked with `rules`; problems are printed
+/// and become one error.
+pub(crate) fn load_catalog(
+    sources: &crate::reload::Sources,
+    rules: &RuleEngine,
+) -> anyhow::Result<Catalog> {
+    sources.load(rules).map_err(|errors| {
+        print_definition_errors(&errors);
+        anyhow::anyhow!(
+            "{} problem(s) in the process definitions; run `opsflow validate`",
+            errors.len()
+        )
+    })
+}
+
+/// An RFC 3339 option (`--from`, `--to`) as ms.
+pub(crate) fn time_arg(name: &str, t: Option<&String>) -> anyhow::Result<Option<i64>> {
+    t.map(|t| {
+        crate::clock::parse_ms(t).with_context(|| {
+            format!("--{name} must be an RFC 3339 time such as 2026-11-01T00:00:00Z; got `{t}`")
+        })
+    })
+    .transpose()
+}
+
 fn print_definition_errors(errors: &[crate::definition::DefinitionError]) {
     for e in errors {
         eprintln!("{e}");
@@ -370,6 +399,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::MigrateInstances(args) => migrate::run(args).await,
+        Command::Kpi(args) => kpi::run(args).await,
         Command::Diff {
             old,
             new,
@@ -406,14 +436,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             key,
         } => {
-            let time = |name: &str, t: Option<String>| -> anyhow::Result<Option<i64>> {
-                t.map(|t| {
-                    crate::clock::parse_ms(&t).with_context(|| {
-                        format!("--{name} must be an RFC 3339 time such as 2026-11-01T00:00:00Z; got `{t}`")
-                    })
-                })
-                .transpose()
-            };
+            let time = |name: &str, t: Option<String>| time_arg(name, t.as_ref());
             let key = key
                 .map(|k| crate::evidence::read_signing_key(&k))
                 .transpose()?;

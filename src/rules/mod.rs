@@ -10,10 +10,12 @@ mod decision;
 mod error;
 mod sandbox;
 
+pub(crate) use compiled::to_dynamic;
 pub use compiled::{CompiledRules, Context, RuleEngine};
 pub use decision::RuleDecision;
 pub use error::{RuleError, RuleFailure};
 pub use sandbox::Limits;
+pub(crate) use sandbox::build_engine;
 
 #[cfg(test)]
 mod limits_tests;

@@ -589,3 +589,44 @@ fn validate_suggests_the_role_field_or_rule_function_a_misspelt_name_meant() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn kpi_prints_each_kpi_with_its_figure_target_and_verdict() {
+    let app = crate::helpers::spawn_app().await;
+    let id = app.event_at_l1().await;
+    assert!(!id.is_empty());
+    let db = app.db.url.clone();
+    let out = opsflow(
+        &[
+            "kpi",
+            "--db",
+            &db,
+            "--process",
+            "event",
+            "--group-by",
+            "priority",
+        ],
+        &repo_path("."),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("KPIs, all time: 1 instance(s); KPI files "),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.trim_start().starts_with("backlog ")
+            && l.contains(" 1 events ")
+            && l.contains("met")),
+        "{text}"
+    );
+    let json = opsflow(
+        &["kpi", "--db", &db, "--process", "event", "--json"],
+        &repo_path("."),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["instances"], 1);
+    let bad = opsflow(&["kpi", "--db", &db, "--from", "monday"], &repo_path("."));
+    assert!(!bad.status.success());
+    assert_eq!(stderr(&bad).lines().count(), 1, "{}", stderr(&bad));
+}

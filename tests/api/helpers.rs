@@ -185,6 +185,7 @@ pub async fn spawn_app_configured(
         processes: processes.to_path_buf(),
         rules: rules.to_path_buf(),
         calendars: repo_path("calendars"),
+        kpis: repo_path("kpis"),
         listen: "127.0.0.1:0".parse().unwrap(),
         idempotency_ttl: 3600,
         group_commit_max: 128,

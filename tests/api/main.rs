@@ -12,6 +12,7 @@ mod errors;
 mod evidence;
 mod helpers;
 mod idempotency;
+mod kpi;
 mod lifecycle;
 mod migration;
 mod nodes;

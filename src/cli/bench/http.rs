@@ -34,6 +34,7 @@ pub(super) async fn http_run(
         processes: args.processes.clone(),
         rules: args.rules.clone(),
         calendars: args.calendars.clone(),
+        kpis: args.processes.with_file_name("kpis"),
         listen: "127.0.0.1:0".parse()?,
         idempotency_ttl: 86_400,
         group_commit_max: 128,

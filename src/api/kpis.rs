@@ -1,0 +1,68 @@
+//! `/api/v1/kpis`: the KPIs of the KPI files computed from the traces, for a period.
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::AppState;
+use super::audit::time;
+use super::auth::Caller;
+use super::json::ApiQuery;
+use super::problem::Problem;
+use crate::kpi::{KpiQuery, KpiSet, report};
+
+/// The routes of this module.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/kpis", get(kpis))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Query {
+    process: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    group_by: Option<String>,
+}
+
+/// Reads the KPI files (so an edit applies at once) and computes them: instances created in
+/// `[from, to)`, as their traces stood at `to`, optionally grouped.
+async fn kpis(
+    State(app): State<AppState>,
+    _caller: Caller,
+    ApiQuery(q): ApiQuery<Query>,
+) -> Result<impl IntoResponse, Problem> {
+    let query = KpiQuery {
+        process: q.process.clone(),
+        from: time("from", q.from.as_deref())?,
+        to: time("to", q.to.as_deref())?,
+        group_by: q.group_by.clone(),
+    };
+    let engine = app.kpi_engine.clone();
+    let set = KpiSet::load(&app.kpis_dir, &|t| engine.compiles(t)).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        Problem::new(
+            "invalid-definitions",
+            format!(
+                "{} problem(s) in the KPI files: {}",
+                errors.len(),
+                lines.join("; ")
+            ),
+        )
+        .with("errors", &errors)
+        .with("messages", lines)
+    })?;
+    if let Some(p) = &query.process
+        && !set.kpis.values().any(|k| k.process == *p)
+    {
+        return Err(
+            Problem::new("unknown-process", format!("no KPI measures process `{p}`"))
+                .with("process", p),
+        );
+    }
+    let catalog = app.engine.catalog();
+    let r = report(app.engine.store().as_ref(), &catalog, &engine, &set, &query).await?;
+    Ok(axum::Json(r))
+}

@@ -1,0 +1,142 @@
+//! `opsflow kpi`: the KPIs of `kpis/` computed from a database's traces.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::clock::SystemClock;
+use crate::kpi::{KpiEngine, KpiQuery, KpiReport, KpiSet, report};
+
+/// Options of `opsflow kpi`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct KpiArgs {
+    /// Only the KPIs of this process.
+    #[arg(long)]
+    process: Option<String>,
+    /// Instances created at or after this RFC 3339 time.
+    #[arg(long)]
+    from: Option<String>,
+    /// Instances created before this RFC 3339 time; facts as they stood then.
+    #[arg(long)]
+    to: Option<String>,
+    /// Group by `month` or a data field (`priority`, `category`, `customer`, `service`,
+    /// `group`).
+    #[arg(long)]
+    group_by: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Database URL.
+    #[arg(long, env = "OPSFLOW_DB", default_value = "sqlite://opsflow.db")]
+    db: String,
+    /// Folder of KPI files.
+    #[arg(long, env = "OPSFLOW_KPIS", default_value = "kpis")]
+    kpis: PathBuf,
+    /// Folder (or file) of process definitions: which keys of the trace are fields.
+    #[arg(long, env = "OPSFLOW_PROCESSES", default_value = "processes")]
+    processes: PathBuf,
+    /// Folder of rule modules.
+    #[arg(long, env = "OPSFLOW_RULES", default_value = "rules")]
+    rules: PathBuf,
+    /// Folder of business calendars.
+    #[arg(long, env = "OPSFLOW_CALENDARS", default_value = "calendars")]
+    calendars: PathBuf,
+}
+
+pub(crate) async fn run(args: KpiArgs) -> anyhow::Result<ExitCode> {
+    let query = KpiQuery {
+        process: args.process.clone(),
+        from: super::time_arg("from", args.from.as_ref())?,
+        to: super::time_arg("to", args.to.as_ref())?,
+        group_by: args.group_by.clone(),
+    };
+    let engine = KpiEngine::new(Arc::new(SystemClock));
+    let set = KpiSet::load(&args.kpis, &|t| engine.compiles(t)).map_err(|errors| {
+        super::print_definition_errors(&errors);
+        anyhow::anyhow!("{} problem(s) in the KPI files", errors.len())
+    })?;
+    if let Some(p) = &query.process
+        && !set.kpis.values().any(|k| k.process == *p)
+    {
+        anyhow::bail!("no KPI in {} measures process `{p}`", args.kpis.display());
+    }
+    let sources = crate::reload::Sources {
+        processes: args.processes.clone(),
+        rules: args.rules.clone(),
+        calendars: args.calendars.clone(),
+    };
+    let catalog = super::load_catalog(&sources, &super::rule_engine())?;
+    let store = crate::server::open_store(&args.db)
+        .await
+        .with_context(|| format!("cannot open {}", super::redact(&args.db)))?;
+    let r = report(store.as_ref(), &catalog, &engine, &set, &query).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", render(&r));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn number(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v}"))
+}
+
+/// The report as a table: one line per KPI (and per group under it).
+pub(crate) fn render(r: &KpiReport) -> String {
+    let mut out = String::new();
+    let period = match (&r.from, &r.to) {
+        (None, None) => "all time".to_owned(),
+        (f, t) => format!(
+            "{} to {}",
+            f.as_deref().unwrap_or("the start"),
+            t.as_deref().unwrap_or("now")
+        ),
+    };
+    let _ = writeln!(
+        out,
+        "KPIs, {period}: {} instance(s); KPI files {}",
+        r.instances,
+        r.kpi_hash.get(..12).unwrap_or_default()
+    );
+    for k in &r.kpis {
+        let unit = k.unit.as_deref().unwrap_or("");
+        let target = k
+            .target
+            .map_or(String::new(), |t| format!("target {} {}", t.op, t.value));
+        let _ = writeln!(
+            out,
+            "  {:<28} {:>10} {:<8} {:<7} n={:<6} {:<14} {}",
+            k.name,
+            number(k.figure.value),
+            unit,
+            k.figure.verdict,
+            k.figure.count,
+            target,
+            k.title.as_deref().unwrap_or("")
+        );
+        for g in &k.groups {
+            let _ = writeln!(
+                out,
+                "    {:<26} {:>10} {:<8} {:<7} n={}",
+                g.key,
+                number(g.figure.value),
+                unit,
+                g.figure.verdict,
+                g.figure.count
+            );
+        }
+        if k.failures > 0 {
+            let _ = writeln!(
+                out,
+                "    {} instance(s) left out: {}",
+                k.failures,
+                k.first_failure.as_deref().unwrap_or("")
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,338 @@
+//! KPI files (`kpis/*.yaml`): each KPI names its process, a per-instance value as a Rhai
+//! expression over the instance's `facts`, an optional filter, how values aggregate, a
+//! unit and a target. Checked like process files: every problem at its line and column.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::definition::{DefinitionError, Problems, YamlPath, read_yaml};
+
+/// How a KPI's per-instance values become one figure.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    /// Instances with a value.
+    Count,
+    /// The values added up.
+    Sum,
+    /// Their mean.
+    Mean,
+    /// Their median.
+    Median,
+    /// The value below which this share (1 to 99) of them fall.
+    Percentile(u8),
+    /// The share of true values, in percent.
+    Ratio,
+}
+
+/// A target a KPI's figure is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Target {
+    /// `>=`, `>`, `<=`, `<` or `==`.
+    pub op: &'static str,
+    /// The value compared with.
+    pub value: f64,
+}
+
+impl Target {
+    /// The figure meets the target.
+    pub fn met_by(&self, figure: f64) -> bool {
+        match self.op {
+            ">=" => figure >= self.value,
+            ">" => figure > self.value,
+            "<=" => figure <= self.value,
+            "<" => figure < self.value,
+            _ => (figure - self.value).abs() < 1e-9,
+        }
+    }
+}
+
+/// One KPI, checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Kpi {
+    /// Its id (`mttr`).
+    pub name: String,
+    /// A label for reports.
+    pub title: Option<String>,
+    /// The process whose instances it measures.
+    pub process: String,
+    /// Rhai expression over `facts`: the instance's value (a number or a bool), or `()` to
+    /// leave the instance out.
+    pub value: String,
+    /// Rhai expression over `facts`: only instances for which it is true count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r#where: Option<String>,
+    /// How values aggregate.
+    pub aggregate: Aggregate,
+    /// The unit of the figure (`h`, `%`, `points`).
+    pub unit: Option<String>,
+    /// The target, if any.
+    pub target: Option<Target>,
+    /// The file it is defined in.
+    pub file: String,
+}
+
+/// The KPIs of a folder, with a hash of their files' texts: a report records it so that it
+/// can be reproduced exactly.
+#[derive(Debug, Clone, Default)]
+pub struct KpiSet {
+    /// Every KPI, by name.
+    pub kpis: IndexMap<String, Kpi>,
+    /// SHA-256 (hex) of the files' names and texts.
+    pub hash: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    kpis: IndexMap<String, serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKpi {
+    #[serde(default)]
+    title: Option<String>,
+    process: String,
+    value: serde_yaml::Value,
+    #[serde(default, rename = "where")]
+    filter: Option<String>,
+    aggregate: String,
+    #[serde(default)]
+    percentile: Option<u8>,
+    #[serde(default)]
+    unit: Option<String>,
+    #[serde(default)]
+    target: Option<IndexMap<String, f64>>,
+}
+
+const AGGREGATES: &[&str] = &["count", "sum", "mean", "median", "percentile", "ratio"];
+const COMPARATORS: &[&str] = &[">=", ">", "<=", "<", "=="];
+
+/// Reads and checks one KPI file; `compiles` says whether a Rhai expression compiles (and
+/// why not).
+pub fn parse_kpis(
+    file: &str,
+    yaml: &str,
+    compiles: &dyn Fn(&str) -> Result<(), String>,
+) -> Result<Vec<Kpi>, Vec<DefinitionError>> {
+    let (map, value) = read_yaml(file, yaml)?;
+    let mut p = Problems {
+        file,
+        map: &map,
+        list: Vec::new(),
+    };
+    let root = YamlPath::root();
+    let Some(raw) = p.deserialize::<RawFile>(&root, value) else {
+        return Err(p.list);
+    };
+    let mut out = Vec::new();
+    for (name, value) in raw.kpis {
+        let path = root.key("kpis").key(name.as_str());
+        let Some(k) = p.deserialize::<RawKpi>(&path, value) else {
+            continue;
+        };
+        // A constant (`value: 1`) is an expression too.
+        let value_text = match &k.value {
+            serde_yaml::Value::String(s) => Some(s.clone()),
+            serde_yaml::Value::Number(n) => Some(n.to_string()),
+            serde_yaml::Value::Bool(b) => Some(b.to_string()),
+            _ => {
+                p.at_value(
+                    &path.key("value"),
+                    "`value` is an expression: text, a number or a bool",
+                );
+                None
+            }
+        };
+        let Some(value_text) = value_text else {
+            continue;
+        };
+        let aggregate = match (k.aggregate.as_str(), k.percentile) {
+            ("count", _) => Some(Aggregate::Count),
+            ("sum", _) => Some(Aggregate::Sum),
+            ("mean", _) => Some(Aggregate::Mean),
+            ("median", _) => Some(Aggregate::Median),
+            ("ratio", _) => Some(Aggregate::Ratio),
+            ("percentile", Some(n)) if (1..=99).contains(&n) => Some(Aggregate::Percentile(n)),
+            ("percentile", _) => {
+                p.at_key(
+                    &path.key("aggregate"),
+                    "`percentile` needs `percentile: N` (1 to 99)",
+                );
+                None
+            }
+            (other, _) => {
+                let hint = crate::definition::closest(other, AGGREGATES.iter().copied())
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                p.at_value(
+                    &path.key("aggregate"),
+                    format!(
+                        "unknown aggregate `{other}`; expected one of {}{hint}",
+                        AGGREGATES.join(", ")
+                    ),
+                );
+                None
+            }
+        };
+        let mut target = None;
+        if let Some(t) = &k.target {
+            match t.iter().next() {
+                Some((op, v)) if t.len() == 1 => match COMPARATORS.iter().find(|c| **c == op) {
+                    Some(op) => target = Some(Target { op, value: *v }),
+                    None => p.at_key(
+                        &path.key("target").key(op.as_str()),
+                        format!(
+                            "unknown comparator `{op}`; expected one of {}",
+                            COMPARATORS.join(", ")
+                        ),
+                    ),
+                },
+                _ => p.at_value(
+                    &path.key("target"),
+                    "a target is one comparator and a number, such as `{ \">=\": 90 }`",
+                ),
+            }
+        }
+        for (key, script) in [("value", Some(&value_text)), ("where", k.filter.as_ref())] {
+            if let Some(script) = script
+                && let Err(e) = compiles(script)
+            {
+                p.at_value(&path.key(key), format!("`{key}` does not compile: {e}"));
+            }
+        }
+        if let Some(aggregate) = aggregate {
+            out.push(Kpi {
+                name,
+                title: k.title,
+                process: k.process,
+                value: value_text,
+                r#where: k.filter,
+                aggregate,
+                unit: k.unit,
+                target,
+                file: file.to_owned(),
+            });
+        }
+    }
+    if p.list.is_empty() {
+        Ok(out)
+    } else {
+        Err(p.list)
+    }
+}
+
+impl KpiSet {
+    /// Reads every `*.yaml` file of `dir` (a missing folder holds no KPIs). Every problem of
+    /// every file is returned at once, as is a name defined twice.
+    pub fn load(
+        dir: &std::path::Path,
+        compiles: &dyn Fn(&str) -> Result<(), String>,
+    ) -> Result<Self, Vec<DefinitionError>> {
+        let mut set = KpiSet::default();
+        let mut errors = Vec::new();
+        let mut hash = Sha256::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            set.hash = hex::encode(hash.finalize());
+            return Ok(set);
+        };
+        let mut paths: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let file = path.display().to_string();
+            let text = match std::fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(DefinitionError::new(
+                        &file,
+                        crate::definition::Position { line: 1, column: 1 },
+                        format!("cannot read: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            hash.update(
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+            hash.update([0]);
+            hash.update(text.as_bytes());
+            hash.update([0]);
+            match parse_kpis(&file, &text, compiles) {
+                Ok(kpis) => {
+                    for k in kpis {
+                        if let Some(first) = set.kpis.get(&k.name) {
+                            errors.push(DefinitionError::new(
+                                &file,
+                                crate::definition::Position { line: 1, column: 1 },
+                                format!("KPI `{}` is already defined in {}", k.name, first.file),
+                            ));
+                        } else {
+                            set.kpis.insert(k.name.clone(), k);
+                        }
+                    }
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        set.hash = hex::encode(hash.finalize());
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(yaml: &str) -> Vec<String> {
+        let compiles = |t: &str| {
+            if t.contains("((") {
+                Err("unbalanced".to_owned())
+            } else {
+                Ok(())
+            }
+        };
+        match parse_kpis("k.yaml", yaml, &compiles) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn mistakes_in_a_kpi_file_are_reported_at_their_line_and_column() {
+        let yaml = "kpis:\n  a:\n    process: event\n    value: ((1\n    aggregate: meen\n    target: { \"=>\": 3 }\n  b:\n    process: event\n    value: 1\n    agregate: count\n";
+        assert_eq!(
+            problems(yaml),
+            [
+                "k.yaml:5:16: unknown aggregate `meen`; expected one of count, sum, mean, median, percentile, ratio; did you mean `mean`?",
+                "k.yaml:6:15: unknown comparator `=>`; expected one of >=, >, <=, <, ==",
+                "k.yaml:4:12: `value` does not compile: unbalanced",
+                "k.yaml:10:5: unknown field `agregate`, expected one of `title`, `process`, `value`, `where`, `aggregate`, `percentile`, `unit`, `target`",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_target_holds_its_comparator() {
+        let t = Target {
+            op: ">=",
+            value: 90.0,
+        };
+        assert!(t.met_by(90.0) && !t.met_by(89.99));
+        let t = Target {
+            op: "<",
+            value: 5.0,
+        };
+        assert!(t.met_by(4.9) && !t.met_by(5.0));
+    }
+}

@@ -1,0 +1,297 @@
+//! KPIs from the traces, over HTTP: a scenario of events whose figures are worked out by
+//! hand below, with business-hour SLAs, a pause and a reopen.
+
+use std::sync::Arc;
+
+use opsflow::clock::{ManualClock, parse_ms};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, repo_path, spawn_app_configured};
+
+const MINUTE: i64 = 60_000;
+/// Monday 2 November 2026, 09:00 in Beijing: the service desk's day starts.
+const T0: &str = "2026-11-02T01:00:00Z";
+
+struct Scenario {
+    app: TestApp,
+    clock: Arc<ManualClock>,
+    t0: i64,
+}
+
+impl Scenario {
+    /// Moves the clock to `minutes` after T0.
+    fn at(&self, minutes: i64) {
+        let now = opsflow::clock::Clock::now_ms(self.clock.as_ref());
+        self.clock.advance(self.t0 + minutes * MINUTE - now);
+    }
+
+    async fn event(&self) -> String {
+        self.app.new_event().await
+    }
+
+    async fn classify(&self, id: &str, impact: &str, urgency: &str) {
+        let v = self
+            .app
+            .fire_ok(
+                id,
+                "classify",
+                "desk",
+                json!({"category": "order_consultation", "impact": impact, "urgency": urgency}),
+            )
+            .await;
+        assert_eq!(v["state"], "l1");
+    }
+
+    async fn resolve(&self, id: &str, token: &str) {
+        self.app
+            .fire_ok(
+                id,
+                "resolve",
+                token,
+                json!({"resolution_code": "fixed", "solution": "restarted the report service"}),
+            )
+            .await;
+    }
+}
+
+/// Four events from T0 (minutes after it):
+/// - E1, P2: classified at 30, resolved at 120, confirmed at 180 with satisfaction 95.
+/// - E2, P4: classified at 60, awaiting the customer from 90 to 210, escalated to L2 at
+///   240, resolved at 300, reopened at 360, resolved at 420, confirmed at 480 with 80.
+/// - E3, P4: classified at 90, still at L1.
+/// - E5, P4: classified at 180 (09:00 to 12:00 is three business hours: its 2-hour first
+///   response target is missed), still at L1.
+async fn scenario() -> (Scenario, [String; 4]) {
+    let t0 = parse_ms(T0).unwrap();
+    let clock = ManualClock::at(t0);
+    let app = spawn_app_configured(
+        &repo_path("processes"),
+        &repo_path("rules"),
+        None,
+        clock.clone(),
+        |s| s.timer_interval_ms = 0,
+    )
+    .await;
+    let s = Scenario { app, clock, t0 };
+    let (e1, e2, e3, e5) = (
+        s.event().await,
+        s.event().await,
+        s.event().await,
+        s.event().await,
+    );
+    s.at(30);
+    s.classify(&e1, "medium", "high").await;
+    s.at(60);
+    s.classify(&e2, "low", "low").await;
+    s.at(90);
+    s.classify(&e3, "low", "low").await;
+    s.app
+        .fire_ok(
+            &e2,
+            "await",
+            "desk",
+            json!({"pending_reason": "awaiting_customer"}),
+        )
+        .await;
+    s.at(120);
+    s.resolve(&e1, "desk").await;
+    s.at(180);
+    s.app
+        .fire_ok(&e1, "confirm", "req", json!({"satisfaction": 95}))
+        .await;
+    s.classify(&e5, "low", "low").await;
+    s.at(210);
+    s.app.fire_ok(&e2, "resume", "req", json!({})).await;
+    s.at(240);
+    let v = s
+        .app
+        .fire_ok(
+            &e2,
+            "escalate",
+            "desk",
+            json!({"escalation_reason": "needs a developer"}),
+        )
+        .await;
+    assert_eq!(v["state"], "l2");
+    s.at(300);
+    s.resolve(&e2, "l2").await;
+    s.at(360);
+    s.app
+        .fire_ok(
+            &e2,
+            "reopen",
+            "req",
+            json!({"reopen_reason": "the report still times out"}),
+        )
+        .await;
+    s.at(420);
+    s.resolve(&e2, "l2").await;
+    s.at(480);
+    s.app
+        .fire_ok(&e2, "confirm", "req", json!({"satisfaction": 80}))
+        .await;
+    (s, [e1, e2, e3, e5])
+}
+
+fn kpi<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["kpis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == name)
+        .unwrap_or_else(|| panic!("no KPI `{name}` in {report}"))
+}
+
+fn group<'a>(k: &'a Value, key: &str) -> &'a Value {
+    k["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"] == key)
+        .unwrap_or_else(|| panic!("no group `{key}` in {k}"))
+}
+
+#[tokio::test]
+async fn the_event_kpis_of_a_worked_scenario_come_out_as_computed_by_hand() {
+    let (s, _) = scenario().await;
+    let to = "2026-11-02T11:00:00Z"; // T0 + 10 h
+    let a = s
+        .app
+        .get(
+            &format!("/api/v1/kpis?process=event&from={T0}&to={to}&group_by=priority"),
+            "desk",
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let r = &a.body;
+    assert_eq!(r["instances"], 4);
+    assert_eq!(r["kpi_hash"].as_str().unwrap().len(), 64);
+    // (value, verdict, instances counted)
+    for (name, value, verdict, count) in [
+        ("mtta", json!(90.0), "missed", 4), // (30 + 60 + 90 + 180) / 4 min
+        ("first_response_attainment", json!(75.0), "missed", 4), // E5 missed its 2 h
+        ("mttr", json!(4.5), "met", 2),     // (2 h + 7 h) / 2
+        ("mttr_active", json!(3.5), "met", 2), // E2 waited 2 h for the customer
+        ("resolution_attainment", json!(100.0), "met", 2),
+        ("reopen_rate", json!(50.0), "missed", 2), // E2 of E1, E2
+        ("first_contact_resolution", json!(50.0), "missed", 2), // E2 went to L2
+        ("escalation_rate", json!(25.0), "met", 4), // E2 of four
+        ("mean_escalations", json!(0.25), "met", 4),
+        ("backlog", json!(2.0), "met", 2),      // E3 and E5 at L1
+        ("backlog_age", json!(10.0), "met", 2), // both open since T0
+        ("satisfaction", json!(87.5), "missed", 2), // (95 + 80) / 2
+        ("callback_within_24h", json!(100.0), "met", 2),
+    ] {
+        let k = kpi(r, name);
+        assert_eq!(k["value"], value, "{name}: {k}");
+        assert_eq!(k["verdict"], verdict, "{name}: {k}");
+        assert_eq!(k["count"], count, "{name}: {k}");
+    }
+    let fr = kpi(r, "first_response_attainment");
+    assert_eq!(group(fr, "P2")["value"], json!(100.0));
+    assert_eq!(group(fr, "P4")["value"], json!(66.67));
+    assert_eq!(group(fr, "P4")["count"], 3);
+}
+
+#[tokio::test]
+async fn a_past_period_is_computed_as_the_traces_stood_then() {
+    let (s, _) = scenario().await;
+    // At T0 + 2 h 30 min only E1 was resolved, and E2 was still awaiting the customer.
+    let to = "2026-11-02T03:30:00Z";
+    let a = s
+        .app
+        .get(
+            &format!("/api/v1/kpis?process=event&from={T0}&to={to}"),
+            "desk",
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(kpi(&a.body, "mttr")["value"], json!(2.0));
+    assert_eq!(kpi(&a.body, "mttr")["count"], 1);
+    assert_eq!(kpi(&a.body, "backlog")["value"], json!(3.0)); // E2, E3 and E5
+    assert_eq!(kpi(&a.body, "satisfaction")["verdict"], "no_data");
+    assert!(kpi(&a.body, "mtta")["groups"].is_null(), "not grouped");
+}
+
+#[tokio::test]
+async fn a_bad_query_or_unknown_process_is_refused_with_a_problem() {
+    let (s, _) = scenario().await;
+    s.app
+        .get("/api/v1/kpis?from=yesterday", "desk")
+        .await
+        .assert_problem(400, "malformed-request");
+    s.app
+        .get("/api/v1/kpis?process=evnt", "desk")
+        .await
+        .assert_problem(404, "unknown-process");
+    s.app
+        .request(reqwest::Method::GET, "/api/v1/kpis", None, None)
+        .await
+        .assert_problem(401, "unauthorized");
+}
+
+#[tokio::test]
+async fn change_success_and_emergency_ratios_count_only_the_changes_they_are_about() {
+    let app = crate::helpers::spawn_app().await;
+    let change = |kind: &'static str| {
+        let app = &app;
+        async move {
+            let id = app
+                .create_id(
+                    "change",
+                    "req",
+                    json!({"summary": "Rotate a certificate", "kind": kind}),
+                )
+                .await;
+            let plans =
+                json!({"implementation_plan": "swap the bundle", "backout_plan": "restore it"});
+            app.fire_ok(&id, "submit", "req", plans).await;
+            id
+        }
+    };
+    let implement = |id: String, outcome: &'static str| {
+        let app = &app;
+        async move {
+            app.fire_ok(
+                &id,
+                "implement",
+                "impl",
+                json!({"planned_start": "2026-12-01T22:00:00+08:00", "owner": "ivan"}),
+            )
+            .await;
+            app.fire_ok(
+                &id,
+                "complete",
+                "impl",
+                json!({"outcome": outcome, "outcome_notes": "log"}),
+            )
+            .await;
+        }
+    };
+    let ok = change("standard").await;
+    let failed = change("standard").await;
+    let _emergency = change("emergency").await;
+    let _draft = app
+        .create_id(
+            "change",
+            "req",
+            json!({"summary": "Not submitted", "kind": "emergency"}),
+        )
+        .await;
+    implement(ok, "successful").await;
+    implement(failed, "failed").await;
+    let a = app.get("/api/v1/kpis?process=change", "cm").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let success = kpi(&a.body, "change_success_rate");
+    assert_eq!(success["value"], json!(50.0), "{success}");
+    assert_eq!(success["count"], 2, "only changes with an outcome");
+    assert_eq!(success["verdict"], "missed");
+    let emergency = kpi(&a.body, "emergency_change_ratio");
+    assert_eq!(
+        emergency["value"],
+        json!(33.33),
+        "one of three submitted: {emergency}"
+    );
+    assert_eq!(emergency["verdict"], "missed");
+}
