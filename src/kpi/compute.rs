@@ -118,11 +118,15 @@ impl KpiEngine {
         self.compile(text).map(|_| ())
     }
 
-    fn eval(&self, ast: &AST, facts: &Dynamic) -> Result<Dynamic, String> {
-        let mut scope = scope_with(facts.clone());
-        self.engine
-            .eval_ast_with_scope::<Dynamic>(&mut scope, ast)
-            .map_err(|e| e.to_string())
+    /// Evaluates `ast` in `scope` (which holds `facts`), then drops what the script added,
+    /// so that one scope serves every KPI of an instance without copying its facts.
+    fn eval(&self, ast: &AST, scope: &mut Scope<'static>) -> Result<Dynamic, String> {
+        let r = self
+            .engine
+            .eval_ast_with_scope::<Dynamic>(scope, ast)
+            .map_err(|e| e.to_string());
+        scope.rewind(1);
+        r
     }
 
     /// Computes the set's KPIs (those of `query.process`, or all) over `instances`: each
@@ -156,12 +160,12 @@ impl KpiEngine {
                 continue;
             }
             let key = group_key(facts, query.group_by.as_deref());
-            let dynamic = to_dynamic(facts);
+            let mut scope = scope_with(to_dynamic(facts));
             for (i, c) in compiled.iter().enumerate() {
                 if c.kpi.process != *process {
                     continue;
                 }
-                match self.value_of(c, &dynamic) {
+                match self.value_of(c, &mut scope) {
                     Ok(Some(v)) => values[i].push((key.clone(), v)),
                     Ok(None) => {}
                     Err(e) => {
@@ -206,9 +210,13 @@ impl KpiEngine {
     }
 
     /// The instance's value for a KPI: `None` when filtered out or `()`.
-    fn value_of(&self, c: &Compiled<'_>, facts: &Dynamic) -> Result<Option<f64>, String> {
+    fn value_of(
+        &self,
+        c: &Compiled<'_>,
+        scope: &mut Scope<'static>,
+    ) -> Result<Option<f64>, String> {
         if let Some(f) = &c.filter {
-            let keep = self.eval(f, facts)?;
+            let keep = self.eval(f, scope)?;
             if !keep
                 .as_bool()
                 .map_err(|t| format!("`where` gave a {t}, not a bool"))?
@@ -216,7 +224,7 @@ impl KpiEngine {
                 return Ok(None);
             }
         }
-        let v = self.eval(&c.value, facts)?;
+        let v = self.eval(&c.value, scope)?;
         if v.is_unit() {
             return Ok(None);
         }

@@ -12,8 +12,11 @@ pub use compute::{Figure, GroupFigure, KpiEngine, KpiFigure, KpiQuery};
 pub use definition::{Aggregate, Kpi, KpiSet, Target, parse_kpis};
 pub use facts::facts;
 
-use crate::engine::{AuditQuery, Catalog, EngineError, cases};
+use crate::engine::{Catalog, EngineError};
 use crate::store::Store;
+
+/// Instances whose traces are read per query.
+const PAGE: u32 = 1000;
 
 /// KPIs computed for a period.
 #[derive(Debug, Clone, Serialize)]
@@ -53,25 +56,29 @@ pub async fn report(
     processes.dedup();
     let mut instances = Vec::new();
     for p in processes {
-        let audit = AuditQuery {
-            process: Some(p.to_owned()),
-            ..AuditQuery::default()
-        };
-        for mut case in cases(store, &audit).await? {
-            // As the instance stood at the end of the period.
-            if let Some(to) = query.to {
-                case.records.retain(|r| r.at < to);
+        let def = catalog.get(p).map(|l| &l.definition);
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.process_traces(p, after.as_deref(), PAGE).await?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = Some(last.clone());
+            for (_, mut records) in page {
+                // As the instance stood at the end of the period.
+                if let Some(to) = query.to {
+                    records.retain(|r| r.at < to);
+                }
+                let Some(first) = records.first() else {
+                    continue;
+                };
+                let created = first.at;
+                if query.from.is_some_and(|t| created < t) || query.to.is_some_and(|t| created >= t)
+                {
+                    continue;
+                }
+                instances.push((p.to_owned(), facts(&records, query.to, def)));
             }
-            if case.records.is_empty() {
-                continue;
-            }
-            let def = catalog.get(&case.process).map(|l| &l.definition);
-            let f = facts(&case.records, query.to, def);
-            let created = f["created_at"].as_i64().unwrap_or(0);
-            if query.from.is_some_and(|t| created < t) || query.to.is_some_and(|t| created >= t) {
-                continue;
-            }
-            instances.push((case.process, f));
         }
     }
     let kpis = engine.compute(set, query, &instances);

@@ -169,6 +169,14 @@ impl Store for GroupCommit {
     async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
         self.inner.get_instance(id).await
     }
+    async fn process_traces(
+        &self,
+        process: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<TraceRecord>)>, StoreError> {
+        self.inner.process_traces(process, after, limit).await
+    }
     async fn list_instances(&self, q: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
         self.inner.list_instances(q).await
     }

@@ -414,6 +414,18 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// Trace rows of many instances, in instance and record order, grouped per instance.
+fn group_traces(records: Vec<TraceRecord>) -> Vec<(String, Vec<TraceRecord>)> {
+    let mut out: Vec<(String, Vec<TraceRecord>)> = Vec::new();
+    for r in records {
+        match out.last_mut() {
+            Some((id, list)) if *id == r.instance_id => list.push(r),
+            _ => out.push((r.instance_id.clone(), vec![r])),
+        }
+    }
+    out
+}
+
 /// Persistence for definitions, instances and traces.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -436,6 +448,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<InstanceRecord>, StoreError>;
     /// An instance's trace, in order.
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError>;
+    /// The traces of a page of a process's instances: those with ids after `after`, at
+    /// most `limit` of them, in id order, each with its records in order. One query per
+    /// page where the database allows, for KPIs over many instances.
+    async fn process_traces(
+        &self,
+        process: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<TraceRecord>)>, StoreError> {
+        let page = self
+            .list_instances(&InstanceQuery {
+                process: Some(process.to_owned()),
+                state: None,
+                after: after.map(str::to_owned),
+                limit,
+            })
+            .await?;
+        let mut out = Vec::with_capacity(page.len());
+        for i in page {
+            let trace = self.trace(&i.id).await?;
+            out.push((i.id, trace));
+        }
+        Ok(out)
+    }
     /// An instance's links both ways, with the other ends' current states.
     async fn links(&self, id: &str) -> Result<Links, StoreError>;
     /// Id, process and state of the instances with these ids that exist.

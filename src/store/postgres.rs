@@ -181,6 +181,41 @@ impl Store for PgStore {
         rows.iter().map(trace_from_row).collect()
     }
 
+    async fn process_traces(
+        &self,
+        process: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<TraceRecord>)>, StoreError> {
+        // Two plain queries (the page's ids, then their records by the (instance_id, seq)
+        // index) plan well whatever the tables' statistics say.
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM instances WHERE process = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(process)
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT instance_id, seq, at, actor, roles::text AS roles, channel, kind, transition,
+                    from_state, to_state, data::text AS data, detail::text AS detail, comment,
+                    definition_hash, prev_hash, hash
+             FROM trace WHERE instance_id = ANY($1) ORDER BY instance_id, seq",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let records = rows
+            .iter()
+            .map(trace_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(super::group_traces(records))
+    }
+
     async fn links(&self, id: &str) -> Result<Links, StoreError> {
         let rows = sqlx::query(
             "SELECT 'out' AS direction, l.relation, i.id, i.process, i.state

@@ -196,6 +196,31 @@ impl Store for SqliteStore {
         rows.iter().map(trace_from_row).collect()
     }
 
+    async fn process_traces(
+        &self,
+        process: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<(String, Vec<TraceRecord>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance_id, seq, at, actor, roles, channel, kind, transition, from_state, to_state,
+                    data, detail, comment, definition_hash, prev_hash, hash
+             FROM trace WHERE instance_id IN (
+                 SELECT id FROM instances WHERE process = ? AND id > ? ORDER BY id LIMIT ?)
+             ORDER BY instance_id, seq",
+        )
+        .bind(process)
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let records = rows
+            .iter()
+            .map(trace_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(super::group_traces(records))
+    }
+
     async fn links(&self, id: &str) -> Result<Links, StoreError> {
         let rows = sqlx::query(
             "SELECT 'out' AS direction, l.relation, i.id, i.process, i.state

@@ -348,6 +348,8 @@ fn bench_measures_every_figure_with_the_raw_limits_beside_them() {
         "256",
         "--footprint-instances",
         "256",
+        "--kpi-instances",
+        "256",
         "--json",
     ];
     let pg = std::env::var("OPSFLOW_TEST_POSTGRES_URL").ok();
@@ -378,6 +380,8 @@ fn bench_measures_every_figure_with_the_raw_limits_beside_them() {
         &["sqlite"]
     };
     for db in databases {
+        keys.push(format!("{db}_kpi_half_ms"));
+        keys.push(format!("{db}_kpi_full_ms"));
         for c in [1, 8, 16, 32, 128] {
             keys.push(format!("{db}_engine_{c}_clients_tps"));
             keys.push(format!("{db}_raw_batched_{c}_tps"));

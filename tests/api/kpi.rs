@@ -167,6 +167,9 @@ async fn the_event_kpis_of_a_worked_scenario_come_out_as_computed_by_hand() {
     let r = &a.body;
     assert_eq!(r["instances"], 4);
     assert_eq!(r["kpi_hash"].as_str().unwrap().len(), 64);
+    for k in r["kpis"].as_array().unwrap() {
+        assert_eq!(k["failures"], 0, "{k}");
+    }
     // (value, verdict, instances counted)
     for (name, value, verdict, count) in [
         ("mtta", json!(90.0), "missed", 4), // (30 + 60 + 90 + 180) / 4 min

@@ -572,3 +572,32 @@ async fn versions_saved_at_once_by_several_nodes_get_distinct_numbers() {
     numbers.sort();
     assert_eq!(numbers, (2..=9).collect::<Vec<i64>>());
 }
+
+#[tokio::test]
+async fn a_process_traces_come_a_page_of_instances_at_a_time_in_order() {
+    let (store, _db) = store().await;
+    for id in ["i3", "i1", "i2"] {
+        store.commit(create(id)).await.unwrap();
+        store.commit(advance(id, 1)).await.unwrap();
+    }
+    let mut other = create("j1");
+    Arc::make_mut(&mut other.writes[0].instance).process = "q".into();
+    store.commit(other).await.unwrap();
+
+    let page = store.process_traces("p", None, 2).await.unwrap();
+    let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["i1", "i2"]);
+    assert_eq!(page[0].1, vec![record("i1", 1, "a"), record("i1", 2, "b")]);
+    let next = store.process_traces("p", Some("i2"), 2).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].0, "i3");
+    assert_eq!(next[0].1, store.trace("i3").await.unwrap());
+    assert!(
+        store
+            .process_traces("p", Some("i3"), 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.process_traces("q", None, 10).await.unwrap().len(), 1);
+}

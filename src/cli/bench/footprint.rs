@@ -58,7 +58,7 @@ pub(super) async fn footprint(
 }
 
 /// Creates `n` events with 64 concurrent clients.
-async fn create_events(engine: Arc<Engine>, n: u64) -> anyhow::Result<()> {
+pub(super) async fn create_events(engine: Arc<Engine>, n: u64) -> anyhow::Result<()> {
     const CLIENTS: u64 = 64;
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {

@@ -7,6 +7,7 @@
 mod conform;
 mod footprint;
 mod http;
+mod kpis;
 mod workload;
 
 use std::path::PathBuf;
@@ -40,6 +41,8 @@ pub(crate) enum Part {
     Footprint,
     /// Reading and replaying a 100k-event log (`opsflow conform`).
     Conform,
+    /// The shipped KPIs over 50k and 100k stored instances, on SQLite and PostgreSQL.
+    Kpi,
 }
 
 /// Options of `opsflow bench`.
@@ -70,6 +73,12 @@ pub(crate) struct BenchArgs {
     /// Folder of rule modules.
     #[arg(long, default_value = "rules")]
     rules: PathBuf,
+    /// Folder of KPI files (the kpi part computes them).
+    #[arg(long, default_value = "kpis")]
+    kpis: PathBuf,
+    /// Instances the kpi part computes KPIs over (half of them first).
+    #[arg(long, default_value_t = 100_000)]
+    kpi_instances: u64,
     /// Folder of business calendars the process files' timers count in.
     #[arg(long, default_value = "calendars")]
     calendars: PathBuf,
@@ -214,6 +223,37 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
         f.put("conform_events_per_s", rate(events, took));
     }
+    if args.runs(Part::Kpi) {
+        let n = args.kpi_instances.max(2);
+        on_threads(sqlite_threads, async || {
+            let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(&url("kpi.db")).await?);
+            let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::default()));
+            let k = kpis::kpi_run(&args, store, n).await?;
+            put_kpi(&mut f, "sqlite", k);
+            Ok(())
+        })?;
+        if let Some(server) = args.postgres.as_deref() {
+            let threads = crate::settings::worker_threads(0, server, cores);
+            on_threads(threads, async || {
+                let name = format!("opsflow_bench_{}", uuid::Uuid::now_v7().simple());
+                let url = create_database(server, &name)
+                    .await
+                    .context("cannot create a database for the bench on PostgreSQL")?;
+                let inner: Arc<dyn Store> = Arc::new(PgStore::open(&url, 16).await?);
+                let store = Arc::new(GroupCommit::new(
+                    inner,
+                    GroupCommitConfig {
+                        shards: crate::server::PG_WRITE_SHARDS,
+                        ..GroupCommitConfig::default()
+                    },
+                ));
+                let k = kpis::kpi_run(&args, store, n).await;
+                drop_database(server, &name).await?;
+                put_kpi(&mut f, "postgres", k?);
+                Ok(())
+            })?;
+        }
+    }
     f.put("peak_rss_kib", proc_status_kib("VmHWM:") as f64);
     if args.runs(Part::Footprint) {
         let Footprint {
@@ -231,6 +271,18 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         print!("{}", report(&f, n, &args.clients));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn put_kpi(f: &mut Figures, db: &str, k: kpis::KpiFigures) {
+    f.put("kpi_instances", k.instances as f64);
+    f.0.insert(
+        format!("{db}_kpi_half_ms"),
+        json!((k.half.as_secs_f64() * 1e4).round() / 10.0),
+    );
+    f.0.insert(
+        format!("{db}_kpi_full_ms"),
+        json!((k.full.as_secs_f64() * 1e4).round() / 10.0),
+    );
 }
 
 /// Runs `work` on a runtime of its own with `threads` worker threads, the number a server on
@@ -381,6 +433,18 @@ fn report(f: &Figures, n: u64, sweep: &[u64]) -> String {
             num("conform_events_per_s"),
             f.get("conform_fitness").unwrap_or(0.0)
         );
+    }
+    for db in ["sqlite", "postgres"] {
+        if f.get(&format!("{db}_kpi_full_ms")).is_some() {
+            let _ = writeln!(
+                out,
+                "  shipped KPIs on {db}: {} ms over {} instances, {} ms over {}",
+                ms(&format!("{db}_kpi_half_ms")),
+                f.get("kpi_instances").map_or(0, |n| n as u64 / 2),
+                ms(&format!("{db}_kpi_full_ms")),
+                num("kpi_instances"),
+            );
+        }
     }
     let _ = writeln!(
         out,
