@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::clock::SystemClock;
-use crate::kpi::{KpiEngine, KpiQuery, KpiReport, KpiSet, report};
+use crate::kpi::{KpiEngine, KpiQuery, KpiReport, KpiSet, report, report_over_traces};
 
 /// Options of `opsflow kpi`.
 #[derive(Debug, clap::Args)]
@@ -29,6 +29,13 @@ pub(crate) struct KpiArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Compute over an event log (CSV or XES) instead of the database: the cases replayed
+    /// through `--mapping` into traces (times, states and transitions; a log has no data).
+    #[arg(long, requires = "mapping")]
+    log: Option<PathBuf>,
+    /// The mapping file of `--log` (see `opsflow conform`); it names the process.
+    #[arg(long, requires = "log")]
+    mapping: Option<PathBuf>,
     /// Database URL.
     #[arg(long, env = "OPSFLOW_DB", default_value = "sqlite://opsflow.db")]
     db: String,
@@ -69,10 +76,37 @@ pub(crate) async fn run(args: KpiArgs) -> anyhow::Result<ExitCode> {
         calendars: args.calendars.clone(),
     };
     let catalog = super::load_catalog(&sources, &super::rule_engine())?;
-    let store = crate::server::open_store(&args.db)
-        .await
-        .with_context(|| format!("cannot open {}", super::redact(&args.db)))?;
-    let r = report(store.as_ref(), &catalog, &engine, &set, &query).await?;
+    let r = match (&args.log, &args.mapping) {
+        (Some(log), Some(mapping_file)) => {
+            let file = mapping_file.display().to_string();
+            let yaml = std::fs::read_to_string(mapping_file)
+                .with_context(|| format!("cannot read {file}"))?;
+            let names: Vec<&str> = catalog.iter().map(|l| l.definition.id.as_str()).collect();
+            let (mapping, def) = crate::conform::Mapping::parse(
+                &file,
+                &yaml,
+                |p| catalog.get(p).map(|l| &l.definition),
+                &names,
+            )
+            .map_err(|errors| {
+                super::print_definition_errors(&errors);
+                anyhow::anyhow!("{} problem(s) in {file}", errors.len())
+            })?;
+            let cases = crate::conform::read_log(log, &mapping)?;
+            let traces = crate::conform::case_traces(def, &mapping, &cases);
+            let query = KpiQuery {
+                process: Some(def.id.clone()),
+                ..query
+            };
+            report_over_traces(&engine, &set, &query, &def.id, traces, Some(def))
+        }
+        _ => {
+            let store = crate::server::open_store(&args.db)
+                .await
+                .with_context(|| format!("cannot open {}", super::redact(&args.db)))?;
+            report(store.as_ref(), &catalog, &engine, &set, &query).await?
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

@@ -9,7 +9,7 @@ mod replay;
 
 pub use log::{LogCase, LogEvent, from_traces, read_log};
 pub use mapping::{IGNORE, Mapping, Meaning};
-pub use replay::{CaseResult, Deviation, Report, TransitionCount, replay};
+pub use replay::{CaseResult, Deviation, Report, TransitionCount, case_traces, replay};
 
 /// Why a log could not be read.
 #[derive(Debug, thiserror::Error)]

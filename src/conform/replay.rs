@@ -166,41 +166,20 @@ pub fn replay(def: &Definition, mapping: &Mapping, cases: &[LogCase]) -> Report 
         };
         for (i, e) in case.events.iter().enumerate() {
             report.events += 1;
-            let Some(meaning) = mapping.activities.get(&e.activity) else {
-                deviate(
+            match graph.choose(mapping, &state, &e.activity) {
+                Move::Unmapped => deviate(
                     Deviation::Unmapped {
                         activity: e.activity.clone(),
                     },
                     Some(i + 1),
                     Some(&e.activity),
-                );
-                continue;
-            };
-            let chosen = meaning.iter().find_map(|m| {
-                if m == IGNORE {
-                    return Some(None);
-                }
-                let t = &def.transitions[m];
-                graph.silently_reaches(&state, t).then_some(Some(t))
-            });
-            match chosen {
-                Some(None) => report.ignored += 1,
-                Some(Some(t)) => {
+                ),
+                Move::Ignored => report.ignored += 1,
+                Move::Fits(t) => {
                     report.transitions[&t.name].fitting += 1;
                     state = e.to.clone().unwrap_or_else(|| t.to.clone());
                 }
-                None => {
-                    // The first transition meant: the log is followed from there on. (Nothing
-                    // matched, so the meaning holds no `ignore`; an empty one is refused when
-                    // the mapping is read, and would count as ignored.)
-                    let Some(t) = meaning
-                        .iter()
-                        .find(|m| *m != IGNORE)
-                        .map(|m| &def.transitions[m])
-                    else {
-                        report.ignored += 1;
-                        continue;
-                    };
+                Move::Deviates(t) => {
                     report.transitions[&t.name].deviating += 1;
                     let d = match graph.approval_on_the_way(&state, t) {
                         Some(approval) => Deviation::SkippedApproval {
@@ -257,6 +236,77 @@ pub fn replay(def: &Definition, mapping: &Mapping, cases: &[LogCase]) -> Report 
     report
 }
 
+/// What one event of a log means where the case stands.
+enum Move<'d> {
+    /// The mapping does not name its activity.
+    Unmapped,
+    /// Not a move of the process.
+    Ignored,
+    /// A transition the process allows from there (or after silent moves).
+    Fits(&'d Transition),
+    /// The transition the event meant, which the process does not allow from there: the
+    /// replay follows the log.
+    Deviates(&'d Transition),
+}
+
+/// Every case of a log as the trace the engine would have written of its moves: a
+/// creation at the first event, then one record per move, fitting or not (the case
+/// following the log), at the event's time. Silent automatic moves are not recorded, and
+/// a log carries no data, so only facts of times, states and transitions come out of it.
+pub fn case_traces(
+    def: &Definition,
+    mapping: &Mapping,
+    cases: &[LogCase],
+) -> Vec<(String, Vec<crate::store::TraceRecord>)> {
+    use crate::store::{Channel, TraceKind, TraceRecord};
+    let graph = Graph::new(def);
+    let record =
+        |case: &str, seq: i64, at: i64, t: Option<&Transition>, from: Option<&str>, to: &str| {
+            TraceRecord {
+                instance_id: case.to_owned(),
+                seq,
+                at,
+                actor: "log".into(),
+                roles: Vec::new(),
+                channel: Channel::System,
+                kind: if t.is_some() {
+                    TraceKind::Transition
+                } else {
+                    TraceKind::Created
+                },
+                transition: t.map(|t| t.name.clone()),
+                from: from.map(str::to_owned),
+                to: to.to_owned(),
+                data: serde_json::Map::new(),
+                before: serde_json::Map::new(),
+                rules: Vec::new(),
+                comment: None,
+                definition_hash: def.hash.clone(),
+                prev_hash: String::new(),
+                hash: String::new(),
+            }
+        };
+    cases
+        .iter()
+        .filter_map(|case| {
+            let first = case.events.first()?;
+            let mut state = def.initial_state().to_owned();
+            let mut records = vec![record(&case.id, 1, first.at, None, None, &state)];
+            for e in &case.events {
+                let t = match graph.choose(mapping, &state, &e.activity) {
+                    Move::Fits(t) | Move::Deviates(t) => t,
+                    Move::Unmapped | Move::Ignored => continue,
+                };
+                let to = e.to.clone().unwrap_or_else(|| t.to.clone());
+                let seq = records.len() as i64 + 1;
+                records.push(record(&case.id, seq, e.at, Some(t), Some(&state), &to));
+                state = to;
+            }
+            Some((case.id.clone(), records))
+        })
+        .collect()
+}
+
 /// The state graph as the replay walks it.
 struct Graph<'d> {
     def: &'d Definition,
@@ -278,6 +328,31 @@ impl<'d> Graph<'d> {
             })
             .collect();
         Self { def, silent }
+    }
+
+    /// What an event of `activity` means where the case stands (`state`).
+    fn choose(&self, mapping: &Mapping, state: &str, activity: &str) -> Move<'d> {
+        let Some(meaning) = mapping.activities.get(activity) else {
+            return Move::Unmapped;
+        };
+        let chosen = meaning.iter().find_map(|m| {
+            if m == IGNORE {
+                return Some(None);
+            }
+            let t = &self.def.transitions[m];
+            self.silently_reaches(state, t).then_some(Some(t))
+        });
+        match chosen {
+            Some(None) => Move::Ignored,
+            Some(Some(t)) => Move::Fits(t),
+            // The first transition meant: the log is followed from there on. (Nothing
+            // matched, so the meaning holds no `ignore`; an empty one is refused when the
+            // mapping is read, and counts as ignored.)
+            None => meaning
+                .iter()
+                .find(|m| *m != IGNORE)
+                .map_or(Move::Ignored, |m| Move::Deviates(&self.def.transitions[m])),
+        }
     }
 
     /// Whether `t` can be taken from `state` or from a state automatic transitions reach.

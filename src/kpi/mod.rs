@@ -13,7 +13,10 @@ pub use definition::{Aggregate, Kpi, KpiSet, Target, parse_kpis};
 pub use facts::facts;
 
 use crate::engine::{Catalog, EngineError};
-use crate::store::Store;
+use serde_json::Value;
+
+use crate::definition::Definition;
+use crate::store::{Store, TraceRecord};
 
 /// Instances whose traces are read per query.
 const PAGE: u32 = 1000;
@@ -64,25 +67,53 @@ pub async fn report(
                 break;
             };
             after = Some(last.clone());
-            for (_, mut records) in page {
-                // As the instance stood at the end of the period.
-                if let Some(to) = query.to {
-                    records.retain(|r| r.at < to);
-                }
-                let Some(first) = records.first() else {
-                    continue;
-                };
-                let created = first.at;
-                if query.from.is_some_and(|t| created < t) || query.to.is_some_and(|t| created >= t)
-                {
-                    continue;
-                }
-                instances.push((p.to_owned(), facts(&records, query.to, def)));
-            }
+            instances.extend(in_period(p, page, query, def));
         }
     }
-    let kpis = engine.compute(set, query, &instances);
-    Ok(KpiReport {
+    Ok(summarize(engine, set, query, &instances))
+}
+
+/// Computes `set`'s KPIs of `process` over cases given as traces (an imported event log
+/// replayed into traces, see [`crate::conform::case_traces`]).
+pub fn report_over_traces(
+    engine: &KpiEngine,
+    set: &KpiSet,
+    query: &KpiQuery,
+    process: &str,
+    traces: Vec<(String, Vec<TraceRecord>)>,
+    def: Option<&Definition>,
+) -> KpiReport {
+    let instances: Vec<(String, Value)> = in_period(process, traces, query, def).collect();
+    summarize(engine, set, query, &instances)
+}
+
+/// The facts of the cases created in the period, as they stood at its end.
+fn in_period<'a>(
+    process: &'a str,
+    traces: Vec<(String, Vec<TraceRecord>)>,
+    query: &'a KpiQuery,
+    def: Option<&'a Definition>,
+) -> impl Iterator<Item = (String, Value)> + 'a {
+    traces.into_iter().filter_map(move |(_, mut records)| {
+        if let Some(to) = query.to {
+            records.retain(|r| r.at < to);
+        }
+        let created = records.first()?.at;
+        if query.from.is_some_and(|t| created < t) || query.to.is_some_and(|t| created >= t) {
+            return None;
+        }
+        Some((process.to_owned(), facts(&records, query.to, def)))
+    })
+}
+
+fn summarize(
+    engine: &KpiEngine,
+    set: &KpiSet,
+    query: &KpiQuery,
+    instances: &[(String, Value)],
+) -> KpiReport {
+    let kpis = engine.compute(set, query, instances);
+    KpiReport {
         process: query.process.clone(),
         from: query.from.map(crate::clock::format_ms),
         to: query.to.map(crate::clock::format_ms),
@@ -90,5 +121,5 @@ pub async fn report(
         kpi_hash: set.hash.clone(),
         instances: instances.len(),
         kpis,
-    })
+    }
 }

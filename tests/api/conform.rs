@@ -226,7 +226,7 @@ async fn the_stored_traces_of_a_process_replay_as_fitting() {
 }
 
 /// The folder of the real logs, or `None` after saying plainly that the test is skipped.
-fn shared_data(test: &str) -> Option<PathBuf> {
+pub fn shared_data(test: &str) -> Option<PathBuf> {
     match std::env::var_os("OPSFLOW_SHARED_DATA") {
         Some(dir) => Some(PathBuf::from(dir)),
         None => {

@@ -298,3 +298,107 @@ async fn change_success_and_emergency_ratios_count_only_the_changes_they_are_abo
     );
     assert_eq!(emergency["verdict"], "missed");
 }
+
+/// KPIs of the real Helpdesk log, computed by `opsflow kpi --log` and independently here
+/// from the CSV rows: time to the first resolution, the share of cases closed, and the
+/// mean number of waits per case.
+#[test]
+fn kpis_over_the_real_helpdesk_log_agree_with_an_independent_computation() {
+    let Some(data) = crate::conform::shared_data("kpis_over_the_real_helpdesk_log") else {
+        return;
+    };
+    let log = data.join("helpdesk/helpdesk.flat.csv");
+    let kpis = tempfile::tempdir().unwrap();
+    std::fs::write(
+        kpis.path().join("log.yaml"),
+        r#"kpis:
+  first_resolution:
+    process: event
+    where: facts.first_taken.resolve != ()
+    value: (facts.first_taken.resolve - facts.created_at) / 3600000.0
+    aggregate: mean
+    unit: h
+  closed_share:
+    process: event
+    value: facts.taken.close_after_callback != ()
+    aggregate: ratio
+    unit: "%"
+  waits:
+    process: event
+    value: if facts.taken["await"] == () { 0 } else { facts.taken["await"] }
+    aggregate: mean
+  median_first_resolution:
+    process: event
+    where: facts.first_taken.resolve != ()
+    value: (facts.first_taken.resolve - facts.created_at) / 3600000.0
+    aggregate: median
+"#,
+    )
+    .unwrap();
+    let out = crate::cli::opsflow(
+        &[
+            "kpi",
+            "--log",
+            log.to_str().unwrap(),
+            "--mapping",
+            "mappings/helpdesk.yaml",
+            "--kpis",
+            kpis.path().to_str().unwrap(),
+            "--json",
+        ],
+        &repo_path("."),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // Independently: each case's events by time (file order breaks ties).
+    let mut cases: std::collections::BTreeMap<String, Vec<(i64, usize, String)>> =
+        std::collections::BTreeMap::new();
+    let mut reader = csv::Reader::from_path(&log).unwrap();
+    for (i, row) in reader.records().enumerate() {
+        let row = row.unwrap();
+        let at = parse_ms(&row[3]).unwrap();
+        cases
+            .entry(row[0].to_owned())
+            .or_default()
+            .push((at, i, row[1].to_owned()));
+    }
+    let (mut resolution_h, mut closed, mut waits) = (Vec::new(), 0usize, 0usize);
+    for events in cases.values_mut() {
+        events.sort();
+        let created = events[0].0;
+        if let Some((at, ..)) = events.iter().find(|e| e.2 == "Resolve ticket") {
+            resolution_h.push((at - created) as f64 / 3_600_000.0);
+        }
+        closed += usize::from(events.iter().any(|e| e.2 == "Closed"));
+        waits += events.iter().filter(|e| e.2 == "Wait").count();
+    }
+    let n = cases.len() as f64;
+    let mean = resolution_h.iter().sum::<f64>() / resolution_h.len() as f64;
+    resolution_h.sort_by(f64::total_cmp);
+    let mid = resolution_h.len() / 2;
+    let median = if resolution_h.len() % 2 == 0 {
+        (resolution_h[mid - 1] + resolution_h[mid]) / 2.0
+    } else {
+        resolution_h[mid]
+    };
+    let close = |name: &str, expected: f64, count: usize| {
+        let k = kpi(&r, name);
+        let got = k["value"].as_f64().unwrap();
+        assert!(
+            (got - expected).abs() <= 0.006,
+            "{name}: {got} against {expected}"
+        );
+        assert_eq!(k["count"], count, "{name}");
+        assert_eq!(k["failures"], 0, "{name}");
+    };
+    assert_eq!(r["instances"], cases.len());
+    close("first_resolution", mean, resolution_h.len());
+    close("median_first_resolution", median, resolution_h.len());
+    close("closed_share", 100.0 * closed as f64 / n, cases.len());
+    close("waits", waits as f64 / n, cases.len());
+}
