@@ -81,6 +81,8 @@ pub struct KpiSet {
     pub kpis: IndexMap<String, Kpi>,
     /// SHA-256 (hex) of the files' names and texts.
     pub hash: String,
+    /// The files' texts by file name, as JSON: stored with the set's number.
+    pub source: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,8 +236,10 @@ impl KpiSet {
         let mut set = KpiSet::default();
         let mut errors = Vec::new();
         let mut hash = Sha256::new();
+        let mut texts = serde_json::Map::new();
         let Ok(entries) = std::fs::read_dir(dir) else {
             set.hash = hex::encode(hash.finalize());
+            set.source = "{}".into();
             return Ok(set);
         };
         let mut paths: Vec<_> = entries
@@ -256,11 +260,12 @@ impl KpiSet {
                     continue;
                 }
             };
-            hash.update(
-                path.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            );
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            hash.update(&name);
+            texts.insert(name, serde_json::Value::from(text.clone()));
             hash.update([0]);
             hash.update(text.as_bytes());
             hash.update([0]);
@@ -282,6 +287,7 @@ impl KpiSet {
             }
         }
         set.hash = hex::encode(hash.finalize());
+        set.source = serde_json::Value::Object(texts).to_string();
         if errors.is_empty() {
             Ok(set)
         } else {

@@ -34,6 +34,8 @@ pub struct KpiReport {
     pub group_by: Option<String>,
     /// SHA-256 of the KPI files used: with the same traces, the same figures.
     pub kpi_hash: String,
+    /// The number of that content of the KPI files, as stored (absent over a log).
+    pub kpi_version: Option<i64>,
     /// Instances considered (of the KPIs' processes, in the period).
     pub instances: usize,
     /// Each KPI.
@@ -70,7 +72,9 @@ pub async fn report(
             instances.extend(in_period(p, page, query, def));
         }
     }
-    Ok(summarize(engine, set, query, &instances))
+    let mut r = summarize(engine, set, query, &instances);
+    r.kpi_version = Some(store.save_kpi_set(&set.hash, &set.source).await?);
+    Ok(r)
 }
 
 /// Computes `set`'s KPIs of `process` over cases given as traces (an imported event log
@@ -119,6 +123,7 @@ fn summarize(
         to: query.to.map(crate::clock::format_ms),
         group_by: query.group_by.clone(),
         kpi_hash: set.hash.clone(),
+        kpi_version: None,
         instances: instances.len(),
         kpis,
     }

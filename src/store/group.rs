@@ -163,6 +163,9 @@ impl Store for GroupCommit {
     ) -> Result<Vec<DefinitionVersion>, StoreError> {
         self.inner.definition_versions(process).await
     }
+    async fn save_kpi_set(&self, hash: &str, source: &str) -> Result<i64, StoreError> {
+        self.inner.save_kpi_set(hash, source).await
+    }
     async fn load_definition(&self, hash: &str) -> Result<Option<StoredDefinition>, StoreError> {
         self.inner.load_definition(hash).await
     }
@@ -247,6 +250,9 @@ mod tests {
             process: &str,
         ) -> Result<Vec<DefinitionVersion>, StoreError> {
             self.0.definition_versions(process).await
+        }
+        async fn save_kpi_set(&self, hash: &str, source: &str) -> Result<i64, StoreError> {
+            self.0.save_kpi_set(hash, source).await
         }
         async fn load_definition(&self, h: &str) -> Result<Option<StoredDefinition>, StoreError> {
             self.0.load_definition(h).await

@@ -26,6 +26,8 @@ struct Tables {
     /// Outbox messages by id.
     outbox: BTreeMap<String, StoredMessage>,
     checkpoints: Vec<Checkpoint>,
+    /// KPI file contents by hash, with their number.
+    kpi_sets: HashMap<String, i64>,
 }
 
 /// An instance's trace records in order, kept in chunks of at most [`TRACE_CHUNK`]: an
@@ -92,6 +94,12 @@ impl Store for MemoryStore {
         };
         t.definitions.insert(d.hash.clone(), (d.clone(), stored));
         Ok(version)
+    }
+
+    async fn save_kpi_set(&self, hash: &str, _source: &str) -> Result<i64, StoreError> {
+        let mut t = self.tables();
+        let next = t.kpi_sets.len() as i64 + 1;
+        Ok(*t.kpi_sets.entry(hash.to_owned()).or_insert(next))
     }
 
     async fn definition_versions(

@@ -437,6 +437,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         process: &str,
     ) -> Result<Vec<DefinitionVersion>, StoreError>;
+    /// Records a content of the KPI files (idempotent) and returns its number: a content
+    /// seen before keeps its number, a new one gets the next.
+    async fn save_kpi_set(&self, hash: &str, source: &str) -> Result<i64, StoreError>;
     /// A definition version by hash.
     async fn load_definition(&self, hash: &str) -> Result<Option<StoredDefinition>, StoreError>;
     /// One instance.

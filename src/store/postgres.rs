@@ -115,6 +115,33 @@ impl Store for PgStore {
         Err(StoreError::Busy)
     }
 
+    async fn save_kpi_set(&self, hash: &str, source: &str) -> Result<i64, StoreError> {
+        for _ in 0..VERSION_ATTEMPTS {
+            let inserted = sqlx::query(
+                "INSERT INTO kpi_sets (hash, version, source, first_seen)
+                 SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3 FROM kpi_sets
+                 ON CONFLICT (hash) DO NOTHING",
+            )
+            .bind(hash)
+            .bind(source)
+            .bind(chrono::Utc::now().timestamp_millis())
+            .execute(&self.pool)
+            .await;
+            match inserted {
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                other => {
+                    other?;
+                }
+            }
+            let version: i64 = sqlx::query_scalar("SELECT version FROM kpi_sets WHERE hash = $1")
+                .bind(hash)
+                .fetch_one(&self.pool)
+                .await?;
+            return Ok(version);
+        }
+        Err(StoreError::Busy)
+    }
+
     async fn definition_versions(
         &self,
         process: &str,

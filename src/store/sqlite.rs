@@ -131,6 +131,26 @@ impl Store for SqliteStore {
         Ok(version)
     }
 
+    async fn save_kpi_set(&self, hash: &str, source: &str) -> Result<i64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO kpi_sets (hash, version, source, first_seen)
+             SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ? FROM kpi_sets WHERE true
+             ON CONFLICT (hash) DO NOTHING",
+        )
+        .bind(hash)
+        .bind(source)
+        .bind(chrono::Utc::now().timestamp_millis())
+        .execute(&mut *tx)
+        .await?;
+        let version: i64 = sqlx::query_scalar("SELECT version FROM kpi_sets WHERE hash = ?")
+            .bind(hash)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
     async fn definition_versions(
         &self,
         process: &str,

@@ -402,3 +402,64 @@ fn kpis_over_the_real_helpdesk_log_agree_with_an_independent_computation() {
     close("closed_share", 100.0 * closed as f64 / n, cases.len());
     close("waits", waits as f64 / n, cases.len());
 }
+
+#[tokio::test]
+async fn each_content_of_the_kpi_files_gets_a_number_and_an_edit_applies_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("event.yaml");
+    let kpi = |target: u32| {
+        format!(
+            "kpis:\n  backlog:\n    process: event\n    where: facts.state != \"closed\"\n    value: 1\n    aggregate: count\n    target: {{ \"<=\": {target} }}\n"
+        )
+    };
+    std::fs::write(&file, kpi(0)).unwrap();
+    let kpis = dir.path().to_path_buf();
+    let app = spawn_app_configured(
+        &repo_path("processes"),
+        &repo_path("rules"),
+        None,
+        Arc::new(opsflow::clock::SystemClock),
+        move |s| s.kpis = kpis,
+    )
+    .await;
+    app.new_event().await;
+    let first = app.get("/api/v1/kpis", "desk").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    assert_eq!(first.body["kpi_version"], 1);
+    assert_eq!(kpi_of(&first.body)["verdict"], "missed");
+    let again = app.get("/api/v1/kpis", "desk").await;
+    assert_eq!(
+        again.body["kpi_version"], 1,
+        "the same content keeps its number"
+    );
+
+    std::fs::write(&file, kpi(5)).unwrap();
+    let edited = app.get("/api/v1/kpis", "desk").await;
+    assert_eq!(edited.body["kpi_version"], 2);
+    assert_ne!(edited.body["kpi_hash"], first.body["kpi_hash"]);
+    assert_eq!(
+        kpi_of(&edited.body)["verdict"],
+        "met",
+        "the edited target applies at once"
+    );
+
+    std::fs::write(
+        &file,
+        "kpis:\n  backlog:\n    process: event\n    value: 1\n    aggregate: cont\n",
+    )
+    .unwrap();
+    let broken = app.get("/api/v1/kpis", "desk").await;
+    broken.assert_problem(422, "invalid-definitions");
+    assert!(
+        broken.body["messages"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("event.yaml:5:16: unknown aggregate `cont`; expected one of count, sum, mean, median, percentile, ratio; did you mean `count`?"),
+        "{}",
+        broken.text
+    );
+}
+
+fn kpi_of(report: &Value) -> &Value {
+    kpi(report, "backlog")
+}

@@ -601,3 +601,11 @@ async fn a_process_traces_come_a_page_of_instances_at_a_time_in_order() {
     );
     assert_eq!(store.process_traces("q", None, 10).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn each_new_content_of_the_kpi_files_gets_the_next_number() {
+    let (store, _db) = store().await;
+    assert_eq!(store.save_kpi_set("k1", "{}").await.unwrap(), 1);
+    assert_eq!(store.save_kpi_set("k2", "{}").await.unwrap(), 2);
+    assert_eq!(store.save_kpi_set("k1", "{}").await.unwrap(), 1);
+}
