@@ -11,7 +11,7 @@ use super::audit::time;
 use super::auth::Caller;
 use super::json::ApiQuery;
 use super::problem::Problem;
-use crate::kpi::{KpiQuery, KpiSet, report};
+use crate::kpi::{Checks, KpiQuery, KpiSet, report};
 
 /// The routes of this module.
 pub(crate) fn router() -> Router<AppState> {
@@ -41,7 +41,16 @@ async fn kpis(
         group_by: q.group_by.clone(),
     };
     let engine = app.kpi_engine.clone();
-    let set = KpiSet::load(&app.kpis_dir, &|t| engine.compiles(t)).map_err(|errors| {
+    let catalog = app.engine.catalog();
+    let loaded = {
+        let processes: Vec<&str> = catalog.iter().map(|l| l.definition.id.as_str()).collect();
+        let checks = Checks {
+            compiles: &|t| engine.compiles(t),
+            processes: &processes,
+        };
+        KpiSet::load(&app.kpis_dir, &checks)
+    };
+    let set = loaded.map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         Problem::new(
             "invalid-definitions",
@@ -62,7 +71,6 @@ async fn kpis(
                 .with("process", p),
         );
     }
-    let catalog = app.engine.catalog();
     let r = report(app.engine.store().as_ref(), &catalog, &engine, &set, &query).await?;
     Ok(axum::Json(r))
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::clock::SystemClock;
-use crate::kpi::{KpiEngine, KpiQuery, KpiReport, KpiSet, report, report_over_traces};
+use crate::kpi::{Checks, KpiEngine, KpiQuery, KpiReport, KpiSet, report, report_over_traces};
 
 /// Options of `opsflow kpi`.
 #[derive(Debug, clap::Args)]
@@ -61,7 +61,18 @@ pub(crate) async fn run(args: KpiArgs) -> anyhow::Result<ExitCode> {
         group_by: args.group_by.clone(),
     };
     let engine = KpiEngine::new(Arc::new(SystemClock));
-    let set = KpiSet::load(&args.kpis, &|t| engine.compiles(t)).map_err(|errors| {
+    let sources = crate::reload::Sources {
+        processes: args.processes.clone(),
+        rules: args.rules.clone(),
+        calendars: args.calendars.clone(),
+    };
+    let catalog = super::load_catalog(&sources, &super::rule_engine())?;
+    let processes: Vec<&str> = catalog.iter().map(|l| l.definition.id.as_str()).collect();
+    let checks = Checks {
+        compiles: &|t| engine.compiles(t),
+        processes: &processes,
+    };
+    let set = KpiSet::load(&args.kpis, &checks).map_err(|errors| {
         super::print_definition_errors(&errors);
         anyhow::anyhow!("{} problem(s) in the KPI files", errors.len())
     })?;
@@ -70,12 +81,6 @@ pub(crate) async fn run(args: KpiArgs) -> anyhow::Result<ExitCode> {
     {
         anyhow::bail!("no KPI in {} measures process `{p}`", args.kpis.display());
     }
-    let sources = crate::reload::Sources {
-        processes: args.processes.clone(),
-        rules: args.rules.clone(),
-        calendars: args.calendars.clone(),
-    };
-    let catalog = super::load_catalog(&sources, &super::rule_engine())?;
     let r = match (&args.log, &args.mapping) {
         (Some(log), Some(mapping_file)) => {
             let file = mapping_file.display().to_string();

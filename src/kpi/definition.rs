@@ -112,12 +112,19 @@ struct RawKpi {
 const AGGREGATES: &[&str] = &["count", "sum", "mean", "median", "percentile", "ratio"];
 const COMPARATORS: &[&str] = &[">=", ">", "<=", "<", "=="];
 
-/// Reads and checks one KPI file; `compiles` says whether a Rhai expression compiles (and
-/// why not).
+/// What a KPI file is checked against.
+pub struct Checks<'a> {
+    /// Whether a Rhai expression compiles, and why not.
+    pub compiles: &'a dyn Fn(&str) -> Result<(), String>,
+    /// The processes served.
+    pub processes: &'a [&'a str],
+}
+
+/// Reads and checks one KPI file.
 pub fn parse_kpis(
     file: &str,
     yaml: &str,
-    compiles: &dyn Fn(&str) -> Result<(), String>,
+    checks: &Checks<'_>,
 ) -> Result<Vec<Kpi>, Vec<DefinitionError>> {
     let (map, value) = read_yaml(file, yaml)?;
     let mut p = Problems {
@@ -135,6 +142,15 @@ pub fn parse_kpis(
         let Some(k) = p.deserialize::<RawKpi>(&path, value) else {
             continue;
         };
+        if !checks.processes.contains(&k.process.as_str()) {
+            let hint = crate::definition::closest(&k.process, checks.processes.iter().copied())
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            p.at_value(
+                &path.key("process"),
+                format!("unknown process `{}`{hint}", k.process),
+            );
+        }
         // A constant (`value: 1`) is an expression too.
         let value_text = match &k.value {
             serde_yaml::Value::String(s) => Some(s.clone()),
@@ -200,7 +216,7 @@ pub fn parse_kpis(
         }
         for (key, script) in [("value", Some(&value_text)), ("where", k.filter.as_ref())] {
             if let Some(script) = script
-                && let Err(e) = compiles(script)
+                && let Err(e) = (checks.compiles)(script)
             {
                 p.at_value(&path.key(key), format!("`{key}` does not compile: {e}"));
             }
@@ -229,10 +245,7 @@ pub fn parse_kpis(
 impl KpiSet {
     /// Reads every `*.yaml` file of `dir` (a missing folder holds no KPIs). Every problem of
     /// every file is returned at once, as is a name defined twice.
-    pub fn load(
-        dir: &std::path::Path,
-        compiles: &dyn Fn(&str) -> Result<(), String>,
-    ) -> Result<Self, Vec<DefinitionError>> {
+    pub fn load(dir: &std::path::Path, checks: &Checks<'_>) -> Result<Self, Vec<DefinitionError>> {
         let mut set = KpiSet::default();
         let mut errors = Vec::new();
         let mut hash = Sha256::new();
@@ -269,7 +282,7 @@ impl KpiSet {
             hash.update([0]);
             hash.update(text.as_bytes());
             hash.update([0]);
-            match parse_kpis(&file, &text, compiles) {
+            match parse_kpis(&file, &text, checks) {
                 Ok(kpis) => {
                     for k in kpis {
                         if let Some(first) = set.kpis.get(&k.name) {
@@ -308,7 +321,11 @@ mod tests {
                 Ok(())
             }
         };
-        match parse_kpis("k.yaml", yaml, &compiles) {
+        let checks = Checks {
+            compiles: &compiles,
+            processes: &["event"],
+        };
+        match parse_kpis("k.yaml", yaml, &checks) {
             Ok(_) => Vec::new(),
             Err(e) => e.iter().map(ToString::to_string).collect(),
         }
@@ -316,10 +333,11 @@ mod tests {
 
     #[test]
     fn mistakes_in_a_kpi_file_are_reported_at_their_line_and_column() {
-        let yaml = "kpis:\n  a:\n    process: event\n    value: ((1\n    aggregate: meen\n    target: { \"=>\": 3 }\n  b:\n    process: event\n    value: 1\n    agregate: count\n";
+        let yaml = "kpis:\n  a:\n    process: evnt\n    value: ((1\n    aggregate: meen\n    target: { \"=>\": 3 }\n  b:\n    process: event\n    value: 1\n    agregate: count\n";
         assert_eq!(
             problems(yaml),
             [
+                "k.yaml:3:14: unknown process `evnt`; did you mean `event`?",
                 "k.yaml:5:16: unknown aggregate `meen`; expected one of count, sum, mean, median, percentile, ratio; did you mean `mean`?",
                 "k.yaml:6:15: unknown comparator `=>`; expected one of >=, >, <=, <, ==",
                 "k.yaml:4:12: `value` does not compile: unbalanced",

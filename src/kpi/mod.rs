@@ -9,7 +9,7 @@ mod facts;
 use serde::Serialize;
 
 pub use compute::{Figure, GroupFigure, KpiEngine, KpiFigure, KpiQuery};
-pub use definition::{Aggregate, Kpi, KpiSet, Target, parse_kpis};
+pub use definition::{Aggregate, Checks, Kpi, KpiSet, Target, parse_kpis};
 pub use facts::facts;
 
 use crate::engine::{Catalog, EngineError};
