@@ -2,6 +2,7 @@
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde::Deserialize;
@@ -11,7 +12,7 @@ use super::audit::time;
 use super::auth::Caller;
 use super::json::ApiQuery;
 use super::problem::Problem;
-use crate::kpi::{Checks, KpiQuery, KpiSet, report};
+use crate::kpi::{Checks, KpiQuery, KpiSet, html, markdown, report};
 
 /// The routes of this module.
 pub(crate) fn router() -> Router<AppState> {
@@ -25,6 +26,20 @@ struct Query {
     from: Option<String>,
     to: Option<String>,
     group_by: Option<String>,
+    format: Option<Format>,
+}
+
+/// How the report is answered.
+#[derive(Deserialize, Clone, Copy, Default)]
+#[serde(rename_all = "lowercase")]
+enum Format {
+    /// JSON (the default).
+    #[default]
+    Json,
+    /// Markdown.
+    Md,
+    /// A self-contained HTML page with SVG charts.
+    Html,
 }
 
 /// Reads the KPI files (so an edit applies at once) and computes them: instances created in
@@ -72,5 +87,17 @@ async fn kpis(
         );
     }
     let r = report(app.engine.store().as_ref(), &catalog, &engine, &set, &query).await?;
-    Ok(axum::Json(r))
+    Ok(match q.format.unwrap_or_default() {
+        Format::Json => axum::Json(r).into_response(),
+        Format::Md => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            markdown(&r),
+        )
+            .into_response(),
+        Format::Html => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html(&r),
+        )
+            .into_response(),
+    })
 }

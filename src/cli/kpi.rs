@@ -26,9 +26,12 @@ pub(crate) struct KpiArgs {
     /// `group`).
     #[arg(long)]
     group_by: Option<String>,
-    /// Print the report as JSON.
-    #[arg(long)]
+    /// Print the report as JSON (the same as `--format json`).
+    #[arg(long, conflicts_with = "format")]
     json: bool,
+    /// Output: a table, JSON, Markdown, or a self-contained HTML page with SVG charts.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
     /// Compute over an event log (CSV or XES) instead of the database: the cases replayed
     /// through `--mapping` into traces (times, states and transitions; a log has no data).
     #[arg(long, requires = "mapping")]
@@ -51,6 +54,14 @@ pub(crate) struct KpiArgs {
     /// Folder of business calendars.
     #[arg(long, env = "OPSFLOW_CALENDARS", default_value = "calendars")]
     calendars: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Md,
+    Html,
 }
 
 pub(crate) async fn run(args: KpiArgs) -> anyhow::Result<ExitCode> {
@@ -112,10 +123,11 @@ pub(crate) async fn run(args: KpiArgs) -> anyhow::Result<ExitCode> {
             report(store.as_ref(), &catalog, &engine, &set, &query).await?
         }
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    } else {
-        print!("{}", render(&r));
+    match if args.json { Format::Json } else { args.format } {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+        Format::Text => print!("{}", render(&r)),
+        Format::Md => print!("{}", crate::kpi::markdown(&r)),
+        Format::Html => print!("{}", crate::kpi::html(&r)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,12 +5,14 @@
 mod compute;
 mod definition;
 mod facts;
+mod render;
 
 use serde::Serialize;
 
 pub use compute::{Figure, GroupFigure, KpiEngine, KpiFigure, KpiQuery};
 pub use definition::{Aggregate, Checks, Kpi, KpiSet, Target, parse_kpis};
 pub use facts::facts;
+pub use render::{html, markdown};
 
 use crate::engine::{Catalog, EngineError};
 use serde_json::Value;

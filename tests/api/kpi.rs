@@ -195,6 +195,44 @@ async fn the_event_kpis_of_a_worked_scenario_come_out_as_computed_by_hand() {
     assert_eq!(group(fr, "P2")["value"], json!(100.0));
     assert_eq!(group(fr, "P4")["value"], json!(66.67));
     assert_eq!(group(fr, "P4")["count"], 3);
+
+    let query = format!("/api/v1/kpis?process=event&from={T0}&to={to}&group_by=priority");
+    let md = s.app.get(&format!("{query}&format=md"), "desk").await;
+    assert_eq!(md.status, StatusCode::OK);
+    assert!(
+        md.content_type().starts_with("text/markdown"),
+        "{}",
+        md.content_type()
+    );
+    assert!(
+        md.text.contains("| Mean customer satisfaction (客户满意度) | 87.5 | points of 100 | >= 90 | missed | 2 |"),
+        "{}",
+        md.text
+    );
+    assert!(
+        md.text.contains("## First responses within their SLA target by priority\n\n| priority | value | verdict | instances |\n|---|---|---|---|\n| P2 | 100 | met | 1 |\n| P4 | 66.67 | missed | 3 |"),
+        "{}",
+        md.text
+    );
+    let page = s.app.get(&format!("{query}&format=html"), "desk").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.content_type().starts_with("text/html"));
+    let html = &page.text;
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    assert!(html.contains("<td class=\"missed\">missed</td>"), "{html}");
+    assert!(
+        html.matches("<svg ").count() >= 10,
+        "a chart per KPI with a value"
+    );
+    assert!(!html.contains("<script"), "no script");
+    assert!(
+        !html.contains(" src=") && !html.contains(" href="),
+        "self-contained: nothing loaded from elsewhere"
+    );
+    assert!(
+        html.contains(">P4</text>"),
+        "the groups are the chart's bars"
+    );
 }
 
 #[tokio::test]
