@@ -97,9 +97,10 @@ fn chart(k: &KpiFigure) -> String {
         .chain(k.target.map(|t| t.value))
         .fold(0.0_f64, f64::max)
         .max(1e-9);
-    let (width, row, left) = (420.0, 22.0, 110.0);
+    // Room on the right for the value written after the longest bar.
+    let (width, row, left, right) = (480.0, 22.0, 110.0, 70.0);
     let height = row * bars.len() as f64 + 10.0;
-    let x = |v: f64| left + (width - left - 10.0) * v / top;
+    let x = |v: f64| left + (width - left - right) * v / top;
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="{}">"#,
         escape(label(k))
