@@ -18,11 +18,8 @@ use sha2::{Digest, Sha256};
 use crate::clock::format_ms;
 use crate::definition::DefinitionError;
 use crate::engine::load_calendars;
-use crate::engine::{Actor, Catalog, Engine, EngineError, Installation, Installed};
+use crate::engine::{ADMIN_ROLE, Actor, Catalog, Engine, EngineError, Installation, Installed};
 use crate::rules::RuleEngine;
-
-/// The role that may reload definitions and read the reload status.
-pub const ADMIN_ROLE: &str = "admin";
 
 /// Where a set of definitions is read from.
 #[derive(Debug, Clone)]
@@ -169,7 +166,7 @@ impl Reloader {
     /// A reloader for an engine serving the set read from `sources` as it is now.
     pub async fn new(engine: Arc<Engine>, sources: Sources) -> Result<Self, EngineError> {
         let fingerprint = sources.fingerprint();
-        let serving = serving(&engine).await?;
+        let serving = engine.serving().await?;
         Ok(Self {
             engine,
             sources,
@@ -183,7 +180,7 @@ impl Reloader {
 
     /// Where reloading stands; `actor` must hold the admin role.
     pub fn status_for(&self, actor: &Actor) -> Result<ReloadStatus, EngineError> {
-        require_admin(actor, "read the reload status")?;
+        actor.require(ADMIN_ROLE, "read the reload status")?;
         Ok(self.status())
     }
 
@@ -197,7 +194,7 @@ impl Reloader {
 
     /// Reloads at an admin's request.
     pub async fn request(&self, actor: &Actor) -> Result<Installation, ReloadError> {
-        require_admin(actor, "reload the process definitions")?;
+        actor.require(ADMIN_ROLE, "reload the process definitions")?;
         tracing::info!(actor = %actor.name, "reload requested");
         self.reload(Trigger::Request).await
     }
@@ -227,7 +224,7 @@ impl Reloader {
             }
             Err(e) => Err(ReloadError::Interrupted(e.to_string())),
         };
-        let serving = serving(&self.engine).await.unwrap_or_default();
+        let serving = self.engine.serving().await.unwrap_or_default();
         let mut attempt = Attempt {
             at: now,
             trigger,
@@ -306,40 +303,5 @@ impl Reloader {
             // Errors are in the log and the status already.
             let _ = self.reload(Trigger::Watch).await;
         }
-    }
-}
-
-/// Each process served now, with its version number.
-async fn serving(engine: &Engine) -> Result<Vec<Installed>, EngineError> {
-    let catalog = engine.catalog();
-    let mut serving = Vec::new();
-    for l in catalog.iter() {
-        let d = &l.definition;
-        let version = engine
-            .versions_of(&d.id)
-            .await?
-            .into_iter()
-            .find(|v| v.hash == d.hash)
-            .map_or(0, |v| v.version);
-        serving.push(Installed {
-            process: d.id.clone(),
-            version,
-            hash: d.hash.clone(),
-            change: "unchanged",
-        });
-    }
-    Ok(serving)
-}
-
-fn require_admin(actor: &Actor, action: &str) -> Result<(), EngineError> {
-    let needed = vec![ADMIN_ROLE.to_owned()];
-    if actor.has_any_role(&needed) {
-        Ok(())
-    } else {
-        Err(EngineError::Forbidden {
-            actor: actor.name.clone(),
-            action: action.to_owned(),
-            needed,
-        })
     }
 }

@@ -28,10 +28,7 @@ async fn reload(State(app): State<AppState>, caller: Caller) -> Result<impl Into
         Ok(installation) => Ok(axum::Json(installation)),
         Err(ReloadError::Invalid(errors)) => {
             let detail = ReloadError::Invalid(errors.clone()).to_string();
-            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            Err(Problem::new("invalid-definitions", detail)
-                .with("errors", errors)
-                .with("messages", lines))
+            Err(Problem::invalid_definitions(detail, &errors))
         }
         Err(ReloadError::Engine(e)) => Err(e.into()),
         Err(e @ ReloadError::Interrupted(_)) => Err(Problem::internal(&e)),

@@ -12,7 +12,7 @@ use super::audit::time;
 use super::auth::Caller;
 use super::json::ApiQuery;
 use super::problem::Problem;
-use crate::kpi::{Checks, KpiQuery, KpiSet, html, markdown, report};
+use crate::kpi::{KpiQuery, html, load_kpis, markdown, report};
 
 /// The routes of this module.
 pub(crate) fn router() -> Router<AppState> {
@@ -57,35 +57,15 @@ async fn kpis(
     };
     let engine = app.kpi_engine.clone();
     let catalog = app.engine.catalog();
-    let loaded = {
-        let processes: Vec<&str> = catalog.iter().map(|l| l.definition.id.as_str()).collect();
-        let checks = Checks {
-            compiles: &|t| engine.compiles(t),
-            processes: &processes,
-        };
-        KpiSet::load(&app.kpis_dir, &checks)
-    };
-    let set = loaded.map_err(|errors| {
+    let set = load_kpis(&app.kpis_dir, &engine, &catalog).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        Problem::new(
-            "invalid-definitions",
-            format!(
-                "{} problem(s) in the KPI files: {}",
-                errors.len(),
-                lines.join("; ")
-            ),
-        )
-        .with("errors", &errors)
-        .with("messages", lines)
-    })?;
-    if let Some(p) = &query.process
-        && !set.kpis.values().any(|k| k.process == *p)
-    {
-        return Err(
-            Problem::new("unknown-process", format!("no KPI measures process `{p}`"))
-                .with("process", p),
+        let detail = format!(
+            "{} problem(s) in the KPI files: {}",
+            errors.len(),
+            lines.join("; ")
         );
-    }
+        Problem::invalid_definitions(detail, &errors)
+    })?;
     let r = report(app.engine.store().as_ref(), &catalog, &engine, &set, &query).await?;
     Ok(match q.format.unwrap_or_default() {
         Format::Json => axum::Json(r).into_response(),

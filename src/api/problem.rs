@@ -132,6 +132,18 @@ impl Problem {
         self
     }
 
+    /// 422 `invalid-definitions`: every problem of a set of files, as `errors` (file,
+    /// line, column, message) and as `messages` (`file:line:col: message`).
+    pub fn invalid_definitions(
+        detail: impl Into<String>,
+        errors: &[crate::definition::DefinitionError],
+    ) -> Self {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        Problem::new("invalid-definitions", detail)
+            .with("errors", errors)
+            .with("messages", lines)
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)

@@ -66,20 +66,11 @@ fn detail(d: &Definition) -> Value {
     })
 }
 
-/// The number of the version with `hash` among a process's stored versions.
-async fn number_of(app: &AppState, d: &Definition) -> Result<Option<i64>, Problem> {
-    let versions = app.engine.versions_of(&d.id).await?;
-    Ok(versions
-        .into_iter()
-        .find(|v| v.hash == d.hash)
-        .map(|v| v.version))
-}
-
 async fn list(State(app): State<AppState>, _caller: Caller) -> Result<impl IntoResponse, Problem> {
     let catalog = app.engine.catalog();
     let mut items = Vec::new();
     for l in catalog.iter() {
-        let version = number_of(&app, &l.definition).await?;
+        let version = app.engine.version_number(&l.definition).await?;
         items.push(summary(&l.definition, version));
     }
     Ok(axum::Json(json!({ "items": items })))

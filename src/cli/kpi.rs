@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::clock::SystemClock;
-use crate::kpi::{Checks, KpiEngine, KpiQuery, KpiReport, KpiSet, report, report_over_traces};
+use crate::kpi::{KpiEngine, KpiQuery, KpiReport, load_kpis, report, report_over_traces};
 
 /// Options of `opsflow kpi`.
 #[derive(Debug, clap::Args)]
@@ -78,20 +78,10 @@ pub(crate) async fn run(args: KpiArgs) -> anyhow::Result<ExitCode> {
         calendars: args.calendars.clone(),
     };
     let catalog = super::load_catalog(&sources, &super::rule_engine())?;
-    let processes: Vec<&str> = catalog.iter().map(|l| l.definition.id.as_str()).collect();
-    let checks = Checks {
-        compiles: &|t| engine.compiles(t),
-        processes: &processes,
-    };
-    let set = KpiSet::load(&args.kpis, &checks).map_err(|errors| {
+    let set = load_kpis(&args.kpis, &engine, &catalog).map_err(|errors| {
         super::print_definition_errors(&errors);
         anyhow::anyhow!("{} problem(s) in the KPI files", errors.len())
     })?;
-    if let Some(p) = &query.process
-        && !set.kpis.values().any(|k| k.process == *p)
-    {
-        anyhow::bail!("no KPI in {} measures process `{p}`", args.kpis.display());
-    }
     let r = match (&args.log, &args.mapping) {
         (Some(log), Some(mapping_file)) => {
             let file = mapping_file.display().to_string();
@@ -114,7 +104,7 @@ pub(crate) async fn run(args: KpiArgs) -> anyhow::Result<ExitCode> {
                 process: Some(def.id.clone()),
                 ..query
             };
-            report_over_traces(&engine, &set, &query, &def.id, traces, Some(def))
+            report_over_traces(&engine, &set, &query, &def.id, traces, Some(def))?
         }
         _ => {
             let store = crate::server::open_store(&args.db)
@@ -139,14 +129,7 @@ fn number(v: Option<f64>) -> String {
 /// The report as a table: one line per KPI (and per group under it).
 pub(crate) fn render(r: &KpiReport) -> String {
     let mut out = String::new();
-    let period = match (&r.from, &r.to) {
-        (None, None) => "all time".to_owned(),
-        (f, t) => format!(
-            "{} to {}",
-            f.as_deref().unwrap_or("the start"),
-            t.as_deref().unwrap_or("now")
-        ),
-    };
+    let period = crate::kpi::period(r);
     let _ = writeln!(
         out,
         "KPIs, {period}: {} instance(s); KPI files {}",

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 
 use crate::clock::SystemClock;
-use crate::engine::{Actor, Engine, MigrationReport, MigrationRequest, Verdict};
-use crate::reload::{ADMIN_ROLE, Sources};
+use crate::engine::{ADMIN_ROLE, Actor, Engine, MigrationReport, MigrationRequest, Verdict};
+use crate::reload::Sources;
 
 /// Options of `opsflow migrate-instances`.
 #[derive(Debug, clap::Args)]

@@ -108,13 +108,7 @@ impl Engine {
         actor: &Actor,
         request: &MigrationRequest,
     ) -> Result<MigrationReport, EngineError> {
-        if !actor.has_any_role(&[crate::reload::ADMIN_ROLE.to_owned()]) {
-            return Err(EngineError::Forbidden {
-                actor: actor.name.clone(),
-                action: "migrate instances".into(),
-                needed: vec![crate::reload::ADMIN_ROLE.to_owned()],
-            });
-        }
+        actor.require(super::ADMIN_ROLE, "migrate instances")?;
         let process = &request.process;
         let versions = self.versions_of(process).await?;
         if versions.is_empty() {

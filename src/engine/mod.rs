@@ -64,7 +64,23 @@ impl Actor {
     pub fn has_any_role(&self, roles: &[String]) -> bool {
         roles.iter().any(|r| self.roles.contains(r))
     }
+
+    /// Refuses `action` unless the actor holds `role`.
+    pub fn require(&self, role: &str, action: &str) -> Result<(), EngineError> {
+        if self.roles.iter().any(|r| r == role) {
+            Ok(())
+        } else {
+            Err(EngineError::Forbidden {
+                actor: self.name.clone(),
+                action: action.to_owned(),
+                needed: vec![role.to_owned()],
+            })
+        }
+    }
 }
+
+/// The role that may reload definitions, read the reload status and migrate instances.
+pub const ADMIN_ROLE: &str = "admin";
 
 /// How long answers to requests with an idempotency key are kept unless configured.
 pub const DEFAULT_ANSWER_TTL_MS: i64 = 24 * 3600 * 1000;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::Engine;
 use super::catalog::{Catalog, Loaded};
 use super::error::EngineError;
-use crate::definition::Source;
+use crate::definition::{Definition, Source};
 use crate::store::{DefinitionVersion, StoreError, StoredDefinition};
 
 /// A process as a set of definitions put it into service.
@@ -109,6 +109,32 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .insert(d.hash.clone(), l.clone());
         Ok(version)
+    }
+
+    /// The number of the stored version `d` is, if it is stored.
+    pub async fn version_number(&self, d: &Definition) -> Result<Option<i64>, EngineError> {
+        Ok(self
+            .versions_of(&d.id)
+            .await?
+            .into_iter()
+            .find(|v| v.hash == d.hash)
+            .map(|v| v.version))
+    }
+
+    /// Each process served now, with its version number (0 if not stored).
+    pub async fn serving(&self) -> Result<Vec<Installed>, EngineError> {
+        let catalog = self.catalog();
+        let mut serving = Vec::new();
+        for l in catalog.iter() {
+            let d = &l.definition;
+            serving.push(Installed {
+                process: d.id.clone(),
+                version: self.version_number(d).await?.unwrap_or(0),
+                hash: d.hash.clone(),
+                change: "unchanged",
+            });
+        }
+        Ok(serving)
     }
 
     /// Every stored version of a process, by number.

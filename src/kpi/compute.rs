@@ -130,7 +130,7 @@ impl KpiEngine {
     }
 
     /// Computes the set's KPIs (those of `query.process`, or all) over `instances`: each
-    /// one's process name and facts.
+    /// one's process name and facts, already those of the query's period.
     pub fn compute(
         &self,
         set: &KpiSet,
@@ -155,10 +155,6 @@ impl KpiEngine {
         let mut values: Vec<Vec<(String, f64)>> = vec![Vec::new(); compiled.len()];
         let mut failures: Vec<(usize, Option<String>)> = vec![(0, None); compiled.len()];
         for (process, facts) in instances {
-            let created = facts["created_at"].as_i64().unwrap_or(0);
-            if query.from.is_some_and(|f| created < f) || query.to.is_some_and(|t| created >= t) {
-                continue;
-            }
             let key = group_key(facts, query.group_by.as_deref());
             let mut scope = scope_with(to_dynamic(facts));
             for (i, c) in compiled.iter().enumerate() {

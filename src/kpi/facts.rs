@@ -22,9 +22,10 @@ use crate::clock::format_ms;
 use crate::definition::Definition;
 use crate::store::{TraceKind, TraceRecord};
 
-fn add_ms(map: &mut Map<String, Value>, key: &str, ms: i64) {
+/// Adds `n` to the number at `key` (0 when absent).
+fn add(map: &mut Map<String, Value>, key: &str, n: i64) {
     let before = map.get(key).and_then(Value::as_i64).unwrap_or(0);
-    map.insert(key.to_owned(), Value::from(before + ms));
+    map.insert(key.to_owned(), Value::from(before + n));
 }
 
 /// The facts of one instance from its trace records, in order. `until` closes the time
@@ -74,7 +75,7 @@ pub fn facts(records: &[TraceRecord], until: Option<i64>, def: Option<&Definitio
         if let Some(t) = &r.transition
             && matches!(r.kind, TraceKind::Transition | TraceKind::Automatic)
         {
-            add_ms(&mut taken, t, 1);
+            add(&mut taken, t, 1);
             first_taken.entry(t.clone()).or_insert(Value::from(r.at));
             if let Some(outcome) = r.data.get("outcome").and_then(Value::as_str)
                 && matches!(outcome, "approved" | "rejected")
@@ -92,7 +93,7 @@ pub fn facts(records: &[TraceRecord], until: Option<i64>, def: Option<&Definitio
         };
         if moved {
             if let Some((s, since)) = &state {
-                add_ms(&mut time_in, s, r.at - since);
+                add(&mut time_in, s, r.at - since);
             }
             entered.entry(r.to.clone()).or_insert(Value::from(r.at));
             last_entered.insert(r.to.clone(), Value::from(r.at));
@@ -102,7 +103,7 @@ pub fn facts(records: &[TraceRecord], until: Option<i64>, def: Option<&Definitio
     let last_at = records.last().map_or(first.at, |r| r.at);
     let end = until.map_or(last_at, |u| u.max(last_at));
     if let Some((s, since)) = &state {
-        add_ms(&mut time_in, s, end - since);
+        add(&mut time_in, s, end - since);
     }
     let created = first.at;
     let month = format_ms(created).get(..7).unwrap_or_default().to_owned();

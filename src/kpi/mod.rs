@@ -12,6 +12,7 @@ use serde::Serialize;
 pub use compute::{Figure, GroupFigure, KpiEngine, KpiFigure, KpiQuery};
 pub use definition::{Aggregate, Checks, Kpi, KpiSet, Target, parse_kpis};
 pub use facts::facts;
+pub(crate) use render::period;
 pub use render::{html, markdown};
 
 use crate::engine::{Catalog, EngineError};
@@ -44,6 +45,30 @@ pub struct KpiReport {
     pub kpis: Vec<KpiFigure>,
 }
 
+/// The KPI files of `dir`, checked against the processes `catalog` serves.
+pub fn load_kpis(
+    dir: &std::path::Path,
+    engine: &KpiEngine,
+    catalog: &Catalog,
+) -> Result<KpiSet, Vec<crate::definition::DefinitionError>> {
+    let processes: Vec<&str> = catalog.iter().map(|l| l.definition.id.as_str()).collect();
+    let checks = Checks {
+        compiles: &|t| engine.compiles(t),
+        processes: &processes,
+    };
+    KpiSet::load(dir, &checks)
+}
+
+/// Refuses a query for a process no KPI of `set` measures.
+fn check_process(set: &KpiSet, query: &KpiQuery) -> Result<(), EngineError> {
+    match &query.process {
+        Some(p) if !set.kpis.values().any(|k| k.process == *p) => {
+            Err(EngineError::UnknownProcess(p.clone()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Computes `set`'s KPIs over the instances in `store`, from their traces; `catalog` says
 /// which keys of the records are fields.
 pub async fn report(
@@ -53,6 +78,7 @@ pub async fn report(
     set: &KpiSet,
     query: &KpiQuery,
 ) -> Result<KpiReport, EngineError> {
+    check_process(set, query)?;
     let mut processes: Vec<&str> = set
         .kpis
         .values()
@@ -88,9 +114,10 @@ pub fn report_over_traces(
     process: &str,
     traces: Vec<(String, Vec<TraceRecord>)>,
     def: Option<&Definition>,
-) -> KpiReport {
+) -> Result<KpiReport, EngineError> {
+    check_process(set, query)?;
     let instances: Vec<(String, Value)> = in_period(process, traces, query, def).collect();
-    summarize(engine, set, query, &instances)
+    Ok(summarize(engine, set, query, &instances))
 }
 
 /// The facts of the cases created in the period, as they stood at its end.

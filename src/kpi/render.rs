@@ -14,7 +14,8 @@ fn target(k: &KpiFigure) -> String {
         .map_or("–".into(), |t| format!("{} {}", t.op, t.value))
 }
 
-fn period(r: &KpiReport) -> String {
+/// The report's period in words.
+pub(crate) fn period(r: &KpiReport) -> String {
     match (&r.from, &r.to) {
         (None, None) => "all time".into(),
         (f, t) => format!(

@@ -77,17 +77,48 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
 /// Tries at numbering a new definition version while other nodes number theirs.
 const VERSION_ATTEMPTS: usize = 8;
 
+/// The columns a trace record is read from (see `trace_from_row`).
+const TRACE_COLUMNS: &str = "instance_id, seq, at, actor, roles::text AS roles, channel, kind, \
+    transition, from_state, to_state, data::text AS data, detail::text AS detail, comment, \
+    definition_hash, prev_hash, hash";
+
 const INSTANCE_COLUMNS: &str = "id, process, definition_hash, state, data::text AS data, version, \
      created_by, created_at, updated_at, votes::text AS votes, slas::text AS slas, \
      timers::text AS timers, trace_hash";
 
+impl PgStore {
+    /// Runs `insert`, which numbers a new row `MAX(version) + 1`, until its number does
+    /// not collide with one another node took at the same time (the unique index refuses
+    /// the loser), then reads the number of the row with `hash` through `read`.
+    async fn numbered<'q>(
+        &self,
+        insert: impl Fn() -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+        read: &'static str,
+        hash: &str,
+    ) -> Result<i64, StoreError> {
+        for _ in 0..VERSION_ATTEMPTS {
+            match insert().execute(&self.pool).await {
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                other => {
+                    other?;
+                }
+            }
+            let version: i64 = sqlx::query_scalar(read)
+                .bind(hash)
+                .fetch_one(&self.pool)
+                .await?;
+            return Ok(version);
+        }
+        Err(StoreError::Busy)
+    }
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn save_definition(&self, d: &StoredDefinition) -> Result<i64, StoreError> {
-        // Nodes may number a new version of one process at once: the loser of the unique
-        // index on (process, version) numbers again.
-        for _ in 0..VERSION_ATTEMPTS {
-            let inserted = sqlx::query(
+        let now = chrono::Utc::now().timestamp_millis();
+        let insert = || {
+            sqlx::query(
                 "INSERT INTO definitions (hash, process, source, first_seen, version)
                  SELECT $1, $2, $3, $4, COALESCE(MAX(version), 0) + 1
                  FROM definitions WHERE process = $2
@@ -96,50 +127,30 @@ impl Store for PgStore {
             .bind(&d.hash)
             .bind(&d.process)
             .bind(&d.source)
-            .bind(chrono::Utc::now().timestamp_millis())
-            .execute(&self.pool)
-            .await;
-            match inserted {
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
-                other => {
-                    other?;
-                }
-            }
-            let version: i64 =
-                sqlx::query_scalar("SELECT version FROM definitions WHERE hash = $1")
-                    .bind(&d.hash)
-                    .fetch_one(&self.pool)
-                    .await?;
-            return Ok(version);
-        }
-        Err(StoreError::Busy)
+            .bind(now)
+        };
+        self.numbered(
+            insert,
+            "SELECT version FROM definitions WHERE hash = $1",
+            &d.hash,
+        )
+        .await
     }
 
     async fn save_kpi_set(&self, hash: &str, source: &str) -> Result<i64, StoreError> {
-        for _ in 0..VERSION_ATTEMPTS {
-            let inserted = sqlx::query(
+        let now = chrono::Utc::now().timestamp_millis();
+        let insert = || {
+            sqlx::query(
                 "INSERT INTO kpi_sets (hash, version, source, first_seen)
                  SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3 FROM kpi_sets
                  ON CONFLICT (hash) DO NOTHING",
             )
             .bind(hash)
             .bind(source)
-            .bind(chrono::Utc::now().timestamp_millis())
-            .execute(&self.pool)
-            .await;
-            match inserted {
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
-                other => {
-                    other?;
-                }
-            }
-            let version: i64 = sqlx::query_scalar("SELECT version FROM kpi_sets WHERE hash = $1")
-                .bind(hash)
-                .fetch_one(&self.pool)
-                .await?;
-            return Ok(version);
-        }
-        Err(StoreError::Busy)
+            .bind(now)
+        };
+        self.numbered(insert, "SELECT version FROM kpi_sets WHERE hash = $1", hash)
+            .await
     }
 
     async fn definition_versions(
@@ -196,12 +207,9 @@ impl Store for PgStore {
     }
 
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT instance_id, seq, at, actor, roles::text AS roles, channel, kind, transition,
-                    from_state, to_state, data::text AS data, detail::text AS detail, comment,
-                    definition_hash, prev_hash, hash
-             FROM trace WHERE instance_id = $1 ORDER BY seq",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {TRACE_COLUMNS} FROM trace WHERE instance_id = $1 ORDER BY seq"
+        ))
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
@@ -227,12 +235,10 @@ impl Store for PgStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
-            "SELECT instance_id, seq, at, actor, roles::text AS roles, channel, kind, transition,
-                    from_state, to_state, data::text AS data, detail::text AS detail, comment,
-                    definition_hash, prev_hash, hash
-             FROM trace WHERE instance_id = ANY($1) ORDER BY instance_id, seq",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {TRACE_COLUMNS} FROM trace WHERE instance_id = ANY($1)
+             ORDER BY instance_id, seq"
+        ))
         .bind(&ids)
         .fetch_all(&self.pool)
         .await?;

@@ -103,6 +103,10 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// The columns a trace record is read from (see `trace_from_row`).
+const TRACE_COLUMNS: &str = "instance_id, seq, at, actor, roles, channel, kind, transition, \
+    from_state, to_state, data, detail, comment, definition_hash, prev_hash, hash";
+
 const INSTANCE_COLUMNS: &str = "id, process, definition_hash, state, data, version, created_by, \
      created_at, updated_at, votes, slas, timers, trace_hash";
 
@@ -205,11 +209,9 @@ impl Store for SqliteStore {
     }
 
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT instance_id, seq, at, actor, roles, channel, kind, transition, from_state, to_state,
-                    data, detail, comment, definition_hash, prev_hash, hash
-             FROM trace WHERE instance_id = ? ORDER BY seq",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {TRACE_COLUMNS} FROM trace WHERE instance_id = ? ORDER BY seq"
+        ))
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
@@ -222,13 +224,11 @@ impl Store for SqliteStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<(String, Vec<TraceRecord>)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT instance_id, seq, at, actor, roles, channel, kind, transition, from_state, to_state,
-                    data, detail, comment, definition_hash, prev_hash, hash
-             FROM trace WHERE instance_id IN (
+        let rows = sqlx::query(&format!(
+            "SELECT {TRACE_COLUMNS} FROM trace WHERE instance_id IN (
                  SELECT id FROM instances WHERE process = ? AND id > ? ORDER BY id LIMIT ?)
-             ORDER BY instance_id, seq",
-        )
+             ORDER BY instance_id, seq"
+        ))
         .bind(process)
         .bind(after.unwrap_or(""))
         .bind(i64::from(limit))

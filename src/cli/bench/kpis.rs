@@ -8,7 +8,7 @@ use super::BenchArgs;
 use super::footprint::create_events;
 use super::workload::engine_with;
 use crate::clock::SystemClock;
-use crate::kpi::{Checks, KpiEngine, KpiQuery, KpiSet, report};
+use crate::kpi::{KpiEngine, KpiQuery, load_kpis, report};
 use crate::store::Store;
 
 /// KPI timings over `n / 2` and `n` instances.
@@ -33,12 +33,7 @@ pub(super) async fn kpi_run(
     engine.register_definitions().await?;
     let kpi = KpiEngine::new(Arc::new(SystemClock));
     let catalog = engine.catalog();
-    let processes: Vec<&str> = catalog.iter().map(|l| l.definition.id.as_str()).collect();
-    let checks = Checks {
-        compiles: &|t| kpi.compiles(t),
-        processes: &processes,
-    };
-    let set = KpiSet::load(&args.kpis, &checks)
+    let set = load_kpis(&args.kpis, &kpi, &catalog)
         .map_err(|e| anyhow::anyhow!("{} problem(s) in the KPI files; first: {}", e.len(), e[0]))?;
     let query = KpiQuery::default();
     let timed = async || -> anyhow::Result<Duration> {
