@@ -17,6 +17,7 @@ pub mod kpi;
 pub mod reload;
 pub mod rules;
 pub mod server;
+pub mod service_report;
 pub mod settings;
 pub mod store;
 pub mod webhook;

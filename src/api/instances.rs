@@ -56,7 +56,7 @@ fn etag(version: i64) -> HeaderValue {
 
 /// The answer for a view: its status (that of the first answer when replayed), `ETag`,
 /// `Location` on creation, and `Idempotency-Replayed: true` on a replayed answer.
-fn with_etag(status: StatusCode, view: InstanceView) -> Response {
+pub(super) fn with_etag(status: StatusCode, view: InstanceView) -> Response {
     let status = if view.replayed {
         StatusCode::from_u16(view.status).unwrap_or(status)
     } else {
@@ -81,7 +81,7 @@ fn with_etag(status: StatusCode, view: InstanceView) -> Response {
 }
 
 /// The `Idempotency-Key` of a request, with the request's fingerprint.
-fn idempotency(
+pub(super) fn idempotency(
     headers: &HeaderMap,
     method: &str,
     path: &str,
@@ -108,7 +108,7 @@ fn idempotency(
 }
 
 /// `If-Match: "7"` → Some(7); `*` or absent → None.
-fn expected_version(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
+pub(super) fn expected_version(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
@@ -198,6 +198,7 @@ async fn fire(
         expected_version: expected_version(&headers)?,
         vote: body.vote,
         idempotency: idem,
+        ..FireRequest::default()
     };
     let view = app.engine.fire(&actor, &id, &name, request).await?;
     Ok(with_etag(StatusCode::OK, view))

@@ -29,10 +29,10 @@ struct Query {
     format: Option<Format>,
 }
 
-/// How the report is answered.
+/// How a report is answered (`?format=`).
 #[derive(Deserialize, Clone, Copy, Default)]
 #[serde(rename_all = "lowercase")]
-enum Format {
+pub(super) enum Format {
     /// JSON (the default).
     #[default]
     Json,
@@ -54,6 +54,7 @@ async fn kpis(
         from: time("from", q.from.as_deref())?,
         to: time("to", q.to.as_deref())?,
         group_by: q.group_by.clone(),
+        ..KpiQuery::default()
     };
     let engine = app.kpi_engine.clone();
     let catalog = app.engine.catalog();

@@ -9,6 +9,7 @@ mod json;
 mod kpis;
 mod problem;
 mod processes;
+mod reports;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,7 +58,8 @@ pub fn router(state: AppState) -> Router {
         .merge(clock::router())
         .merge(audit::router())
         .merge(admin::router())
-        .merge(kpis::router());
+        .merge(kpis::router())
+        .merge(reports::router());
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok" }))

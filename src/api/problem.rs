@@ -42,6 +42,11 @@ pub const PROBLEM_TYPES: &[(&str, u16, &str)] = &[
     ("unknown-transition", 404, "No such transition"),
     ("unknown-version", 404, "No such version of the process"),
     (
+        "no-report-snapshot",
+        404,
+        "The report has no such KPI snapshot",
+    ),
+    (
         "method-not-allowed",
         405,
         "Method not allowed on this resource",
@@ -64,6 +69,11 @@ pub const PROBLEM_TYPES: &[(&str, u16, &str)] = &[
     ("rule-failed", 409, "A rule failed and the step was refused"),
     ("no-way-out", 409, "No automatic transition applies"),
     ("automatic-loop", 409, "Automatic transitions looped"),
+    (
+        "no-collect-step",
+        409,
+        "No transition from the current state collects a KPI snapshot",
+    ),
     (
         "already-voted",
         409,

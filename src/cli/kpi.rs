@@ -39,21 +39,11 @@ pub(crate) struct KpiArgs {
     /// The mapping file of `--log` (see `opsflow conform`); it names the process.
     #[arg(long, requires = "log")]
     mapping: Option<PathBuf>,
-    /// Database URL.
-    #[arg(long, env = "OPSFLOW_DB", default_value = "sqlite://opsflow.db")]
-    db: String,
     /// Folder of KPI files.
     #[arg(long, env = "OPSFLOW_KPIS", default_value = "kpis")]
     kpis: PathBuf,
-    /// Folder (or file) of process definitions: which keys of the trace are fields.
-    #[arg(long, env = "OPSFLOW_PROCESSES", default_value = "processes")]
-    processes: PathBuf,
-    /// Folder of rule modules.
-    #[arg(long, env = "OPSFLOW_RULES", default_value = "rules")]
-    rules: PathBuf,
-    /// Folder of business calendars.
-    #[arg(long, env = "OPSFLOW_CALENDARS", default_value = "calendars")]
-    calendars: PathBuf,
+    #[command(flatten)]
+    source: super::sources::SourceArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -70,13 +60,10 @@ pub(crate) async fn run(args: KpiArgs) -> anyhow::Result<ExitCode> {
         from: super::time_arg("from", args.from.as_ref())?,
         to: super::time_arg("to", args.to.as_ref())?,
         group_by: args.group_by.clone(),
+        ..KpiQuery::default()
     };
     let engine = KpiEngine::new(Arc::new(SystemClock));
-    let sources = crate::reload::Sources {
-        processes: args.processes.clone(),
-        rules: args.rules.clone(),
-        calendars: args.calendars.clone(),
-    };
+    let sources = args.source.sources();
     let catalog = super::load_catalog(&sources, &super::rule_engine())?;
     let set = load_kpis(&args.kpis, &engine, &catalog).map_err(|errors| {
         super::print_definition_errors(&errors);
@@ -107,9 +94,7 @@ pub(crate) async fn run(args: KpiArgs) -> anyhow::Result<ExitCode> {
             report_over_traces(&engine, &set, &query, &def.id, traces, Some(def))?
         }
         _ => {
-            let store = crate::server::open_store(&args.db)
-                .await
-                .with_context(|| format!("cannot open {}", super::redact(&args.db)))?;
+            let store = args.source.store().await?;
             report(store.as_ref(), &catalog, &engine, &set, &query).await?
         }
     };

@@ -1,15 +1,13 @@
 //! `opsflow migrate-instances`: moves running instances of a process to a newer version,
 //! as `POST /api/v1/admin/migrations` does; a dry run unless `--apply`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 
 use crate::clock::SystemClock;
 use crate::engine::{ADMIN_ROLE, Actor, Engine, MigrationReport, MigrationRequest, Verdict};
-use crate::reload::Sources;
 
 /// Options of `opsflow migrate-instances`.
 #[derive(Debug, clap::Args)]
@@ -36,18 +34,8 @@ pub(crate) struct MigrateArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-    /// Database URL.
-    #[arg(long, env = "OPSFLOW_DB", default_value = "sqlite://opsflow.db")]
-    db: String,
-    /// Folder (or file) of process definitions.
-    #[arg(long, env = "OPSFLOW_PROCESSES", default_value = "processes")]
-    processes: PathBuf,
-    /// Folder of rule modules.
-    #[arg(long, env = "OPSFLOW_RULES", default_value = "rules")]
-    rules: PathBuf,
-    /// Folder of business calendars.
-    #[arg(long, env = "OPSFLOW_CALENDARS", default_value = "calendars")]
-    calendars: PathBuf,
+    #[command(flatten)]
+    source: super::sources::SourceArgs,
 }
 
 pub(crate) async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
@@ -58,19 +46,13 @@ pub(crate) async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         };
         states.insert(old.trim().to_owned(), new.trim().to_owned());
     }
-    let sources = Sources {
-        processes: args.processes.clone(),
-        rules: args.rules.clone(),
-        calendars: args.calendars.clone(),
-    };
+    let sources = args.source.sources();
     let rules = Arc::new(super::rule_engine());
     let catalog = super::load_catalog(&sources, &rules)?;
-    let store = crate::server::open_store(&args.db)
-        .await
-        .with_context(|| format!("cannot open {}", super::redact(&args.db)))?;
+    let store = args.source.store().await?;
     let engine = Engine::new(catalog, rules, store, Arc::new(SystemClock));
     engine.register_definitions().await?;
-    let actor = Actor::new(operator(), [ADMIN_ROLE]);
+    let actor = Actor::new(super::operator(), [ADMIN_ROLE]);
     let request = MigrationRequest {
         process: args.process.clone(),
         to_version: args.to_version,
@@ -94,12 +76,6 @@ pub(crate) async fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Who the trace names: the operating system user running the command.
-fn operator() -> String {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
 }
 
 fn render(r: &MigrationReport) -> String {

@@ -4,6 +4,8 @@ mod bench;
 mod conform;
 mod kpi;
 mod migrate;
+mod report;
+mod sources;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,6 +88,9 @@ enum Command {
     /// Compute the KPIs of `kpis/` from a database's traces, for a period, optionally
     /// grouped; each with its target and a met/missed verdict.
     Kpi(kpi::KpiArgs),
+    /// Show a service report with its KPI snapshot (SLA attainment table, KPIs, charts) as
+    /// Markdown, HTML or JSON, or compute the snapshot again to check it (`--verify`).
+    Report(report::ReportArgs),
     /// Show what changed between two versions of a process file: roles, fields, states,
     /// transitions, approvals, timers, tables and rule modules added (+), removed (-) or
     /// changed (~). Exit 0 when they are the same, 1 when they differ, 2 on a problem.
@@ -206,9 +211,11 @@ pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+/// Logs go to stderr at `info` unless `RUST_LOG` says otherwise; PostgreSQL's notices
+/// (such as "relation already exists, skipping" while migrating) only from `warn`.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -400,6 +407,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::MigrateInstances(args) => migrate::run(args).await,
         Command::Kpi(args) => kpi::run(args).await,
+        Command::Report(args) => report::run(args).await,
         Command::Diff {
             old,
             new,
@@ -616,6 +624,12 @@ async fn shutdown_signal() {
 }
 
 /// A database URL without its password, for messages.
+/// Who the trace names: the operating system user running the command.
+fn operator() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
 fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(scheme), Some(at)) if at > scheme => {

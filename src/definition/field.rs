@@ -3,6 +3,11 @@
 use serde::Serialize;
 use serde_json::Value;
 
+/// The field a service report's collect step writes: the SHA-256 of the KPI snapshot the
+/// report is written from. A process opts in by declaring it `computed` and requiring it on
+/// the transition that is its collect step.
+pub const SNAPSHOT_FIELD: &str = "kpi_snapshot";
+
 /// The type of a field, with its constraints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -25,7 +25,7 @@ pub use calendar::{Calendar, NoWorkingTime, Period, parse_calendar};
 pub use diff::{Attribute, Change, ChangeKind, diff, render_diff};
 pub use document::render_markdown;
 pub use error::{DefinitionError, DefinitionErrors};
-pub use field::{Field, FieldType, describe_json};
+pub use field::{Field, FieldType, SNAPSHOT_FIELD, describe_json};
 pub use graph::GraphFormat;
 pub use lookup::{LOOKUP_LIMIT, Lookup};
 pub use model::{

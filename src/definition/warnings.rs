@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use super::error::DefinitionError;
+use super::field::SNAPSHOT_FIELD;
 use super::model::{Definition, Quorum, Script, ScriptRef};
 use super::source_map::YamlPath;
 
@@ -93,7 +94,8 @@ fn mentions(text: &str, word: &str) -> bool {
 }
 
 /// Computed fields (written by rules only) that no action, start action or rule module
-/// mentions: nothing can ever write them.
+/// mentions: nothing can ever write them. The snapshot field is written by the collect step
+/// that requires it.
 fn unwritten_fields(d: &Definition, out: &mut Vec<DefinitionError>) {
     let texts = writing_scripts(d);
     let linked_by_creates: HashSet<&str> = d
@@ -102,7 +104,11 @@ fn unwritten_fields(d: &Definition, out: &mut Vec<DefinitionError>) {
         .flat_map(|t| t.creates.iter().map(|c| c.link.as_str()))
         .collect();
     for f in d.fields.values().filter(|f| f.computed) {
-        if linked_by_creates.contains(f.name.as_str()) || texts.iter().any(|t| mentions(t, &f.name))
+        let collected = f.name == SNAPSHOT_FIELD
+            && d.transitions.values().any(|t| t.requires.contains(&f.name));
+        if collected
+            || linked_by_creates.contains(f.name.as_str())
+            || texts.iter().any(|t| mentions(t, &f.name))
         {
             continue;
         }
@@ -180,6 +186,26 @@ mod tests {
             .replace("#{ level: 1 }", "#{ level: 1, score: 2 }")
             .replace("stop_on: [take]", "stop_on: [close]");
         assert_eq!(warned(&fine), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_snapshot_field_is_written_by_the_collect_step_that_requires_it() {
+        let with_snapshot = BASE.replace("  score:", "  kpi_snapshot:");
+        assert!(
+            warned(&with_snapshot)[1].contains("field `kpi_snapshot` is computed"),
+            "no step requires it yet"
+        );
+        let collected = with_snapshot.replace(
+            "to: done, roles: [desk] }",
+            "to: done, roles: [desk], requires: [kpi_snapshot] }",
+        );
+        assert!(
+            !warned(&collected)
+                .iter()
+                .any(|w| w.contains("kpi_snapshot")),
+            "{:?}",
+            warned(&collected)
+        );
     }
 
     #[test]

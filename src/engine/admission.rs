@@ -56,7 +56,9 @@ pub(super) fn admit<'d>(
         });
     }
     let mut problems = check_input(def, &request.data, Writer::Caller);
-    problems.extend(data::read_only(def, &record.state, &request.data));
+    problems.extend(check_input(def, &request.computed, Writer::Rule));
+    let writes = request.writes();
+    problems.extend(data::read_only(def, &record.state, &writes));
     match (&t.approval, request.vote) {
         (Some(_), None) => problems.push(FieldProblem {
             field: "vote".into(),
@@ -77,11 +79,7 @@ pub(super) fn admit<'d>(
         .map(|s| s.requires.iter())
         .into_iter()
         .flatten();
-    let mut required = missing_after(
-        &record.data,
-        &request.data,
-        t.requires.iter().chain(entering),
-    );
+    let mut required = missing_after(&record.data, &writes, t.requires.iter().chain(entering));
     required.retain(|r| !problems.iter().any(|p| p.field == r.field));
     problems.extend(required);
     if !problems.is_empty() {

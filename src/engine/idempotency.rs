@@ -69,7 +69,7 @@ fn canonical(value: &serde_json::Value) -> String {
 
 impl Engine {
     /// The stored answer to an earlier request with the same key, if one is live.
-    pub(super) async fn replay(
+    pub async fn replay(
         &self,
         actor: &Actor,
         idempotency: Option<&Idempotency>,

@@ -98,6 +98,22 @@ pub struct FireRequest {
     pub vote: Option<Decision>,
     /// The caller's idempotency key and the request's fingerprint.
     pub idempotency: Option<Idempotency>,
+    /// Fields opsflow itself writes with the step on the caller's behalf (a service
+    /// report's KPI snapshot): checked like a rule's writes, so computed fields may be
+    /// among them. Adapters fill it; it is never read from a request body.
+    pub computed: Map<String, Value>,
+}
+
+impl FireRequest {
+    /// What the step writes: the caller's data, then the computed fields.
+    pub(crate) fn writes(&self) -> std::borrow::Cow<'_, Map<String, Value>> {
+        if self.computed.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.data);
+        }
+        let mut all = self.data.clone();
+        all.extend(self.computed.iter().map(|(k, v)| (k.clone(), v.clone())));
+        std::borrow::Cow::Owned(all)
+    }
 }
 
 /// A page of instances.
@@ -301,27 +317,21 @@ impl Engine {
         let loaded = self.version(&record.definition_hash).await?;
         let def = &loaded.definition;
         let t = admission::admit(def, &record, actor, transition, request)?;
+        let writes = request.writes();
         let links = if def.has_link_fields() {
             let mut merged = record.data.clone();
-            data::apply(&mut merged, &request.data);
+            data::apply(&mut merged, &writes);
             self.rule_links(def, &merged).await?
         } else {
             Value::Object(Map::new())
         };
         let catalog = self.catalog();
-        let mut w = Working::existing(
-            self.env(&catalog),
-            &loaded,
-            actor,
-            record,
-            &request.data,
-            links,
-        );
+        let mut w = Working::existing(self.env(&catalog), &loaded, actor, record, &writes, links);
         w.fired_timer = timer.map(str::to_owned);
         if timer.is_some() {
             w.channel = Channel::Timer;
         }
-        let (data, comment) = (request.data.clone(), request.comment.clone());
+        let (data, comment) = (writes.into_owned(), request.comment.clone());
         match (&t.approval, request.vote) {
             (Some(approval), Some(decision)) => w.vote(t, approval, decision, data, comment)?,
             _ => w.fire(t, data, comment)?,

@@ -157,7 +157,7 @@ impl Engine {
     }
 
     /// The definition version with this hash: loaded, or rebuilt from the store.
-    pub(super) async fn version(&self, hash: &str) -> Result<Arc<Loaded>, EngineError> {
+    pub async fn version(&self, hash: &str) -> Result<Arc<Loaded>, EngineError> {
         if let Some(l) = self
             .versions
             .read()

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rhai::{AST, Dynamic, Scope};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::definition::{Aggregate, Kpi, KpiSet, Target};
@@ -24,6 +24,10 @@ pub struct KpiQuery {
     /// Group by `month` or by a field of the instance data (`priority`, `category`,
     /// `customer`, `service`, `group`, ...).
     pub group_by: Option<String>,
+    /// Only instances whose data holds these values; an instance whose process has no
+    /// such field is not held to it (a service report for one customer still counts the
+    /// changes, which serve every customer).
+    pub scope: Vec<(String, Value)>,
 }
 
 /// One figure: overall, or of one group.
@@ -38,7 +42,7 @@ pub struct Figure {
 }
 
 /// One group's figure.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupFigure {
     /// The group (`P1`, `2026-11`; `(none)` for instances without the field).
     pub key: String,
@@ -48,7 +52,7 @@ pub struct GroupFigure {
 }
 
 /// One KPI computed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KpiFigure {
     /// Its id.
     pub name: String,
@@ -66,13 +70,36 @@ pub struct KpiFigure {
     #[serde(flatten)]
     pub figure: Figure,
     /// Per group, when grouped, by key.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<GroupFigure>,
     /// Instances whose filter or value failed (left out), and the first failure.
     pub failures: usize,
     /// The first failure's message.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_failure: Option<String>,
+}
+
+/// The verdicts a figure can have.
+const VERDICTS: &[&str] = &["met", "missed", "no_data", "no_target"];
+
+/// A figure as a stored snapshot holds it.
+#[derive(Deserialize)]
+struct StoredFigure {
+    value: Option<f64>,
+    count: usize,
+    verdict: String,
+}
+
+impl<'de> Deserialize<'de> for Figure {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let f = StoredFigure::deserialize(d)?;
+        Ok(Figure {
+            value: f.value,
+            count: f.count,
+            verdict: super::definition::one_of(&f.verdict, VERDICTS)
+                .map_err(serde::de::Error::custom)?,
+        })
+    }
 }
 
 /// Evaluates KPI expressions in the rules sandbox.

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::definition::{DefinitionError, Problems, YamlPath, read_yaml};
 
 /// How a KPI's per-instance values become one figure.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Aggregate {
     /// Instances with a value.
@@ -107,6 +107,32 @@ struct RawKpi {
     unit: Option<String>,
     #[serde(default)]
     target: Option<IndexMap<String, f64>>,
+}
+
+/// One of `names`, as the static text it is: a name read back from a stored snapshot.
+pub(crate) fn one_of(text: &str, names: &'static [&'static str]) -> Result<&'static str, String> {
+    names
+        .iter()
+        .find(|n| **n == text)
+        .copied()
+        .ok_or_else(|| format!("`{text}` is not one of {}", names.join(", ")))
+}
+
+/// A target as a stored snapshot holds it.
+#[derive(Deserialize)]
+struct StoredTarget {
+    op: String,
+    value: f64,
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let t = StoredTarget::deserialize(d)?;
+        Ok(Target {
+            op: one_of(&t.op, COMPARATORS).map_err(serde::de::Error::custom)?,
+            value: t.value,
+        })
+    }
 }
 
 const AGGREGATES: &[&str] = &["count", "sum", "mean", "median", "percentile", "ratio"];
@@ -246,39 +272,74 @@ impl KpiSet {
     /// Reads every `*.yaml` file of `dir` (a missing folder holds no KPIs). Every problem of
     /// every file is returned at once, as is a name defined twice.
     pub fn load(dir: &std::path::Path, checks: &Checks<'_>) -> Result<Self, Vec<DefinitionError>> {
+        let mut errors = Vec::new();
+        let mut files = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            let mut paths: Vec<_> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                .collect();
+            paths.sort();
+            for path in paths {
+                let file = path.display().to_string();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => files.push((file, name, text)),
+                    Err(e) => errors.push(DefinitionError::new(
+                        &file,
+                        crate::definition::Position { line: 1, column: 1 },
+                        format!("cannot read: {e}"),
+                    )),
+                }
+            }
+        }
+        match Self::from_files(files, checks) {
+            Ok(set) if errors.is_empty() => Ok(set),
+            Ok(_) => Err(errors),
+            Err(mut more) => {
+                errors.append(&mut more);
+                Err(errors)
+            }
+        }
+    }
+
+    /// The set as stored in `source` (file name → text, see [`KpiSet::source`]): the KPIs
+    /// exactly as a report used them.
+    pub fn from_source(source: &str, checks: &Checks<'_>) -> Result<Self, Vec<DefinitionError>> {
+        let texts: serde_json::Map<String, serde_json::Value> = serde_json::from_str(source)
+            .map_err(|e| {
+                vec![DefinitionError::new(
+                    "(stored KPI files)",
+                    crate::definition::Position { line: 1, column: 1 },
+                    format!("cannot read: {e}"),
+                )]
+            })?;
+        let mut files: Vec<(String, String, String)> = texts
+            .into_iter()
+            .map(|(name, text)| {
+                let text = text.as_str().unwrap_or_default().to_owned();
+                (name.clone(), name, text)
+            })
+            .collect();
+        files.sort_by(|a, b| a.1.cmp(&b.1));
+        Self::from_files(files, checks)
+    }
+
+    /// The set of `files` (label for messages, file name, text), in order: the hash covers
+    /// names and texts.
+    fn from_files(
+        files: Vec<(String, String, String)>,
+        checks: &Checks<'_>,
+    ) -> Result<Self, Vec<DefinitionError>> {
         let mut set = KpiSet::default();
         let mut errors = Vec::new();
         let mut hash = Sha256::new();
         let mut texts = serde_json::Map::new();
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            set.hash = hex::encode(hash.finalize());
-            set.source = "{}".into();
-            return Ok(set);
-        };
-        let mut paths: Vec<_> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-            .collect();
-        paths.sort();
-        for path in paths {
-            let file = path.display().to_string();
-            let text = match std::fs::read_to_string(&path) {
-                Ok(t) => t,
-                Err(e) => {
-                    errors.push(DefinitionError::new(
-                        &file,
-                        crate::definition::Position { line: 1, column: 1 },
-                        format!("cannot read: {e}"),
-                    ));
-                    continue;
-                }
-            };
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+        for (file, name, text) in files {
             hash.update(&name);
-            texts.insert(name, serde_json::Value::from(text.clone()));
             hash.update([0]);
             hash.update(text.as_bytes());
             hash.update([0]);
@@ -298,6 +359,7 @@ impl KpiSet {
                 }
                 Err(mut e) => errors.append(&mut e),
             }
+            texts.insert(name, serde_json::Value::from(text));
         }
         set.hash = hex::encode(hash.finalize());
         set.source = serde_json::Value::Object(texts).to_string();

@@ -7,12 +7,12 @@ mod definition;
 mod facts;
 mod render;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use compute::{Figure, GroupFigure, KpiEngine, KpiFigure, KpiQuery};
 pub use definition::{Aggregate, Checks, Kpi, KpiSet, Target, parse_kpis};
 pub use facts::facts;
-pub(crate) use render::period;
+pub(crate) use render::{bar_chart, escape, html_body, markdown_body, page, period};
 pub use render::{html, markdown};
 
 use crate::engine::{Catalog, EngineError};
@@ -25,7 +25,7 @@ use crate::store::{Store, TraceRecord};
 const PAGE: u32 = 1000;
 
 /// KPIs computed for a period.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KpiReport {
     /// The process asked for, if one.
     pub process: Option<String>,
@@ -78,6 +78,22 @@ pub async fn report(
     set: &KpiSet,
     query: &KpiQuery,
 ) -> Result<KpiReport, EngineError> {
+    let definitions: Vec<&Definition> = catalog.iter().map(|l| &l.definition).collect();
+    let instances = period_facts(store, &definitions, set, query).await?;
+    let mut r = summarize(engine, set, query, &instances);
+    r.kpi_version = Some(store.save_kpi_set(&set.hash, &set.source).await?);
+    Ok(r)
+}
+
+/// The facts of the instances `set`'s KPIs measure (of the query's process, if one),
+/// created in the query's period, as their traces stood at its end: (process, facts).
+/// `definitions` say which keys of the records are fields.
+pub async fn period_facts(
+    store: &dyn Store,
+    definitions: &[&Definition],
+    set: &KpiSet,
+    query: &KpiQuery,
+) -> Result<Vec<(String, Value)>, EngineError> {
     check_process(set, query)?;
     let mut processes: Vec<&str> = set
         .kpis
@@ -89,7 +105,7 @@ pub async fn report(
     processes.dedup();
     let mut instances = Vec::new();
     for p in processes {
-        let def = catalog.get(p).map(|l| &l.definition);
+        let def = definitions.iter().find(|d| d.id == p).copied();
         let mut after: Option<String> = None;
         loop {
             let page = store.process_traces(p, after.as_deref(), PAGE).await?;
@@ -100,9 +116,7 @@ pub async fn report(
             instances.extend(in_period(p, page, query, def));
         }
     }
-    let mut r = summarize(engine, set, query, &instances);
-    r.kpi_version = Some(store.save_kpi_set(&set.hash, &set.source).await?);
-    Ok(r)
+    Ok(instances)
 }
 
 /// Computes `set`'s KPIs of `process` over cases given as traces (an imported event log
@@ -135,11 +149,25 @@ fn in_period<'a>(
         if query.from.is_some_and(|t| created < t) || query.to.is_some_and(|t| created >= t) {
             return None;
         }
-        Some((process.to_owned(), facts(&records, query.to, def)))
+        let facts = facts(&records, query.to, def);
+        in_scope(&facts, query, def).then(|| (process.to_owned(), facts))
     })
 }
 
-fn summarize(
+/// The instance holds the query's scope values, in the fields its process has.
+fn in_scope(facts: &Value, query: &KpiQuery, def: Option<&Definition>) -> bool {
+    let data = &facts["data"];
+    query.scope.iter().all(|(field, value)| {
+        let has_field = match def {
+            Some(d) => d.fields.contains_key(field),
+            None => data.get(field).is_some(),
+        };
+        !has_field || data.get(field) == Some(value)
+    })
+}
+
+/// The KPIs of `set` over the facts of `instances` ((process, facts), see [`period_facts`]).
+pub fn summarize(
     engine: &KpiEngine,
     set: &KpiSet,
     query: &KpiQuery,

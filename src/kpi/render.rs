@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{KpiFigure, KpiReport};
+use super::{KpiFigure, KpiReport, Target};
 
 fn number(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{v}"))
@@ -32,8 +32,12 @@ fn label(k: &KpiFigure) -> &str {
 
 /// The report as Markdown: a table of every KPI, then each KPI's groups.
 pub fn markdown(r: &KpiReport) -> String {
+    format!("# KPIs, {}\n\n{}", period(r), markdown_body(r, "##"))
+}
+
+/// The report's tables as Markdown, its group sections headed at `level` (`##`).
+pub(crate) fn markdown_body(r: &KpiReport, level: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# KPIs, {}\n", period(r));
     let _ = writeln!(
         out,
         "{} instance(s); KPI files version {} (`{}`).\n",
@@ -57,7 +61,7 @@ pub fn markdown(r: &KpiReport) -> String {
     }
     if let Some(by) = &r.group_by {
         for k in r.kpis.iter().filter(|k| !k.groups.is_empty()) {
-            let _ = writeln!(out, "\n## {} by {by}\n", label(k));
+            let _ = writeln!(out, "\n{level} {} by {by}\n", label(k));
             let _ = writeln!(out, "| {by} | value | verdict | instances |");
             let _ = writeln!(out, "|---|---|---|---|");
             for g in &k.groups {
@@ -75,7 +79,8 @@ pub fn markdown(r: &KpiReport) -> String {
     out
 }
 
-fn escape(text: &str) -> String {
+/// `text` safe inside HTML text and attributes.
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -92,10 +97,16 @@ fn chart(k: &KpiFigure) -> String {
             .map(|g| (g.key.clone(), g.figure.value.unwrap_or(0.0)))
             .collect()
     };
+    bar_chart(label(k), &bars, k.target)
+}
+
+/// An inline-SVG horizontal bar chart named `name`: one labelled bar per entry, with the
+/// value written after it, and `target` as a dashed line.
+pub(crate) fn bar_chart(name: &str, bars: &[(String, f64)], target: Option<Target>) -> String {
     let top = bars
         .iter()
         .map(|(_, v)| *v)
-        .chain(k.target.map(|t| t.value))
+        .chain(target.map(|t| t.value))
         .fold(0.0_f64, f64::max)
         .max(1e-9);
     // Room on the right for the value written after the longest bar.
@@ -104,7 +115,7 @@ fn chart(k: &KpiFigure) -> String {
     let x = |v: f64| left + (width - left - right) * v / top;
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="{}">"#,
-        escape(label(k))
+        escape(name)
     );
     for (i, (key, v)) in bars.iter().enumerate() {
         let y = 5.0 + row * i as f64;
@@ -120,7 +131,7 @@ fn chart(k: &KpiFigure) -> String {
             y + 13.0
         );
     }
-    if let Some(t) = k.target {
+    if let Some(t) = target {
         let tx = x(t.value);
         let _ = write!(
             svg,
@@ -133,19 +144,36 @@ fn chart(k: &KpiFigure) -> String {
     svg
 }
 
+/// The style of opsflow's HTML pages.
+const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:60em}\
+    table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}\
+    .met{color:#1e7d32}.missed{color:#c0392b;font-weight:bold}figure{margin:1em 0}\
+    pre{white-space:pre-wrap;background:#f6f6f6;padding:.6em}";
+
+/// One self-contained HTML page: `title` and `body` (HTML).
+pub(crate) fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
+         <style>{STYLE}</style></head><body>\n{body}</body></html>\n",
+        escape(title)
+    )
+}
+
 /// The report as one self-contained HTML page: the KPI table and a chart per KPI.
 pub fn html(r: &KpiReport) -> String {
-    let mut out = String::new();
     let title = format!("KPIs, {}", period(r));
-    let _ = write!(
+    page(
+        &title,
+        &format!("<h1>{}</h1>\n{}", escape(&title), html_body(r)),
+    )
+}
+
+/// The report's table and charts as HTML.
+pub(crate) fn html_body(r: &KpiReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
         out,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>\
-         body{{font-family:sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse}}\
-         td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}\
-         .met{{color:#1e7d32}}.missed{{color:#c0392b;font-weight:bold}}figure{{margin:1em 0}}\
-         </style></head><body>\n<h1>{}</h1>\n<p>{} instance(s); KPI files version {} (<code>{}</code>).</p>\n",
-        escape(&title),
-        escape(&title),
+        "<p>{} instance(s); KPI files version {} (<code>{}</code>).</p>",
         r.instances,
         r.kpi_version.map_or("–".into(), |v| v.to_string()),
         escape(r.kpi_hash.get(..12).unwrap_or_default())
@@ -177,6 +205,5 @@ pub fn html(r: &KpiReport) -> String {
             chart(k)
         );
     }
-    out.push_str("</body></html>\n");
     out
 }

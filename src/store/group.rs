@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, InstanceHead, InstanceQuery,
-    InstanceRecord, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition, TraceRecord,
+    InstanceRecord, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition, StoredSnapshot,
+    TraceRecord,
 };
 
 /// How batches are formed.
@@ -166,6 +167,15 @@ impl Store for GroupCommit {
     async fn save_kpi_set(&self, hash: &str, source: &str) -> Result<i64, StoreError> {
         self.inner.save_kpi_set(hash, source).await
     }
+    async fn kpi_set_source(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        self.inner.kpi_set_source(hash).await
+    }
+    async fn save_report_snapshot(&self, s: &StoredSnapshot) -> Result<(), StoreError> {
+        self.inner.save_report_snapshot(s).await
+    }
+    async fn report_snapshot(&self, hash: &str) -> Result<Option<StoredSnapshot>, StoreError> {
+        self.inner.report_snapshot(hash).await
+    }
     async fn load_definition(&self, hash: &str) -> Result<Option<StoredDefinition>, StoreError> {
         self.inner.load_definition(hash).await
     }
@@ -253,6 +263,15 @@ mod tests {
         }
         async fn save_kpi_set(&self, hash: &str, source: &str) -> Result<i64, StoreError> {
             self.0.save_kpi_set(hash, source).await
+        }
+        async fn kpi_set_source(&self, hash: &str) -> Result<Option<String>, StoreError> {
+            self.0.kpi_set_source(hash).await
+        }
+        async fn save_report_snapshot(&self, s: &StoredSnapshot) -> Result<(), StoreError> {
+            self.0.save_report_snapshot(s).await
+        }
+        async fn report_snapshot(&self, h: &str) -> Result<Option<StoredSnapshot>, StoreError> {
+            self.0.report_snapshot(h).await
         }
         async fn load_definition(&self, h: &str) -> Result<Option<StoredDefinition>, StoreError> {
             self.0.load_definition(h).await

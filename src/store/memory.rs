@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::{
     Checkpoint, CheckpointEntry, Claim, DefinitionVersion, Delivery, DeliveryOutcome, GENESIS,
     InstanceHead, InstanceQuery, InstanceRecord, LinkedInstance, Links, OutboxMessage, Step, Store,
-    StoreError, StoredAnswer, StoredDefinition, TraceRecord,
+    StoreError, StoredAnswer, StoredDefinition, StoredSnapshot, TraceRecord,
 };
 
 #[derive(Debug, Default)]
@@ -26,8 +26,10 @@ struct Tables {
     /// Outbox messages by id.
     outbox: BTreeMap<String, StoredMessage>,
     checkpoints: Vec<Checkpoint>,
-    /// KPI file contents by hash, with their number.
-    kpi_sets: HashMap<String, i64>,
+    /// KPI file contents by hash: their number and texts.
+    kpi_sets: HashMap<String, (i64, String)>,
+    /// Service report snapshots by hash.
+    snapshots: HashMap<String, StoredSnapshot>,
 }
 
 /// An instance's trace records in order, kept in chunks of at most [`TRACE_CHUNK`]: an
@@ -96,10 +98,27 @@ impl Store for MemoryStore {
         Ok(version)
     }
 
-    async fn save_kpi_set(&self, hash: &str, _source: &str) -> Result<i64, StoreError> {
+    async fn save_kpi_set(&self, hash: &str, source: &str) -> Result<i64, StoreError> {
         let mut t = self.tables();
         let next = t.kpi_sets.len() as i64 + 1;
-        Ok(*t.kpi_sets.entry(hash.to_owned()).or_insert(next))
+        let entry = t.kpi_sets.entry(hash.to_owned());
+        Ok(entry.or_insert_with(|| (next, source.to_owned())).0)
+    }
+
+    async fn kpi_set_source(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.tables().kpi_sets.get(hash).map(|(_, s)| s.clone()))
+    }
+
+    async fn save_report_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), StoreError> {
+        let mut t = self.tables();
+        t.snapshots
+            .entry(snapshot.hash.clone())
+            .or_insert_with(|| snapshot.clone());
+        Ok(())
+    }
+
+    async fn report_snapshot(&self, hash: &str) -> Result<Option<StoredSnapshot>, StoreError> {
+        Ok(self.tables().snapshots.get(hash).cloned())
     }
 
     async fn definition_versions(

@@ -250,6 +250,19 @@ pub struct StoredDefinition {
     pub source: String,
 }
 
+/// A service report's KPI snapshot as stored: the SHA-256 (hex) of its body names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSnapshot {
+    /// SHA-256 (hex) of `body`.
+    pub hash: String,
+    /// The report instance it was collected for.
+    pub instance_id: String,
+    /// The snapshot as JSON text, exactly as hashed.
+    pub body: String,
+    /// When it was collected (ms).
+    pub created_at: i64,
+}
+
 /// A stored version of a process, without its source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DefinitionVersion {
@@ -440,6 +453,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records a content of the KPI files (idempotent) and returns its number: a content
     /// seen before keeps its number, a new one gets the next.
     async fn save_kpi_set(&self, hash: &str, source: &str) -> Result<i64, StoreError>;
+    /// The files' texts (JSON) of a content of the KPI files, by hash.
+    async fn kpi_set_source(&self, hash: &str) -> Result<Option<String>, StoreError>;
+    /// Keeps a service report's snapshot (idempotent: a hash stored before is kept as is).
+    async fn save_report_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), StoreError>;
+    /// A service report's snapshot by hash.
+    async fn report_snapshot(&self, hash: &str) -> Result<Option<StoredSnapshot>, StoreError>;
     /// A definition version by hash.
     async fn load_definition(&self, hash: &str) -> Result<Option<StoredDefinition>, StoreError>;
     /// One instance.

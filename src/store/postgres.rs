@@ -22,7 +22,7 @@ use super::rows::{
 use super::{
     Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, GENESIS, InstanceHead,
     InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError, StoredAnswer,
-    StoredDefinition, TraceRecord,
+    StoredDefinition, StoredSnapshot, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -151,6 +151,44 @@ impl Store for PgStore {
         };
         self.numbered(insert, "SELECT version FROM kpi_sets WHERE hash = $1", hash)
             .await
+    }
+
+    async fn kpi_set_source(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT source FROM kpi_sets WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn save_report_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO report_snapshots (hash, instance_id, body, created_at)
+             VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING",
+        )
+        .bind(&snapshot.hash)
+        .bind(&snapshot.instance_id)
+        .bind(&snapshot.body)
+        .bind(snapshot.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn report_snapshot(&self, hash: &str) -> Result<Option<StoredSnapshot>, StoreError> {
+        let row = sqlx::query(
+            "SELECT hash, instance_id, body, created_at FROM report_snapshots WHERE hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| StoredSnapshot {
+            hash: r.get("hash"),
+            instance_id: r.get("instance_id"),
+            body: r.get("body"),
+            created_at: r.get("created_at"),
+        }))
     }
 
     async fn definition_versions(

@@ -28,7 +28,7 @@ pub async fn walked_event(app: &TestApp) -> String {
 }
 
 /// Runs SQL statements on the database at `url`, as someone with database access would.
-async fn tamper(url: &str, statements: &[String]) {
+pub async fn tamper(url: &str, statements: &[String]) {
     if url.starts_with("postgres") {
         let pool = sqlx::PgPool::connect(url).await.unwrap();
         for s in statements {

@@ -25,6 +25,7 @@ mod report;
 mod rules;
 mod schema;
 mod service_level;
+mod service_report;
 mod sla;
 mod store_contract;
 mod timers;

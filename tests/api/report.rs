@@ -33,13 +33,14 @@ async fn drafted(app: &TestApp, leadership: bool) -> String {
         json!({"elements": "availability, MTTR, SLA attainment, satisfaction"}),
     )
     .await;
-    app.fire_ok(
-        &id,
-        "data_collected",
-        "ro",
-        json!({"data_summary": "412 events, 3 problems, 18 changes", "sla_attainment": "P1 100%, P2 97.5%, P3 99%"}),
-    )
-    .await;
+    let a = app
+        .post(
+            &format!("/api/v1/instances/{id}/report/collect"),
+            "ro",
+            json!({"data": {"data_summary": "412 events, 3 problems, 18 changes"}}),
+        )
+        .await;
+    assert_eq!(a.body["state"], "drafting", "{}", a.text);
     let v = app
         .fire_ok(
             &id,

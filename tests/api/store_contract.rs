@@ -609,3 +609,40 @@ async fn each_new_content_of_the_kpi_files_gets_the_next_number() {
     assert_eq!(store.save_kpi_set("k2", "{}").await.unwrap(), 2);
     assert_eq!(store.save_kpi_set("k1", "{}").await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn kpi_file_texts_are_kept_by_hash_as_first_stored() {
+    let (store, _db) = store().await;
+    store
+        .save_kpi_set("k1", r#"{"a.yaml":"one"}"#)
+        .await
+        .unwrap();
+    store
+        .save_kpi_set("k1", r#"{"a.yaml":"two"}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.kpi_set_source("k1").await.unwrap().as_deref(),
+        Some(r#"{"a.yaml":"one"}"#)
+    );
+    assert_eq!(store.kpi_set_source("k2").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_report_snapshot_is_kept_by_hash_and_never_overwritten() {
+    let (store, _db) = store().await;
+    let first = opsflow::store::StoredSnapshot {
+        hash: "h1".into(),
+        instance_id: "r1".into(),
+        body: r#"{"report":"r1"}"#.into(),
+        created_at: 1_000,
+    };
+    store.save_report_snapshot(&first).await.unwrap();
+    let again = opsflow::store::StoredSnapshot {
+        body: r#"{"report":"other"}"#.into(),
+        ..first.clone()
+    };
+    store.save_report_snapshot(&again).await.unwrap();
+    assert_eq!(store.report_snapshot("h1").await.unwrap(), Some(first));
+    assert_eq!(store.report_snapshot("h2").await.unwrap(), None);
+}
