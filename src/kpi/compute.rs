@@ -198,6 +198,10 @@ impl KpiEngine {
                 }
             }
         }
+        let span = match (query.from, query.to) {
+            (Some(from), Some(to)) => Some((to - from) as f64),
+            _ => None,
+        };
         compiled
             .iter()
             .zip(values)
@@ -217,12 +221,12 @@ impl KpiEngine {
                     unit: c.kpi.unit.clone(),
                     aggregate: c.kpi.aggregate,
                     target: c.kpi.target,
-                    figure: figure(c.kpi, &all),
+                    figure: figure(c.kpi, &all, span),
                     groups: groups
                         .into_iter()
                         .map(|(key, vs)| GroupFigure {
                             key: key.to_owned(),
-                            figure: figure(c.kpi, &vs),
+                            figure: figure(c.kpi, &vs, span),
                         })
                         .collect(),
                     failures: failed,
@@ -281,9 +285,9 @@ fn round(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-/// The aggregate of `values` and its verdict.
-fn figure(kpi: &Kpi, values: &[f64]) -> Figure {
-    let value = aggregate(kpi.aggregate, values).map(round);
+/// The aggregate of `values` and its verdict; `span` is the period's length (ms).
+fn figure(kpi: &Kpi, values: &[f64], span: Option<f64>) -> Figure {
+    let value = aggregate(kpi.aggregate, values, span).map(round);
     let verdict = match (value, kpi.target) {
         (None, _) => "no_data",
         (Some(_), None) => "no_target",
@@ -297,27 +301,27 @@ fn figure(kpi: &Kpi, values: &[f64]) -> Figure {
     }
 }
 
-fn aggregate(a: Aggregate, values: &[f64]) -> Option<f64> {
-    if values.is_empty() {
-        return match a {
-            Aggregate::Count | Aggregate::Sum => Some(0.0),
-            _ => None,
-        };
-    }
+fn aggregate(a: Aggregate, values: &[f64], span: Option<f64>) -> Option<f64> {
     let n = values.len() as f64;
     let sorted = || {
         let mut s = values.to_vec();
         s.sort_by(f64::total_cmp);
         s
     };
-    Some(match a {
-        Aggregate::Count => n,
-        Aggregate::Sum => values.iter().sum(),
-        Aggregate::Mean => values.iter().sum::<f64>() / n,
-        Aggregate::Ratio => 100.0 * values.iter().filter(|v| **v != 0.0).count() as f64 / n,
-        Aggregate::Median => percentile(&sorted(), 50.0),
-        Aggregate::Percentile(p) => percentile(&sorted(), f64::from(p)),
-    })
+    match a {
+        Aggregate::Availability => {
+            let span = span.filter(|s| *s > 0.0)?;
+            let out: f64 = values.iter().map(|v| v.max(0.0)).sum();
+            Some(100.0 * (1.0 - out.min(span) / span))
+        }
+        Aggregate::Count => Some(n),
+        Aggregate::Sum => Some(values.iter().sum()),
+        _ if values.is_empty() => None,
+        Aggregate::Mean => Some(values.iter().sum::<f64>() / n),
+        Aggregate::Ratio => Some(100.0 * values.iter().filter(|v| **v != 0.0).count() as f64 / n),
+        Aggregate::Median => Some(percentile(&sorted(), 50.0)),
+        Aggregate::Percentile(p) => Some(percentile(&sorted(), f64::from(p))),
+    }
 }
 
 /// Linear interpolation between the closest ranks.
@@ -334,16 +338,30 @@ mod tests {
     #[test]
     fn aggregates_are_worked_out_as_by_hand() {
         let v = [4.0, 1.0, 3.0, 2.0];
-        assert_eq!(aggregate(Aggregate::Count, &v), Some(4.0));
-        assert_eq!(aggregate(Aggregate::Sum, &v), Some(10.0));
-        assert_eq!(aggregate(Aggregate::Mean, &v), Some(2.5));
-        assert_eq!(aggregate(Aggregate::Median, &v), Some(2.5));
-        assert_eq!(aggregate(Aggregate::Percentile(90), &v), Some(3.7));
+        assert_eq!(aggregate(Aggregate::Count, &v, None), Some(4.0));
+        assert_eq!(aggregate(Aggregate::Sum, &v, None), Some(10.0));
+        assert_eq!(aggregate(Aggregate::Mean, &v, None), Some(2.5));
+        assert_eq!(aggregate(Aggregate::Median, &v, None), Some(2.5));
+        assert_eq!(aggregate(Aggregate::Percentile(90), &v, None), Some(3.7));
         assert_eq!(
-            aggregate(Aggregate::Ratio, &[1.0, 0.0, 1.0, 1.0]),
+            aggregate(Aggregate::Ratio, &[1.0, 0.0, 1.0, 1.0], None),
             Some(75.0)
         );
-        assert_eq!(aggregate(Aggregate::Mean, &[]), None);
-        assert_eq!(aggregate(Aggregate::Count, &[]), Some(0.0));
+        // 1 h and 2 h out in a 30-day month: 99.58% available.
+        let month = 30.0 * 24.0 * 3_600_000.0;
+        let out = [3_600_000.0, 7_200_000.0];
+        let a = aggregate(Aggregate::Availability, &out, Some(month)).unwrap();
+        assert!((a - 99.583_333).abs() < 1e-5, "{a}");
+        assert_eq!(
+            aggregate(Aggregate::Availability, &[], Some(month)),
+            Some(100.0)
+        );
+        assert_eq!(
+            aggregate(Aggregate::Availability, &out, None),
+            None,
+            "needs a period"
+        );
+        assert_eq!(aggregate(Aggregate::Mean, &[], None), None);
+        assert_eq!(aggregate(Aggregate::Count, &[], None), Some(0.0));
     }
 }

@@ -24,6 +24,9 @@ pub enum Aggregate {
     Percentile(u8),
     /// The share of true values, in percent.
     Ratio,
+    /// The share of the period not taken by the values, in percent: each value is an
+    /// instance's outage time within the period (ms). Needs a period with both ends.
+    Availability,
 }
 
 /// A target a KPI's figure is held to.
@@ -135,7 +138,15 @@ impl<'de> Deserialize<'de> for Target {
     }
 }
 
-const AGGREGATES: &[&str] = &["count", "sum", "mean", "median", "percentile", "ratio"];
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "mean",
+    "median",
+    "percentile",
+    "ratio",
+    "availability",
+];
 const COMPARATORS: &[&str] = &[">=", ">", "<=", "<", "=="];
 
 /// What a KPI file is checked against.
@@ -199,6 +210,7 @@ pub fn parse_kpis(
             ("mean", _) => Some(Aggregate::Mean),
             ("median", _) => Some(Aggregate::Median),
             ("ratio", _) => Some(Aggregate::Ratio),
+            ("availability", _) => Some(Aggregate::Availability),
             ("percentile", Some(n)) if (1..=99).contains(&n) => Some(Aggregate::Percentile(n)),
             ("percentile", _) => {
                 p.at_key(
@@ -400,7 +412,7 @@ mod tests {
             problems(yaml),
             [
                 "k.yaml:3:14: unknown process `evnt`; did you mean `event`?",
-                "k.yaml:5:16: unknown aggregate `meen`; expected one of count, sum, mean, median, percentile, ratio; did you mean `mean`?",
+                "k.yaml:5:16: unknown aggregate `meen`; expected one of count, sum, mean, median, percentile, ratio, availability; did you mean `mean`?",
                 "k.yaml:6:15: unknown comparator `=>`; expected one of >=, >, <=, <, ==",
                 "k.yaml:4:12: `value` does not compile: unbalanced",
                 "k.yaml:10:5: unknown field `agregate`, expected one of `title`, `process`, `value`, `where`, `aggregate`, `percentile`, `unit`, `target`",

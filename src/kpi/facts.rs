@@ -15,6 +15,8 @@
 //! - `sla`: metric → `{status, met, elapsed_ms, target_ms}` from the `sla` records
 //!   (`met` is true or false once the clock stopped, absent before);
 //! - `approvals`: approval transition → the last round's outcome (`approved`, `rejected`).
+//!
+//! A KPI query adds `period`: `{from, to}` in ms, each `()` when the period is open there.
 
 use serde_json::{Map, Value, json};
 

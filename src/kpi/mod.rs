@@ -149,7 +149,11 @@ fn in_period<'a>(
         if query.from.is_some_and(|t| created < t) || query.to.is_some_and(|t| created >= t) {
             return None;
         }
-        let facts = facts(&records, query.to, def);
+        let mut facts = facts(&records, query.to, def);
+        if let Value::Object(m) = &mut facts {
+            let period = serde_json::json!({ "from": query.from, "to": query.to });
+            m.insert("period".into(), period);
+        }
         in_scope(&facts, query, def).then(|| (process.to_owned(), facts))
     })
 }

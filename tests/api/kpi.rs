@@ -492,7 +492,7 @@ async fn each_content_of_the_kpi_files_gets_a_number_and_an_edit_applies_at_once
         broken.body["messages"][0]
             .as_str()
             .unwrap()
-            .ends_with("event.yaml:5:16: unknown aggregate `cont`; expected one of count, sum, mean, median, percentile, ratio; did you mean `count`?"),
+            .ends_with("event.yaml:5:16: unknown aggregate `cont`; expected one of count, sum, mean, median, percentile, ratio, availability; did you mean `count`?"),
         "{}",
         broken.text
     );

@@ -65,6 +65,19 @@ impl Scenario {
             .await
     }
 
+    /// A P2 event of `customer` recording an outage of the order platform from T0.
+    async fn outage_event(&self, customer: &str) -> String {
+        self.app
+            .create_id(
+                "event",
+                "desk",
+                json!({"kind": "incident", "channel": "phone", "summary": "order platform down",
+                       "impact": "high", "urgency": "medium", "outage_start": T0,
+                       "customer": customer, "service": "order platform"}),
+            )
+            .await
+    }
+
     async fn classify(&self, id: &str) {
         let v = self
             .app
@@ -102,24 +115,34 @@ impl Scenario {
 
 /// The SLA (customer Finance dept., P2: 1 h response, 8 h resolution; P4: 2 h and 72 h,
 /// counted in service-desk hours from 09:00), then from T0 (minutes after it):
-/// - E1, Finance, P2: classified at 30, resolved at 120, confirmed at 180 (score 95);
+/// - E1, Finance, P2, an outage from T0 to 90 (its end recorded at resolution): classified at 30, resolved at 120, confirmed
+///   at 180 (score 95);
 /// - E2, Finance, P4: classified at 180, still at L1;
-/// - E3, another customer, classified at 30 and resolved at 60: outside the report.
+/// - E3, another customer, an outage from T0 never ended, classified at 30 and resolved at
+///   60: outside the report.
 ///
 /// A monthly report for November, at `collecting`, is returned with the events.
 async fn scenario(kpis: &Path) -> (Scenario, String, [String; 3]) {
     let s = Scenario::start(kpis).await;
     let sla = active_sla(&s.app).await;
-    let e1 = s.event(CUSTOMER, "high", "medium").await;
+    let e1 = s.outage_event(CUSTOMER).await;
     let e2 = s.event(CUSTOMER, "low", "low").await;
-    let e3 = s.event("Logistics dept.", "high", "medium").await;
+    let e3 = s.outage_event("Logistics dept.").await;
     s.at(30);
     s.classify(&e1).await;
     s.classify(&e3).await;
     s.at(60);
     s.resolve(&e3).await;
     s.at(120);
-    s.resolve(&e1).await;
+    s.app
+        .fire_ok(
+            &e1,
+            "resolve",
+            "desk",
+            json!({"resolution_code": "fixed", "solution": "failed over the database",
+                   "outage_end": "2026-11-02T02:30:00Z"}),
+        )
+        .await;
     s.at(180);
     s.app
         .fire_ok(&e1, "confirm", "req", json!({"satisfaction": 95}))
@@ -249,6 +272,10 @@ async fn a_monthly_report_walks_from_scheduled_to_archived_with_its_kpi_snapshot
         ("satisfaction", json!(95.0), "met"),
         ("backlog", json!(1.0), "met"), // E2
         ("change_success_rate", Value::Null, "no_data"),
+        ("outages", json!(1.0), "met"),
+        ("outage_hours", json!(1.5), "missed"), // 09:00 to 10:30
+        // Out 1.5 h of the 43 h from 1 November 00:00 (Beijing) to the collection.
+        ("availability", json!(96.51), "missed"),
     ] {
         let k = kpi(snap, name);
         assert_eq!(
