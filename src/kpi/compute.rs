@@ -126,6 +126,106 @@ struct Compiled<'k> {
     filter: Option<AST>,
 }
 
+/// KPIs being computed: each KPI's values so far, by group.
+pub struct Tally<'a> {
+    engine: &'a KpiEngine,
+    query: &'a KpiQuery,
+    compiled: Vec<Compiled<'a>>,
+    /// Per KPI: (group number, value).
+    values: Vec<Vec<(u32, f64)>>,
+    /// Per KPI: instances whose filter or value failed, and the first failure.
+    failures: Vec<(usize, Option<String>)>,
+    /// Group keys by number.
+    groups: Vec<String>,
+    group_index: std::collections::HashMap<String, u32>,
+}
+
+impl std::fmt::Debug for Tally<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tally")
+            .field("kpis", &self.compiled.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tally<'_> {
+    /// Adds one instance of `process` with its facts.
+    pub fn add(&mut self, process: &str, facts: &Value) {
+        if !self.compiled.iter().any(|c| c.kpi.process == process) {
+            return;
+        }
+        let key = group_key(facts, self.query.group_by.as_deref());
+        let group = match self.group_index.get(&key) {
+            Some(g) => *g,
+            None => {
+                let g = self.groups.len() as u32;
+                self.groups.push(key.clone());
+                self.group_index.insert(key, g);
+                g
+            }
+        };
+        let mut scope = scope_with(to_dynamic(facts));
+        for (i, c) in self.compiled.iter().enumerate() {
+            if c.kpi.process != process {
+                continue;
+            }
+            match self.engine.value_of(c, &mut scope) {
+                Ok(Some(v)) => self.values[i].push((group, v)),
+                Ok(None) => {}
+                Err(e) => {
+                    self.failures[i].0 += 1;
+                    self.failures[i].1.get_or_insert(e);
+                }
+            }
+        }
+    }
+
+    /// Each KPI's figure, overall and per group.
+    pub fn finish(self) -> Vec<KpiFigure> {
+        let span = match (self.query.from, self.query.to) {
+            (Some(from), Some(to)) => Some((to - from) as f64),
+            _ => None,
+        };
+        let grouped = self.query.group_by.is_some();
+        let groups = &self.groups;
+        self.compiled
+            .iter()
+            .zip(self.values)
+            .zip(self.failures)
+            .map(|((c, vals), (failed, first))| {
+                let all: Vec<f64> = vals.iter().map(|(_, v)| *v).collect();
+                let mut by_group: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+                if grouped {
+                    for (g, v) in &vals {
+                        by_group
+                            .entry(groups[*g as usize].as_str())
+                            .or_default()
+                            .push(*v);
+                    }
+                }
+                KpiFigure {
+                    name: c.kpi.name.clone(),
+                    title: c.kpi.title.clone(),
+                    process: c.kpi.process.clone(),
+                    unit: c.kpi.unit.clone(),
+                    aggregate: c.kpi.aggregate,
+                    target: c.kpi.target,
+                    figure: figure(c.kpi, &all, span),
+                    groups: by_group
+                        .into_iter()
+                        .map(|(key, vs)| GroupFigure {
+                            key: key.to_owned(),
+                            figure: figure(c.kpi, &vs, span),
+                        })
+                        .collect(),
+                    failures: failed,
+                    first_failure: first,
+                }
+            })
+            .collect()
+    }
+}
+
 impl KpiEngine {
     /// An engine whose `now()` reads `clock`.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
@@ -164,6 +264,16 @@ impl KpiEngine {
         query: &KpiQuery,
         instances: &[(String, Value)],
     ) -> Vec<KpiFigure> {
+        let mut tally = self.tally(set, query);
+        for (process, facts) in instances {
+            tally.add(process, facts);
+        }
+        tally.finish()
+    }
+
+    /// A tally of the set's KPIs (those of `query.process`, or all) that instances are
+    /// added to one at a time, so that their facts need not be held all at once.
+    pub fn tally<'a>(&'a self, set: &'a KpiSet, query: &'a KpiQuery) -> Tally<'a> {
         let compiled: Vec<Compiled<'_>> = set
             .kpis
             .values()
@@ -179,61 +289,16 @@ impl KpiEngine {
                 })
             })
             .collect();
-        let mut values: Vec<Vec<(String, f64)>> = vec![Vec::new(); compiled.len()];
-        let mut failures: Vec<(usize, Option<String>)> = vec![(0, None); compiled.len()];
-        for (process, facts) in instances {
-            let key = group_key(facts, query.group_by.as_deref());
-            let mut scope = scope_with(to_dynamic(facts));
-            for (i, c) in compiled.iter().enumerate() {
-                if c.kpi.process != *process {
-                    continue;
-                }
-                match self.value_of(c, &mut scope) {
-                    Ok(Some(v)) => values[i].push((key.clone(), v)),
-                    Ok(None) => {}
-                    Err(e) => {
-                        failures[i].0 += 1;
-                        failures[i].1.get_or_insert(e);
-                    }
-                }
-            }
+        let n = compiled.len();
+        Tally {
+            engine: self,
+            query,
+            compiled,
+            values: vec![Vec::new(); n],
+            failures: vec![(0, None); n],
+            groups: Vec::new(),
+            group_index: std::collections::HashMap::new(),
         }
-        let span = match (query.from, query.to) {
-            (Some(from), Some(to)) => Some((to - from) as f64),
-            _ => None,
-        };
-        compiled
-            .iter()
-            .zip(values)
-            .zip(failures)
-            .map(|((c, vals), (failed, first))| {
-                let all: Vec<f64> = vals.iter().map(|(_, v)| *v).collect();
-                let mut groups: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-                if query.group_by.is_some() {
-                    for (k, v) in &vals {
-                        groups.entry(k.as_str()).or_default().push(*v);
-                    }
-                }
-                KpiFigure {
-                    name: c.kpi.name.clone(),
-                    title: c.kpi.title.clone(),
-                    process: c.kpi.process.clone(),
-                    unit: c.kpi.unit.clone(),
-                    aggregate: c.kpi.aggregate,
-                    target: c.kpi.target,
-                    figure: figure(c.kpi, &all, span),
-                    groups: groups
-                        .into_iter()
-                        .map(|(key, vs)| GroupFigure {
-                            key: key.to_owned(),
-                            figure: figure(c.kpi, &vs, span),
-                        })
-                        .collect(),
-                    failures: failed,
-                    first_failure: first,
-                }
-            })
-            .collect()
     }
 
     /// The instance's value for a KPI: `None` when filtered out or `()`.
@@ -281,8 +346,9 @@ fn group_key(facts: &Value, by: Option<&str>) -> String {
     }
 }
 
+/// To two decimals; `-0` (an empty sum) becomes `0`.
 fn round(v: f64) -> f64 {
-    (v * 100.0).round() / 100.0
+    (v * 100.0).round() / 100.0 + 0.0
 }
 
 /// The aggregate of `values` and its verdict; `span` is the period's length (ms).
@@ -363,5 +429,7 @@ mod tests {
         );
         assert_eq!(aggregate(Aggregate::Mean, &[], None), None);
         assert_eq!(aggregate(Aggregate::Count, &[], None), Some(0.0));
+        let empty_sum = round(aggregate(Aggregate::Sum, &[], None).unwrap());
+        assert!(empty_sum.is_sign_positive(), "an empty sum reads 0, not -0");
     }
 }

@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 
 use crate::clock::format_ms;
 use crate::definition::Definition;
-use crate::store::{TraceKind, TraceRecord};
+use crate::store::{FactRecord, TraceKind};
 
 /// Adds `n` to the number at `key` (0 when absent).
 fn add(map: &mut Map<String, Value>, key: &str, n: i64) {
@@ -33,7 +33,7 @@ fn add(map: &mut Map<String, Value>, key: &str, n: i64) {
 /// The facts of one instance from its trace records, in order. `until` closes the time
 /// spent in the current state (the end of the period asked about); `None` stops at the
 /// last record.
-pub fn facts(records: &[TraceRecord], until: Option<i64>, def: Option<&Definition>) -> Value {
+pub fn facts(records: &[FactRecord], until: Option<i64>, def: Option<&Definition>) -> Value {
     let Some(first) = records.first() else {
         return Value::Null;
     };
@@ -129,7 +129,7 @@ pub fn facts(records: &[TraceRecord], until: Option<i64>, def: Option<&Definitio
 }
 
 /// Folds one `sla` record into the SLA facts.
-fn sla_fact(sla: &mut Map<String, Value>, r: &TraceRecord) {
+fn sla_fact(sla: &mut Map<String, Value>, r: &FactRecord) {
     let Some(metric) = r.data.get("metric").and_then(Value::as_str) else {
         return;
     };

@@ -9,7 +9,7 @@ mod render;
 
 use serde::{Deserialize, Serialize};
 
-pub use compute::{Figure, GroupFigure, KpiEngine, KpiFigure, KpiQuery};
+pub use compute::{Figure, GroupFigure, KpiEngine, KpiFigure, KpiQuery, Tally};
 pub use definition::{Aggregate, Checks, Kpi, KpiSet, Target, parse_kpis};
 pub use facts::facts;
 pub(crate) use render::{bar_chart, escape, html_body, markdown_body, page, period};
@@ -19,7 +19,7 @@ use crate::engine::{Catalog, EngineError};
 use serde_json::Value;
 
 use crate::definition::Definition;
-use crate::store::{Store, TraceRecord};
+use crate::store::{FactRecord, Store, TraceRecord};
 
 /// Instances whose traces are read per query.
 const PAGE: u32 = 1000;
@@ -79,21 +79,24 @@ pub async fn report(
     query: &KpiQuery,
 ) -> Result<KpiReport, EngineError> {
     let definitions: Vec<&Definition> = catalog.iter().map(|l| &l.definition).collect();
-    let instances = period_facts(store, &definitions, set, query).await?;
-    let mut r = summarize(engine, set, query, &instances);
+    let mut tally = engine.tally(set, query);
+    let n = visit_period(store, &definitions, set, query, &mut |p, f| tally.add(p, f)).await?;
+    let mut r = report_of(set, query, n, tally.finish());
     r.kpi_version = Some(store.save_kpi_set(&set.hash, &set.source).await?);
     Ok(r)
 }
 
-/// The facts of the instances `set`'s KPIs measure (of the query's process, if one),
-/// created in the query's period, as their traces stood at its end: (process, facts).
-/// `definitions` say which keys of the records are fields.
-pub async fn period_facts(
+/// Hands `visit` the facts of each instance `set`'s KPIs measure (of the query's process,
+/// if one), created in the query's period, as their traces stood at its end, one page of
+/// instances at a time; answers how many there were. `definitions` say which keys of the
+/// records are fields.
+pub async fn visit_period(
     store: &dyn Store,
     definitions: &[&Definition],
     set: &KpiSet,
     query: &KpiQuery,
-) -> Result<Vec<(String, Value)>, EngineError> {
+    visit: &mut (dyn FnMut(&str, &Value) + Send),
+) -> Result<usize, EngineError> {
     check_process(set, query)?;
     let mut processes: Vec<&str> = set
         .kpis
@@ -103,20 +106,23 @@ pub async fn period_facts(
         .collect();
     processes.sort_unstable();
     processes.dedup();
-    let mut instances = Vec::new();
+    let mut n = 0;
     for p in processes {
         let def = definitions.iter().find(|d| d.id == p).copied();
         let mut after: Option<String> = None;
         loop {
-            let page = store.process_traces(p, after.as_deref(), PAGE).await?;
+            let page = store.process_facts(p, after.as_deref(), PAGE).await?;
             let Some((last, _)) = page.last() else {
                 break;
             };
             after = Some(last.clone());
-            instances.extend(in_period(p, page, query, def));
+            for (process, facts) in in_period(p, page, query, def) {
+                visit(&process, &facts);
+                n += 1;
+            }
         }
     }
-    Ok(instances)
+    Ok(n)
 }
 
 /// Computes `set`'s KPIs of `process` over cases given as traces (an imported event log
@@ -130,6 +136,10 @@ pub fn report_over_traces(
     def: Option<&Definition>,
 ) -> Result<KpiReport, EngineError> {
     check_process(set, query)?;
+    let traces = traces
+        .into_iter()
+        .map(|(id, records)| (id, records.iter().map(FactRecord::from).collect()))
+        .collect();
     let instances: Vec<(String, Value)> = in_period(process, traces, query, def).collect();
     Ok(summarize(engine, set, query, &instances))
 }
@@ -137,7 +147,7 @@ pub fn report_over_traces(
 /// The facts of the cases created in the period, as they stood at its end.
 fn in_period<'a>(
     process: &'a str,
-    traces: Vec<(String, Vec<TraceRecord>)>,
+    traces: Vec<(String, Vec<FactRecord>)>,
     query: &'a KpiQuery,
     def: Option<&'a Definition>,
 ) -> impl Iterator<Item = (String, Value)> + 'a {
@@ -170,14 +180,24 @@ fn in_scope(facts: &Value, query: &KpiQuery, def: Option<&Definition>) -> bool {
     })
 }
 
-/// The KPIs of `set` over the facts of `instances` ((process, facts), see [`period_facts`]).
-pub fn summarize(
+/// The KPIs of `set` over the facts of `instances` ((process, facts)).
+fn summarize(
     engine: &KpiEngine,
     set: &KpiSet,
     query: &KpiQuery,
     instances: &[(String, Value)],
 ) -> KpiReport {
     let kpis = engine.compute(set, query, instances);
+    report_of(set, query, instances.len(), kpis)
+}
+
+/// The report of `kpis` computed over `instances` instances.
+pub fn report_of(
+    set: &KpiSet,
+    query: &KpiQuery,
+    instances: usize,
+    kpis: Vec<KpiFigure>,
+) -> KpiReport {
     KpiReport {
         process: query.process.clone(),
         from: query.from.map(crate::clock::format_ms),
@@ -185,7 +205,7 @@ pub fn summarize(
         group_by: query.group_by.clone(),
         kpi_hash: set.hash.clone(),
         kpi_version: None,
-        instances: instances.len(),
+        instances,
         kpis,
     }
 }

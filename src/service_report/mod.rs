@@ -18,14 +18,14 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 pub use render::{html, markdown};
-pub use snapshot::{DefinitionUsed, SNAPSHOT_FIELD, SlaRef, SlaRow, Snapshot, sla_attainment};
+pub use snapshot::{DefinitionUsed, SNAPSHOT_FIELD, SlaRef, SlaRow, SlaTally, Snapshot};
 
 use crate::clock::{format_ms, parse_ms};
 use crate::definition::{Definition, DefinitionError, FieldType};
 use crate::engine::{
     Actor, Engine, EngineError, FieldProblem, FireRequest, Idempotency, InstanceView,
 };
-use crate::kpi::{Checks, KpiEngine, KpiQuery, KpiSet, load_kpis, period_facts, summarize};
+use crate::kpi::{Checks, KpiEngine, KpiQuery, KpiSet, load_kpis, report_of, visit_period};
 use crate::store::{StoreError, StoredSnapshot};
 
 /// Why a report could not be collected or shown.
@@ -260,10 +260,16 @@ async fn figures(
     definitions: &[&Definition],
 ) -> Result<(crate::kpi::KpiReport, Vec<SlaRow>), EngineError> {
     let store = engine.store().as_ref();
-    let facts = period_facts(store, definitions, set, query).await?;
-    let mut report = summarize(kpi_engine, set, query, &facts);
+    let mut tally = kpi_engine.tally(set, query);
+    let mut slas = SlaTally::default();
+    let n = visit_period(store, definitions, set, query, &mut |p, f| {
+        tally.add(p, f);
+        slas.add(p, f);
+    })
+    .await?;
+    let mut report = report_of(set, query, n, tally.finish());
     report.kpi_version = Some(store.save_kpi_set(&set.hash, &set.source).await?);
-    Ok((report, sla_attainment(&facts)))
+    Ok((report, slas.rows()))
 }
 
 /// One field of a report as shown.

@@ -93,7 +93,7 @@ pub struct SlaRow {
     pub attainment: Option<f64>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Tally {
     targets: Option<(f64, f64)>,
     met: usize,
@@ -102,13 +102,16 @@ struct Tally {
     open_breached: usize,
 }
 
-/// The SLA attainment table of instances' facts ((process, facts)): each `sla` fact counted
-/// by process, metric and the instance's `priority`.
-pub fn sla_attainment(instances: &[(String, Value)]) -> Vec<SlaRow> {
-    let mut tallies: BTreeMap<(String, String, String), Tally> = BTreeMap::new();
-    for (process, facts) in instances {
+/// The SLA attainment table being counted: each instance's `sla` facts by process, metric
+/// and the instance's `priority`.
+#[derive(Debug, Default)]
+pub struct SlaTally(BTreeMap<(String, String, String), Tally>);
+
+impl SlaTally {
+    /// Counts one instance of `process` with its facts.
+    pub fn add(&mut self, process: &str, facts: &Value) {
         let Some(slas) = facts["sla"].as_object() else {
-            continue;
+            return;
         };
         let priority = match &facts["data"]["priority"] {
             Value::String(p) => p.clone(),
@@ -116,8 +119,8 @@ pub fn sla_attainment(instances: &[(String, Value)]) -> Vec<SlaRow> {
             other => other.to_string(),
         };
         for (metric, sla) in slas {
-            let key = (process.clone(), metric.clone(), priority.clone());
-            let t = tallies.entry(key).or_default();
+            let key = (process.to_owned(), metric.clone(), priority.clone());
+            let t = self.0.entry(key).or_default();
             if let Some(ms) = sla["target_ms"].as_f64() {
                 let h = ms / 3_600_000.0;
                 t.targets = Some(t.targets.map_or((h, h), |(lo, hi)| (lo.min(h), hi.max(h))));
@@ -134,24 +137,29 @@ pub fn sla_attainment(instances: &[(String, Value)]) -> Vec<SlaRow> {
             }
         }
     }
-    tallies
-        .into_iter()
-        .map(|((process, metric, priority), t)| {
-            let measured = t.met + t.missed;
-            SlaRow {
-                process,
-                metric,
-                priority,
-                target_hours: t.targets.map(|(lo, hi)| (round(lo), round(hi))),
-                measured,
-                met: t.met,
-                missed: t.missed,
-                open: t.open,
-                open_breached: t.open_breached,
-                attainment: (measured > 0).then(|| round(100.0 * t.met as f64 / measured as f64)),
-            }
-        })
-        .collect()
+
+    /// The table, by process, metric and priority.
+    pub fn rows(self) -> Vec<SlaRow> {
+        self.0
+            .into_iter()
+            .map(|((process, metric, priority), t)| {
+                let measured = t.met + t.missed;
+                SlaRow {
+                    process,
+                    metric,
+                    priority,
+                    target_hours: t.targets.map(|(lo, hi)| (round(lo), round(hi))),
+                    measured,
+                    met: t.met,
+                    missed: t.missed,
+                    open: t.open,
+                    open_breached: t.open_breached,
+                    attainment: (measured > 0)
+                        .then(|| round(100.0 * t.met as f64 / measured as f64)),
+                }
+            })
+            .collect()
+    }
 }
 
 fn round(v: f64) -> f64 {
@@ -182,7 +190,8 @@ mod tests {
     #[test]
     fn attainment_counts_stopped_clocks_per_metric_and_priority_and_open_ones_apart() {
         let h = 3_600_000;
-        let rows = sla_attainment(&[
+        let mut tally = SlaTally::default();
+        for (process, facts) in [
             event(
                 "P1",
                 json!({ "resolution": { "met": true, "target_ms": 4 * h } }),
@@ -204,7 +213,10 @@ mod tests {
                 json!({ "resolution": { "status": "running", "target_ms": 8 * h },
                                 "first_response": { "met": true, "target_ms": h / 2 } }),
             ),
-        ]);
+        ] {
+            tally.add(&process, &facts);
+        }
+        let rows = tally.rows();
         let p1 = &rows[1];
         assert_eq!(
             (p1.metric.as_str(), p1.priority.as_str()),

@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, InstanceHead, InstanceQuery,
-    InstanceRecord, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition, StoredSnapshot,
-    TraceRecord,
+    Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, FactRecord, InstanceHead,
+    InstanceQuery, InstanceRecord, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition,
+    StoredSnapshot, TraceRecord,
 };
 
 /// How batches are formed.
@@ -182,13 +182,13 @@ impl Store for GroupCommit {
     async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
         self.inner.get_instance(id).await
     }
-    async fn process_traces(
+    async fn process_facts(
         &self,
         process: &str,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<(String, Vec<TraceRecord>)>, StoreError> {
-        self.inner.process_traces(process, after, limit).await
+    ) -> Result<Vec<(String, Vec<FactRecord>)>, StoreError> {
+        self.inner.process_facts(process, after, limit).await
     }
     async fn list_instances(&self, q: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
         self.inner.list_instances(q).await

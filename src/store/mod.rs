@@ -239,6 +239,40 @@ pub struct TraceRecord {
     pub hash: String,
 }
 
+/// The parts of a trace record that KPI facts are derived from (no hashes, roles or
+/// rule decisions): what a KPI query reads of many instances.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FactRecord {
+    /// The instance.
+    pub instance_id: String,
+    /// When, ms since the epoch (UTC).
+    pub at: i64,
+    /// Who took the step.
+    pub actor: String,
+    /// What kind of step.
+    pub kind: TraceKind,
+    /// The transition, for transition and automatic steps.
+    pub transition: Option<String>,
+    /// The state after.
+    pub to: String,
+    /// Fields written by this step, with their new values.
+    pub data: Map<String, Value>,
+}
+
+impl From<&TraceRecord> for FactRecord {
+    fn from(r: &TraceRecord) -> Self {
+        FactRecord {
+            instance_id: r.instance_id.clone(),
+            at: r.at,
+            actor: r.actor.clone(),
+            kind: r.kind,
+            transition: r.transition.clone(),
+            to: r.to.clone(),
+            data: r.data.clone(),
+        }
+    }
+}
+
 /// A definition version as stored: its hash, process and source bundle (JSON).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredDefinition {
@@ -427,18 +461,6 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Trace rows of many instances, in instance and record order, grouped per instance.
-fn group_traces(records: Vec<TraceRecord>) -> Vec<(String, Vec<TraceRecord>)> {
-    let mut out: Vec<(String, Vec<TraceRecord>)> = Vec::new();
-    for r in records {
-        match out.last_mut() {
-            Some((id, list)) if *id == r.instance_id => list.push(r),
-            _ => out.push((r.instance_id.clone(), vec![r])),
-        }
-    }
-    out
-}
-
 /// Persistence for definitions, instances and traces.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -470,15 +492,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<InstanceRecord>, StoreError>;
     /// An instance's trace, in order.
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError>;
-    /// The traces of a page of a process's instances: those with ids after `after`, at
-    /// most `limit` of them, in id order, each with its records in order. One query per
-    /// page where the database allows, for KPIs over many instances.
-    async fn process_traces(
+    /// What KPI facts read of the traces of a page of a process's instances: those with
+    /// ids after `after`, at most `limit` of them, in id order, each with its records in
+    /// order. One query per page where the database allows, for KPIs over many instances.
+    async fn process_facts(
         &self,
         process: &str,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<(String, Vec<TraceRecord>)>, StoreError> {
+    ) -> Result<Vec<(String, Vec<FactRecord>)>, StoreError> {
         let page = self
             .list_instances(&InstanceQuery {
                 process: Some(process.to_owned()),
@@ -490,7 +512,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         let mut out = Vec::with_capacity(page.len());
         for i in page {
             let trace = self.trace(&i.id).await?;
-            out.push((i.id, trace));
+            out.push((i.id, trace.iter().map(FactRecord::from).collect()));
         }
         Ok(out)
     }

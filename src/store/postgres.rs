@@ -20,9 +20,9 @@ use super::rows::{
     oldest_first, trace_from_row, version_from_row,
 };
 use super::{
-    Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, GENESIS, InstanceHead,
-    InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError, StoredAnswer,
-    StoredDefinition, StoredSnapshot, TraceRecord,
+    Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, FactRecord, GENESIS,
+    InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError,
+    StoredAnswer, StoredDefinition, StoredSnapshot, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -254,14 +254,15 @@ impl Store for PgStore {
         rows.iter().map(trace_from_row).collect()
     }
 
-    async fn process_traces(
+    async fn process_facts(
         &self,
         process: &str,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<(String, Vec<TraceRecord>)>, StoreError> {
+    ) -> Result<Vec<(String, Vec<FactRecord>)>, StoreError> {
         // Two plain queries (the page's ids, then their records by the (instance_id, seq)
-        // index) plan well whatever the tables' statistics say.
+        // index) plan well whatever the tables' statistics say; the records come back as
+        // one JSON text built by the server.
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM instances WHERE process = $1 AND id > $2 ORDER BY id LIMIT $3",
         )
@@ -273,18 +274,22 @@ impl Store for PgStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(&format!(
-            "SELECT {TRACE_COLUMNS} FROM trace WHERE instance_id = ANY($1)
-             ORDER BY instance_id, seq"
-        ))
+        let rows = sqlx::query(
+            "SELECT instance_id, at, actor, kind, transition, to_state, data::text AS data
+               FROM trace WHERE instance_id = ANY($1) ORDER BY instance_id, seq",
+        )
         .bind(&ids)
         .fetch_all(&self.pool)
         .await?;
-        let records = rows
-            .iter()
-            .map(trace_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(super::group_traces(records))
+        let mut out: Vec<(String, Vec<FactRecord>)> = Vec::new();
+        for row in &rows {
+            let r = super::rows::fact_from_row(row)?;
+            match out.last_mut() {
+                Some((id, list)) if *id == r.instance_id => list.push(r),
+                _ => out.push((r.instance_id.clone(), vec![r])),
+            }
+        }
+        Ok(out)
     }
 
     async fn links(&self, id: &str) -> Result<Links, StoreError> {

@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{
-    Channel, Checkpoint, CheckpointEntry, DefinitionVersion, Delivery, InstanceHead,
+    Channel, Checkpoint, CheckpointEntry, DefinitionVersion, Delivery, FactRecord, InstanceHead,
     InstanceRecord, LinkedInstance, Links, OutboxMessage, RuleDecision, StoreError, StoredAnswer,
     StoredDefinition, TraceKind, TraceRecord,
 };
@@ -78,6 +78,29 @@ where
         definition_hash: row.try_get("definition_hash")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
+    })
+}
+
+/// The parts of a trace row KPI facts read (columns `instance_id`, `at`, `actor`, `kind`,
+/// `transition`, `to_state`, `data`).
+pub(super) fn fact_from_row<'r, R>(row: &'r R) -> Result<FactRecord, StoreError>
+where
+    R: Row,
+    &'r str: ColumnIndex<R> + Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let kind: &str = row.try_get("kind")?;
+    Ok(FactRecord {
+        instance_id: row.try_get("instance_id")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        kind: TraceKind::parse(kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("trace kind `{kind}`")))?,
+        transition: row.try_get("transition")?,
+        to: row.try_get("to_state")?,
+        data: json_map(row.try_get("data")?)?,
     })
 }
 

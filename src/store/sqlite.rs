@@ -20,9 +20,9 @@ use super::rows::{
     oldest_first, trace_from_row, version_from_row,
 };
 use super::{
-    Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, GENESIS, InstanceHead,
-    InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError, StoredAnswer,
-    StoredDefinition, StoredSnapshot, TraceRecord,
+    Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, FactRecord, GENESIS,
+    InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError,
+    StoredAnswer, StoredDefinition, StoredSnapshot, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -256,27 +256,27 @@ impl Store for SqliteStore {
         rows.iter().map(trace_from_row).collect()
     }
 
-    async fn process_traces(
+    async fn process_facts(
         &self,
         process: &str,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<(String, Vec<TraceRecord>)>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {TRACE_COLUMNS} FROM trace WHERE instance_id IN (
-                 SELECT id FROM instances WHERE process = ? AND id > ? ORDER BY id LIMIT ?)
-             ORDER BY instance_id, seq"
-        ))
+    ) -> Result<Vec<(String, Vec<FactRecord>)>, StoreError> {
+        // One row for the whole page: SQLite builds the JSON, so no row is handed over one
+        // at a time.
+        let page: Option<String> = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(instance_id, at, actor, kind, transition,
+                                                to_state, json(data))
+                                     ORDER BY instance_id, seq)
+               FROM trace WHERE instance_id IN (
+                 SELECT id FROM instances WHERE process = ? AND id > ? ORDER BY id LIMIT ?)",
+        )
         .bind(process)
         .bind(after.unwrap_or(""))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        let records = rows
-            .iter()
-            .map(trace_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(super::group_traces(records))
+        fact_pages(page.as_deref().unwrap_or("[]"))
     }
 
     async fn links(&self, id: &str) -> Result<Links, StoreError> {
@@ -815,4 +815,40 @@ async fn write_instance(
         }
     }
     Ok(())
+}
+
+/// Reads the JSON one query gives for a page of fact records: an array of
+/// `[instance_id, at, actor, kind, transition, to, data]`, ordered by instance and
+/// sequence, grouped by instance.
+fn fact_pages(json: &str) -> Result<Vec<(String, Vec<FactRecord>)>, StoreError> {
+    type Row = (
+        String,
+        i64,
+        String,
+        String,
+        Option<String>,
+        String,
+        serde_json::Map<String, serde_json::Value>,
+    );
+    let rows: Vec<Row> =
+        serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("trace page: {e}")))?;
+    let mut out: Vec<(String, Vec<FactRecord>)> = Vec::new();
+    for (instance_id, at, actor, kind, transition, to, data) in rows {
+        let kind = super::TraceKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("trace kind `{kind}`")))?;
+        let r = FactRecord {
+            instance_id,
+            at,
+            actor,
+            kind,
+            transition,
+            to,
+            data,
+        };
+        match out.last_mut() {
+            Some((id, list)) if *id == r.instance_id => list.push(r),
+            _ => out.push((r.instance_id.clone(), vec![r])),
+        }
+    }
+    Ok(out)
 }

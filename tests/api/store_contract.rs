@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use opsflow::server::open_store;
 use opsflow::store::{
-    AnswerWrite, Channel, Claim, Delivery, DeliveryOutcome, InstanceRecord, InstanceWrite,
-    LinkChange, OutboxMessage, Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerState,
-    TraceKind, TraceRecord,
+    AnswerWrite, Channel, Claim, Delivery, DeliveryOutcome, FactRecord, InstanceRecord,
+    InstanceWrite, LinkChange, OutboxMessage, Step, Store, StoreError, StoredAnswer,
+    StoredDefinition, TimerState, TraceKind, TraceRecord,
 };
 use serde_json::{Map, json};
 
@@ -574,7 +574,7 @@ async fn versions_saved_at_once_by_several_nodes_get_distinct_numbers() {
 }
 
 #[tokio::test]
-async fn a_process_traces_come_a_page_of_instances_at_a_time_in_order() {
+async fn the_facts_of_a_process_traces_come_a_page_of_instances_at_a_time_in_order() {
     let (store, _db) = store().await;
     for id in ["i3", "i1", "i2"] {
         store.commit(create(id)).await.unwrap();
@@ -584,22 +584,28 @@ async fn a_process_traces_come_a_page_of_instances_at_a_time_in_order() {
     Arc::make_mut(&mut other.writes[0].instance).process = "q".into();
     store.commit(other).await.unwrap();
 
-    let page = store.process_traces("p", None, 2).await.unwrap();
+    let facts = |records: &[TraceRecord]| -> Vec<FactRecord> {
+        records.iter().map(FactRecord::from).collect()
+    };
+    let page = store.process_facts("p", None, 2).await.unwrap();
     let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(ids, ["i1", "i2"]);
-    assert_eq!(page[0].1, vec![record("i1", 1, "a"), record("i1", 2, "b")]);
-    let next = store.process_traces("p", Some("i2"), 2).await.unwrap();
+    assert_eq!(
+        page[0].1,
+        facts(&[record("i1", 1, "a"), record("i1", 2, "b")])
+    );
+    let next = store.process_facts("p", Some("i2"), 2).await.unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].0, "i3");
-    assert_eq!(next[0].1, store.trace("i3").await.unwrap());
+    assert_eq!(next[0].1, facts(&store.trace("i3").await.unwrap()));
     assert!(
         store
-            .process_traces("p", Some("i3"), 2)
+            .process_facts("p", Some("i3"), 2)
             .await
             .unwrap()
             .is_empty()
     );
-    assert_eq!(store.process_traces("q", None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.process_facts("q", None, 10).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
