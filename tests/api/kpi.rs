@@ -337,6 +337,108 @@ async fn change_success_and_emergency_ratios_count_only_the_changes_they_are_abo
     assert_eq!(emergency["verdict"], "missed");
 }
 
+/// Five problems from T0 (hours after it): A resolved by accepting the risk at 10, B at 30,
+/// C still being assessed, D cancelled, E a duplicate of A. Read at T0 + 48 h.
+#[tokio::test]
+async fn problem_resolution_counts_live_problems_and_the_share_resolved_within_a_day() {
+    let t0 = parse_ms(T0).unwrap();
+    let clock = ManualClock::at(t0);
+    let app = spawn_app_configured(
+        &repo_path("processes"),
+        &repo_path("rules"),
+        None,
+        clock.clone(),
+        |s| s.timer_interval_ms = 0,
+    )
+    .await;
+    let at = |hours: i64| {
+        let now = opsflow::clock::Clock::now_ms(clock.as_ref());
+        clock.advance(t0 + hours * 60 * MINUTE - now);
+    };
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let id = app
+            .create_id(
+                "problem",
+                "pm",
+                json!({"summary": "Order report times out", "source": "recurring_events"}),
+            )
+            .await;
+        app.fire_ok(&id, "accept", "pm", json!({})).await;
+        ids.push(id);
+    }
+    let [a, b, _c, d, e] = [0, 1, 2, 3, 4].map(|i| ids[i].clone());
+    for id in [&a, &b] {
+        app.fire_ok(
+            id,
+            "assess",
+            "pm",
+            json!({"priority": "P2", "assigned_group": "db_team"}),
+        )
+        .await;
+        app.fire_ok(
+            id,
+            "record_known_error",
+            "an",
+            json!({"root_cause": "missing index", "workaround": "weekly runs", "kb_entry": "KB-1"}),
+        )
+        .await;
+    }
+    let accept = json!({"risk_acceptance_note": "the report is retired next quarter"});
+    at(10);
+    app.fire_ok(&a, "accept_risk", "pm", accept.clone()).await;
+    at(30);
+    app.fire_ok(&b, "accept_risk", "pm", accept).await;
+    app.fire_ok(
+        &d,
+        "cancel",
+        "pm",
+        json!({"cancel_reason": "not a problem"}),
+    )
+    .await;
+    app.fire_ok(&e, "mark_duplicate", "pm", json!({"duplicate_of": a}))
+        .await;
+    let to = "2026-11-04T01:00:00Z"; // T0 + 48 h
+    let r = app
+        .get(
+            &format!("/api/v1/kpis?process=problem&from={T0}&to={to}"),
+            "pm",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["instances"], 5);
+    let rate = kpi(&r.body, "problem_resolution_rate");
+    // A and B of A, B, C (D cancelled and E a duplicate are left out).
+    assert_eq!(
+        (&rate["value"], &rate["count"]),
+        (&json!(66.67), &json!(3)),
+        "{rate}"
+    );
+    assert_eq!(rate["verdict"], "missed", "the seeds ask for more than 95%");
+    let day = kpi(&r.body, "problem_resolution_within_24h");
+    // A within 10 h, B after 30 h.
+    assert_eq!(
+        (&day["value"], &day["count"]),
+        (&json!(50.0), &json!(2)),
+        "{day}"
+    );
+    assert_eq!(day["verdict"], "met");
+
+    // Read as the traces stood at T0 + 20 h: only A was resolved.
+    let early = app
+        .get(
+            &format!("/api/v1/kpis?process=problem&from={T0}&to=2026-11-02T21:00:00Z"),
+            "pm",
+        )
+        .await;
+    let rate = kpi(&early.body, "problem_resolution_rate");
+    assert_eq!(
+        (&rate["value"], &rate["count"]),
+        (&json!(20.0), &json!(5)),
+        "{rate}"
+    );
+}
+
 /// KPIs of the real Helpdesk log, computed by `opsflow kpi --log` and independently here
 /// from the CSV rows: time to the first resolution, the share of cases closed, and the
 /// mean number of waits per case.
