@@ -67,7 +67,7 @@ async fn kpis(
         );
         Problem::invalid_definitions(detail, &errors)
     })?;
-    let r = report(app.engine.store().as_ref(), &catalog, &engine, &set, &query).await?;
+    let r = report(app.engine.store(), &catalog, &engine, &set, &query).await?;
     Ok(match q.format.unwrap_or_default() {
         Format::Json => axum::Json(r).into_response(),
         Format::Md => (

@@ -95,7 +95,7 @@ pub(crate) async fn run(args: KpiArgs) -> anyhow::Result<ExitCode> {
         }
         _ => {
             let store = args.source.store().await?;
-            report(store.as_ref(), &catalog, &engine, &set, &query).await?
+            report(&store, &catalog, &engine, &set, &query).await?
         }
     };
     match if args.json { Format::Json } else { args.format } {

@@ -19,7 +19,9 @@ use crate::engine::{Catalog, EngineError};
 use serde_json::Value;
 
 use crate::definition::Definition;
-use crate::store::{FactRecord, Store, TraceRecord};
+use std::sync::Arc;
+
+use crate::store::{FactRecord, Store, StoreError, TraceRecord};
 
 /// Instances whose traces are read per query.
 const PAGE: u32 = 1000;
@@ -72,7 +74,7 @@ fn check_process(set: &KpiSet, query: &KpiQuery) -> Result<(), EngineError> {
 /// Computes `set`'s KPIs over the instances in `store`, from their traces; `catalog` says
 /// which keys of the records are fields.
 pub async fn report(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     catalog: &Catalog,
     engine: &KpiEngine,
     set: &KpiSet,
@@ -91,17 +93,17 @@ pub async fn report(
 /// instances at a time; answers how many there were. `definitions` say which keys of the
 /// records are fields.
 pub async fn visit_period(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     definitions: &[&Definition],
     set: &KpiSet,
     query: &KpiQuery,
     visit: &mut (dyn FnMut(&str, &Value) + Send),
 ) -> Result<usize, EngineError> {
     check_process(set, query)?;
-    let mut processes: Vec<&str> = set
+    let mut processes: Vec<String> = set
         .kpis
         .values()
-        .map(|k| k.process.as_str())
+        .map(|k| k.process.clone())
         .filter(|p| query.process.as_deref().is_none_or(|q| q == *p))
         .collect();
     processes.sort_unstable();
@@ -109,20 +111,38 @@ pub async fn visit_period(
     let mut n = 0;
     for p in processes {
         let def = definitions.iter().find(|d| d.id == p).copied();
-        let mut after: Option<String> = None;
+        // The next page is read while this one is worked on.
+        let mut next = fetch(store, &p, None);
         loop {
-            let page = store.process_facts(p, after.as_deref(), PAGE).await?;
+            // A read task that did not finish (the runtime shutting down) is a failed read.
+            let page = next
+                .await
+                .map_err(|_| StoreError::Database(sqlx::Error::WorkerCrashed))??;
             let Some((last, _)) = page.last() else {
                 break;
             };
-            after = Some(last.clone());
-            for (process, facts) in in_period(p, page, query, def) {
+            next = fetch(store, &p, Some(last.clone()));
+            // Let the read start (on a one-thread runtime too) before this page is worked on.
+            tokio::task::yield_now().await;
+            for (process, facts) in in_period(&p, page, query, def) {
                 visit(&process, &facts);
                 n += 1;
             }
         }
     }
     Ok(n)
+}
+
+type Page = Vec<(String, Vec<FactRecord>)>;
+
+/// Starts reading the page of `process`'s instances after `after`.
+fn fetch(
+    store: &Arc<dyn Store>,
+    process: &str,
+    after: Option<String>,
+) -> tokio::task::JoinHandle<Result<Page, StoreError>> {
+    let (store, process) = (store.clone(), process.to_owned());
+    tokio::spawn(async move { store.process_facts(&process, after.as_deref(), PAGE).await })
 }
 
 /// Computes `set`'s KPIs of `process` over cases given as traces (an imported event log

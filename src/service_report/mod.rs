@@ -259,7 +259,7 @@ async fn figures(
     query: &KpiQuery,
     definitions: &[&Definition],
 ) -> Result<(crate::kpi::KpiReport, Vec<SlaRow>), EngineError> {
-    let store = engine.store().as_ref();
+    let store = engine.store();
     let mut tally = kpi_engine.tally(set, query);
     let mut slas = SlaTally::default();
     let n = visit_period(store, definitions, set, query, &mut |p, f| {

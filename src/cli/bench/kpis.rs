@@ -38,7 +38,7 @@ pub(super) async fn kpi_run(
     let query = KpiQuery::default();
     let timed = async || -> anyhow::Result<Duration> {
         let started = Instant::now();
-        let r = report(store.as_ref(), &catalog, &kpi, &set, &query).await?;
+        let r = report(&store, &catalog, &kpi, &set, &query).await?;
         if let Some(k) = r.kpis.iter().find(|k| k.failures > 0) {
             anyhow::bail!(
                 "KPI `{}` failed on {} instance(s): {}",
