@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
-use opsflow::clock::{Clock, SystemClock};
+use opsflow::clock::{Clock, ManualClock, SystemClock};
 use opsflow::server::Server;
 use opsflow::settings::{Secret, Settings};
 use reqwest::{Method, StatusCode};
@@ -166,6 +166,29 @@ pub async fn spawn_app_on_clock(
     clock: Arc<dyn Clock>,
 ) -> TestApp {
     spawn_app_configured(processes, rules, reuse, clock, |_| {}).await
+}
+
+/// A server on the shipped processes whose clock starts at `start` (RFC 3339) and moves
+/// only when the test moves it, with its timer loop off (the test fires what falls due) and
+/// its settings changed by `configure`.
+pub async fn spawn_app_at(
+    start: &str,
+    configure: impl FnOnce(&mut Settings),
+) -> (TestApp, Arc<ManualClock>) {
+    let at = opsflow::clock::parse_ms(start).expect("an RFC 3339 time");
+    let clock = ManualClock::at(at);
+    let app = spawn_app_configured(
+        &repo_path("processes"),
+        &repo_path("rules"),
+        None,
+        clock.clone(),
+        |s| {
+            s.timer_interval_ms = 0;
+            configure(s);
+        },
+    )
+    .await;
+    (app, clock)
 }
 
 /// A server whose engine reads time from `clock`, with settings changed by `configure`.

@@ -7,7 +7,7 @@ use opsflow::clock::{ManualClock, parse_ms};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, repo_path, spawn_app_configured};
+use crate::helpers::{TestApp, repo_path, spawn_app_at, spawn_app_configured};
 
 const MINUTE: i64 = 60_000;
 /// Monday 2 November 2026, 09:00 in Beijing: the service desk's day starts.
@@ -64,15 +64,7 @@ impl Scenario {
 ///   response target is missed), still at L1.
 async fn scenario() -> (Scenario, [String; 4]) {
     let t0 = parse_ms(T0).unwrap();
-    let clock = ManualClock::at(t0);
-    let app = spawn_app_configured(
-        &repo_path("processes"),
-        &repo_path("rules"),
-        None,
-        clock.clone(),
-        |s| s.timer_interval_ms = 0,
-    )
-    .await;
+    let (app, clock) = spawn_app_at(T0, |_| {}).await;
     let s = Scenario { app, clock, t0 };
     let (e1, e2, e3, e5) = (
         s.event().await,
@@ -342,15 +334,7 @@ async fn change_success_and_emergency_ratios_count_only_the_changes_they_are_abo
 #[tokio::test]
 async fn problem_resolution_counts_live_problems_and_the_share_resolved_within_a_day() {
     let t0 = parse_ms(T0).unwrap();
-    let clock = ManualClock::at(t0);
-    let app = spawn_app_configured(
-        &repo_path("processes"),
-        &repo_path("rules"),
-        None,
-        clock.clone(),
-        |s| s.timer_interval_ms = 0,
-    )
-    .await;
+    let (app, clock) = spawn_app_at(T0, |_| {}).await;
     let at = |hours: i64| {
         let now = opsflow::clock::Clock::now_ms(clock.as_ref());
         clock.advance(t0 + hours * 60 * MINUTE - now);

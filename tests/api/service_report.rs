@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::cli::opsflow;
 use crate::evidence::tamper;
-use crate::helpers::{TestApp, repo_path, spawn_app_configured};
+use crate::helpers::{TestApp, repo_path, spawn_app_at};
 use crate::service_level::active_sla;
 
 const MINUTE: i64 = 60_000;
@@ -28,21 +28,13 @@ struct Scenario {
 
 impl Scenario {
     async fn start(kpis: &Path) -> Self {
-        let t0 = parse_ms(T0).unwrap();
-        let clock = ManualClock::at(t0);
         let kpis = kpis.to_path_buf();
-        let app = spawn_app_configured(
-            &repo_path("processes"),
-            &repo_path("rules"),
-            None,
-            clock.clone(),
-            |s| {
-                s.timer_interval_ms = 0;
-                s.kpis = kpis;
-            },
-        )
-        .await;
-        Scenario { app, clock, t0 }
+        let (app, clock) = spawn_app_at(T0, |s| s.kpis = kpis).await;
+        Scenario {
+            app,
+            clock,
+            t0: parse_ms(T0).unwrap(),
+        }
     }
 
     /// Moves the clock to `minutes` after T0.

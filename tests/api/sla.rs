@@ -13,7 +13,7 @@ use opsflow::settings::Secret;
 use opsflow::webhook::{DELIVERY_HEADER, SIGNATURE_HEADER, Webhooks, sign};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, repo_path, spawn_app_configured};
+use crate::helpers::{TestApp, repo_path, spawn_app_at, spawn_app_configured};
 use crate::service_level::active_sla;
 
 const MINUTE: i64 = 60_000;
@@ -22,20 +22,11 @@ const SECRET: &str = "webhook-test-secret";
 /// A server on the shipped processes whose clock starts at `start` (RFC 3339), with its
 /// timer loop off, delivering notifications to `webhooks`.
 async fn app_at(start: &str, webhooks: Vec<String>) -> (TestApp, Arc<ManualClock>) {
-    let clock = ManualClock::at(ms(start));
-    let app = spawn_app_configured(
-        &repo_path("processes"),
-        &repo_path("rules"),
-        None,
-        clock.clone(),
-        |s| {
-            s.timer_interval_ms = 0;
-            s.webhooks = webhooks;
-            s.webhook_secret = Secret::new(SECRET);
-        },
-    )
-    .await;
-    (app, clock)
+    spawn_app_at(start, |s| {
+        s.webhooks = webhooks;
+        s.webhook_secret = Secret::new(SECRET);
+    })
+    .await
 }
 
 fn ms(rfc3339: &str) -> i64 {
