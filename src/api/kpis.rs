@@ -12,7 +12,7 @@ use super::audit::time;
 use super::auth::Caller;
 use super::json::ApiQuery;
 use super::problem::Problem;
-use crate::kpi::{KpiQuery, html, load_kpis, markdown, report};
+use crate::kpi::{KpiFileErrors, KpiQuery, html, load_kpis, markdown, report};
 
 /// The routes of this module.
 pub(crate) fn router() -> Router<AppState> {
@@ -42,6 +42,12 @@ pub(super) enum Format {
     Html,
 }
 
+impl From<KpiFileErrors> for Problem {
+    fn from(e: KpiFileErrors) -> Self {
+        Problem::invalid_definitions(e.to_string(), &e.0)
+    }
+}
+
 /// Reads the KPI files (so an edit applies at once) and computes them: instances created in
 /// `[from, to)`, as their traces stood at `to`, optionally grouped.
 async fn kpis(
@@ -58,15 +64,7 @@ async fn kpis(
     };
     let engine = app.kpi_engine.clone();
     let catalog = app.engine.catalog();
-    let set = load_kpis(&app.kpis_dir, &engine, &catalog).map_err(|errors| {
-        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        let detail = format!(
-            "{} problem(s) in the KPI files: {}",
-            errors.len(),
-            lines.join("; ")
-        );
-        Problem::invalid_definitions(detail, &errors)
-    })?;
+    let set = load_kpis(&app.kpis_dir, &engine, &catalog)?;
     let r = report(app.engine.store(), &catalog, &engine, &set, &query).await?;
     Ok(match q.format.unwrap_or_default() {
         Format::Json => axum::Json(r).into_response(),

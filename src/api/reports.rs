@@ -34,7 +34,7 @@ impl From<ReportError> for Problem {
                 Problem::new("no-collect-step", detail).with("state", state)
             }
             ReportError::NoSnapshot(_) => Problem::new("no-report-snapshot", detail),
-            ReportError::Kpis(errors) => Problem::invalid_definitions(detail, &errors),
+            ReportError::Kpis(e) => e.into(),
         }
     }
 }

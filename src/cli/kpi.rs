@@ -65,9 +65,9 @@ pub(crate) async fn run(args: KpiArgs) -> anyhow::Result<ExitCode> {
     let engine = KpiEngine::new(Arc::new(SystemClock));
     let sources = args.source.sources();
     let catalog = super::load_catalog(&sources, &super::rule_engine())?;
-    let set = load_kpis(&args.kpis, &engine, &catalog).map_err(|errors| {
-        super::print_definition_errors(&errors);
-        anyhow::anyhow!("{} problem(s) in the KPI files", errors.len())
+    let set = load_kpis(&args.kpis, &engine, &catalog).map_err(|e| {
+        super::print_definition_errors(&e.0);
+        anyhow::anyhow!("{} problem(s) in the KPI files", e.0.len())
     })?;
     let r = match (&args.log, &args.mapping) {
         (Some(log), Some(mapping_file)) => {

@@ -84,11 +84,7 @@ impl Mapping {
         processes: &[&str],
     ) -> Result<(Mapping, &'d Definition), Vec<DefinitionError>> {
         let (map, value) = read_yaml(file, yaml)?;
-        let mut problems = Problems {
-            file,
-            map: &map,
-            list: Vec::new(),
-        };
+        let mut problems = Problems::new(file, &map);
         let root = YamlPath::root();
         let Some(raw) = problems.deserialize::<RawMapping>(&root, value) else {
             return Err(problems.list);

@@ -68,11 +68,7 @@ pub fn parse(
     library: &IndexMap<String, RuleSource>,
 ) -> Result<Definition, Vec<DefinitionError>> {
     let (map, value) = read_yaml(file, yaml)?;
-    let mut p = Problems {
-        file,
-        map: &map,
-        list: Vec::new(),
-    };
+    let mut p = Problems::new(file, &map);
     let root = YamlPath::root();
     let Some(raw) = p.deserialize::<RawProcess>(&root, value) else {
         return Err(p.list);

@@ -12,7 +12,16 @@ pub(crate) struct Problems<'a> {
     pub(crate) list: Vec<DefinitionError>,
 }
 
-impl Problems<'_> {
+impl<'a> Problems<'a> {
+    /// No problems yet in `file`, whose positions `map` holds.
+    pub(crate) fn new(file: &'a str, map: &'a SourceMap) -> Self {
+        Problems {
+            file,
+            map,
+            list: Vec::new(),
+        }
+    }
+
     pub(crate) fn at_key(&mut self, path: &YamlPath, message: impl Into<String>) {
         let position = self.map.key_position(path);
         self.list

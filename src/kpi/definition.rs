@@ -164,11 +164,7 @@ pub fn parse_kpis(
     checks: &Checks<'_>,
 ) -> Result<Vec<Kpi>, Vec<DefinitionError>> {
     let (map, value) = read_yaml(file, yaml)?;
-    let mut p = Problems {
-        file,
-        map: &map,
-        list: Vec::new(),
-    };
+    let mut p = Problems::new(file, &map);
     let root = YamlPath::root();
     let Some(raw) = p.deserialize::<RawFile>(&root, value) else {
         return Err(p.list);

@@ -47,18 +47,23 @@ pub struct KpiReport {
     pub kpis: Vec<KpiFigure>,
 }
 
+/// Every problem found in the KPI files.
+#[derive(Debug, thiserror::Error)]
+#[error("{} problem(s) in the KPI files: {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct KpiFileErrors(pub Vec<crate::definition::DefinitionError>);
+
 /// The KPI files of `dir`, checked against the processes `catalog` serves.
 pub fn load_kpis(
     dir: &std::path::Path,
     engine: &KpiEngine,
     catalog: &Catalog,
-) -> Result<KpiSet, Vec<crate::definition::DefinitionError>> {
+) -> Result<KpiSet, KpiFileErrors> {
     let processes: Vec<&str> = catalog.iter().map(|l| l.definition.id.as_str()).collect();
     let checks = Checks {
         compiles: &|t| engine.compiles(t),
         processes: &processes,
     };
-    KpiSet::load(dir, &checks)
+    KpiSet::load(dir, &checks).map_err(KpiFileErrors)
 }
 
 /// Refuses a query for a process no KPI of `set` measures.

@@ -21,11 +21,13 @@ pub use render::{html, markdown};
 pub use snapshot::{DefinitionUsed, SNAPSHOT_FIELD, SlaRef, SlaRow, SlaTally, Snapshot};
 
 use crate::clock::{format_ms, parse_ms};
-use crate::definition::{Definition, DefinitionError, FieldType};
+use crate::definition::{Definition, FieldType};
 use crate::engine::{
     Actor, Engine, EngineError, FieldProblem, FireRequest, Idempotency, InstanceView,
 };
-use crate::kpi::{Checks, KpiEngine, KpiQuery, KpiSet, load_kpis, report_of, visit_period};
+use crate::kpi::{
+    Checks, KpiEngine, KpiFileErrors, KpiQuery, KpiSet, load_kpis, report_of, visit_period,
+};
 use crate::store::{StoreError, StoredSnapshot};
 
 /// Why a report could not be collected or shown.
@@ -48,8 +50,8 @@ pub enum ReportError {
     #[error("report `{0}` has no such KPI snapshot; collect one first")]
     NoSnapshot(String),
     /// The KPI files have problems.
-    #[error("{} problem(s) in the KPI files: {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    Kpis(Vec<DefinitionError>),
+    #[error(transparent)]
+    Kpis(#[from] KpiFileErrors),
 }
 
 impl From<StoreError> for ReportError {
@@ -144,21 +146,23 @@ pub async fn collect(
         .into_iter()
         .collect();
     let catalog = engine.catalog();
-    let set = load_kpis(kpis.dir, kpis.engine, &catalog).map_err(ReportError::Kpis)?;
+    let set = load_kpis(kpis.dir, kpis.engine, &catalog)?;
     let now = engine.now_ms();
     let group_by = match data.get("report_type").and_then(Value::as_str) {
         Some("quarterly" | "annual") => Some("month".to_owned()),
         _ => None,
     };
+    let defs: Vec<&Definition> = measured(&set)
+        .iter()
+        .filter_map(|p| catalog.get(p).map(|l| &l.definition))
+        .collect();
     let mut definitions = Vec::new();
-    for process in measured(&set) {
-        if let Some(l) = catalog.get(&process) {
-            definitions.push(DefinitionUsed {
-                process,
-                version: engine.version_number(&l.definition).await?,
-                hash: l.definition.hash.clone(),
-            });
-        }
+    for d in &defs {
+        definitions.push(DefinitionUsed {
+            process: d.id.clone(),
+            version: engine.version_number(d).await?,
+            hash: d.hash.clone(),
+        });
     }
     let query = KpiQuery {
         process: None,
@@ -167,10 +171,6 @@ pub async fn collect(
         group_by,
         scope: scope.clone().into_iter().collect(),
     };
-    let defs: Vec<&Definition> = definitions
-        .iter()
-        .filter_map(|d| catalog.get(&d.process).map(|l| &l.definition))
-        .collect();
     let (kpi_report, rows) = figures(engine, kpis.engine, &set, &query, &defs).await?;
     let snapshot = Snapshot {
         report: id.to_owned(),

@@ -33,8 +33,7 @@ pub(super) async fn kpi_run(
     engine.register_definitions().await?;
     let kpi = KpiEngine::new(Arc::new(SystemClock));
     let catalog = engine.catalog();
-    let set = load_kpis(&args.kpis, &kpi, &catalog)
-        .map_err(|e| anyhow::anyhow!("{} problem(s) in the KPI files; first: {}", e.len(), e[0]))?;
+    let set = load_kpis(&args.kpis, &kpi, &catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
     let query = KpiQuery::default();
     let timed = async || -> anyhow::Result<Duration> {
         let started = Instant::now();

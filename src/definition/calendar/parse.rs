@@ -56,11 +56,7 @@ struct RawWorkingDay {
 /// Parses and checks the calendar file `file` holding `yaml`.
 pub fn parse_calendar(file: &str, yaml: &str) -> Result<Calendar, Vec<DefinitionError>> {
     let (map, value) = read_yaml(file, yaml)?;
-    let mut p = Problems {
-        file,
-        map: &map,
-        list: Vec::new(),
-    };
+    let mut p = Problems::new(file, &map);
     let root = YamlPath::root();
     let Some(raw) = p.deserialize::<RawCalendar>(&root, value) else {
         return Err(p.list);
