@@ -14,6 +14,7 @@ pub mod engine;
 pub mod evidence;
 pub mod export;
 pub mod kpi;
+pub mod metrics;
 pub mod reload;
 pub mod rules;
 pub mod server;

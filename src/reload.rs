@@ -139,6 +139,14 @@ pub enum ReloadError {
     /// Reading the files was cut short (the reading task panicked or was cancelled).
     #[error("reading the definitions was interrupted: {0}")]
     Interrupted(String),
+    /// The last requested reload was too recent; the next may come after the wait.
+    #[error("a reload was requested less than {}s ago; retry in {}s", .interval.as_secs_f64(), .wait.as_secs().max(1))]
+    TooSoon {
+        /// The least time between two requested reloads.
+        interval: Duration,
+        /// How long until the next is accepted.
+        wait: Duration,
+    },
 }
 
 fn summary(errors: &[DefinitionError]) -> String {
@@ -160,6 +168,10 @@ pub struct Reloader {
     /// overlap.
     attempted: tokio::sync::Mutex<[u8; 32]>,
     status: Mutex<ReloadStatus>,
+    /// The least time between two reloads requested over the API.
+    min_interval: Duration,
+    /// When the last requested reload was accepted.
+    last_request: Mutex<Option<std::time::Instant>>,
 }
 
 impl Reloader {
@@ -175,7 +187,16 @@ impl Reloader {
                 serving,
                 ..ReloadStatus::default()
             }),
+            min_interval: Duration::ZERO,
+            last_request: Mutex::new(None),
         })
+    }
+
+    /// Accepts at most one requested reload per `interval` (the file watcher is not
+    /// limited: it reloads only what changed and held still).
+    pub fn with_min_interval(mut self, interval: Duration) -> Self {
+        self.min_interval = interval;
+        self
     }
 
     /// Where reloading stands; `actor` must hold the admin role.
@@ -195,6 +216,20 @@ impl Reloader {
     /// Reloads at an admin's request.
     pub async fn request(&self, actor: &Actor) -> Result<Installation, ReloadError> {
         actor.require(ADMIN_ROLE, "reload the process definitions")?;
+        {
+            let mut last = self.last_request.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            if let Some(at) = *last {
+                let since = now.duration_since(at);
+                if since < self.min_interval {
+                    return Err(ReloadError::TooSoon {
+                        interval: self.min_interval,
+                        wait: self.min_interval - since,
+                    });
+                }
+            }
+            *last = Some(now);
+        }
         tracing::info!(actor = %actor.name, "reload requested");
         self.reload(Trigger::Request).await
     }
@@ -262,10 +297,11 @@ impl Reloader {
                 }
                 attempt.errors = errors.clone();
             }
-            Err(e @ (ReloadError::Engine(_) | ReloadError::Interrupted(_))) => {
+            Err(e) => {
                 tracing::error!(error = %e, "reload failed; the last good definitions keep serving");
             }
         }
+        self.engine.metrics().reload(!attempt.ok);
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         if attempt.ok {
             status.reloads += 1;

@@ -12,7 +12,7 @@ use crate::clock::{Clock, SimulatedClock, SystemClock};
 use crate::definition::DefinitionError;
 use crate::engine::{Engine, EngineError};
 use crate::reload::{Reloader, Sources};
-use crate::rules::{Limits, RuleEngine};
+use crate::rules::RuleEngine;
 use crate::settings::Settings;
 use crate::store::{GroupCommit, PgStore, SqliteStore, Store, StoreError};
 use crate::webhook::Webhooks;
@@ -147,7 +147,7 @@ impl Server {
             Some(path) => Some(Arc::new(crate::evidence::read_signing_key(path)?)),
             None => None,
         };
-        let rules = Arc::new(RuleEngine::new(clock.clone(), Limits::default()));
+        let rules = Arc::new(RuleEngine::new(clock.clone(), settings.rule_limits()));
         let kpi_clock = clock.clone();
         let sources = Sources {
             processes: settings.processes.clone(),
@@ -185,7 +185,11 @@ impl Server {
                 .with_webhooks(webhooks),
         );
         engine.register_definitions().await?;
-        let reloader = Arc::new(Reloader::new(engine.clone(), sources).await?);
+        let reloader = Arc::new(
+            Reloader::new(engine.clone(), sources)
+                .await?
+                .with_min_interval(Duration::from_millis(settings.reload_min_interval_ms)),
+        );
         let listener = TcpListener::bind(settings.listen)
             .await
             .map_err(|e| StartError::Bind(settings.listen, e))?;
@@ -203,6 +207,7 @@ impl Server {
                 kpi_engine: Arc::new(crate::kpi::KpiEngine::new(kpi_clock)),
                 simulation: None,
                 evidence_key,
+                limits: settings.api_limits(),
             },
             addr,
             engine,

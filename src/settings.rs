@@ -27,6 +27,38 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Settings {
+    /// Every setting at its default, except where an `OPSFLOW_*` environment variable says
+    /// otherwise (an unreadable one is an error).
+    pub fn defaults() -> Result<Self, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        <Only as clap::Parser>::try_parse_from(["opsflow"]).map(|o| o.settings)
+    }
+
+    /// The sandbox limits of rule scripts.
+    pub fn rule_limits(&self) -> crate::rules::Limits {
+        crate::rules::Limits {
+            max_operations: self.rules_max_operations,
+            max_call_levels: self.rules_max_call_levels,
+            max_expr_depth: self.rules_max_expr_depth,
+            max_function_expr_depth: (self.rules_max_expr_depth / 2).max(1),
+            max_string_size: self.rules_max_string_size,
+            max_array_size: self.rules_max_array_size,
+            max_map_size: self.rules_max_map_size,
+        }
+    }
+
+    /// The API's request limits.
+    pub fn api_limits(&self) -> crate::api::ApiLimits {
+        crate::api::ApiLimits {
+            max_body_bytes: self.max_body_bytes,
+            max_page: self.max_page,
+        }
+    }
+
     /// The group-commit settings; `default_shards` applies when none are configured.
     pub fn group_commit(&self, default_shards: usize) -> crate::store::GroupCommitConfig {
         crate::store::GroupCommitConfig {
@@ -88,9 +120,23 @@ impl std::str::FromStr for Secret {
     }
 }
 
-/// How to run the server.
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line, with the request's span (id, method, route).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// How to run the server. Each setting comes from, in this order: its flag, its
+/// environment variable, the configuration file (`--config`), its default.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
+    /// Configuration file (TOML): `key = value` for any setting below, named as its flag
+    /// without dashes (`group_commit_max = 64`). Flags and environment variables win over it.
+    #[arg(long, env = "OPSFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Database URL: `sqlite://PATH` (created if missing) or `postgres://USER@HOST/DB`.
     #[arg(long, env = "OPSFLOW_DB", default_value = "sqlite://opsflow.db")]
     pub db: String,
@@ -170,6 +216,37 @@ pub struct Settings {
     /// out timers and SLAs; never on a production server).
     #[arg(long, env = "OPSFLOW_SIMULATE", default_value_t = false)]
     pub simulate: bool,
+    /// How log lines are written (to stderr); `RUST_LOG` sets what is logged.
+    #[arg(long, env = "OPSFLOW_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+    /// Largest request body accepted, in bytes (413 beyond).
+    #[arg(long, env = "OPSFLOW_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Largest page of instances a caller may ask for (`limit`).
+    #[arg(long, env = "OPSFLOW_MAX_PAGE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_page: u32,
+    /// Least time between two reloads requested with `POST /api/v1/admin/reload`, in ms
+    /// (429 with Retry-After sooner).
+    #[arg(long, env = "OPSFLOW_RELOAD_MIN_INTERVAL_MS", default_value_t = 1_000)]
+    pub reload_min_interval_ms: u64,
+    /// Rhai: operations one script call may run.
+    #[arg(long, env = "OPSFLOW_RULES_MAX_OPERATIONS", default_value_t = 200_000)]
+    pub rules_max_operations: u64,
+    /// Rhai: depth of nested function calls.
+    #[arg(long, env = "OPSFLOW_RULES_MAX_CALL_LEVELS", default_value_t = 32)]
+    pub rules_max_call_levels: usize,
+    /// Rhai: nesting depth of expressions (at global level; half of it inside functions).
+    #[arg(long, env = "OPSFLOW_RULES_MAX_EXPR_DEPTH", default_value_t = 64)]
+    pub rules_max_expr_depth: usize,
+    /// Rhai: length of any string, in bytes.
+    #[arg(long, env = "OPSFLOW_RULES_MAX_STRING_SIZE", default_value_t = 64 * 1024)]
+    pub rules_max_string_size: usize,
+    /// Rhai: items in any array.
+    #[arg(long, env = "OPSFLOW_RULES_MAX_ARRAY_SIZE", default_value_t = 10_000)]
+    pub rules_max_array_size: usize,
+    /// Rhai: entries in any object map.
+    #[arg(long, env = "OPSFLOW_RULES_MAX_MAP_SIZE", default_value_t = 10_000)]
+    pub rules_max_map_size: usize,
     /// Bearer tokens: `token=actor:role,role;token2=actor2:role`.
     #[arg(
         long,

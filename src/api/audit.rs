@@ -1,11 +1,12 @@
 //! `/api/v1/audit/export`: traces of a process or a period as an event log, for auditors.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::Caller;
@@ -19,17 +20,26 @@ use crate::export::{ExportFormat, render};
 pub(crate) const AUDITOR: &str = "auditor";
 
 /// The routes of this module.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/audit/export", get(export))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(export))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ExportQuery {
+    /// Only this instance.
     instance: Option<String>,
+    /// Only instances of this process.
     process: Option<String>,
+    /// Only records at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// Only records before this RFC 3339 time.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// `jsonl` (default), `csv`, `xes` or `bundle` (an evidence bundle).
+    #[param(value_type = Option<String>, pattern = "^(jsonl|csv|xes|bundle)$")]
     format: Option<ExportFormat>,
 }
 
@@ -47,6 +57,21 @@ pub(super) fn time(name: &str, text: Option<&str>) -> Result<Option<i64>, Proble
     .transpose()
 }
 
+/// The traces selected, as an event log or an evidence bundle (the `auditor` role).
+#[utoipa::path(
+    get, operation_id = "exportAudit", path = "/audit/export", tag = "audit",
+    params(ExportQuery),
+    responses(
+        (status = 200, description = "The records, as a download", content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+            (String = "application/xml"),
+            (crate::evidence::Bundle = "application/json"),
+        )),
+        (status = 403, description = "`forbidden`: the `auditor` role is needed"),
+        (status = 404, description = "`unknown-process`, `unknown-instance`"),
+    )
+)]
 async fn export(
     State(app): State<AppState>,
     Caller(actor): Caller,

@@ -5,11 +5,11 @@
 //! the clock fires what fell due before answering. A real-time server refuses to move.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::Caller;
@@ -22,29 +22,58 @@ use crate::definition::duration_ms;
 const ROUND: u32 = 256;
 
 /// The routes of this module.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/admin/clock", get(show).post(advance))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(show, advance))
 }
 
-async fn show(State(app): State<AppState>, Caller(_): Caller) -> Json<Value> {
-    Json(json!({
-        "now": format_ms(app.engine.now_ms()),
-        "simulated": app.simulation.is_some(),
-    }))
+/// The engine's time.
+#[derive(Serialize, ToSchema)]
+struct ClockView {
+    /// The engine clock's now, RFC 3339 UTC.
+    now: String,
+    /// The server runs on a simulated clock (`--simulate`).
+    simulated: bool,
+    /// After a move: the timers that fell due and fired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fired: Option<usize>,
 }
 
-#[derive(Deserialize)]
+/// The engine's time, and whether it is simulated.
+#[utoipa::path(
+    get, operation_id = "getClock", path = "/admin/clock", tag = "admin",
+    responses((status = 200, description = "The clock", body = ClockView))
+)]
+async fn show(State(app): State<AppState>, _caller: Caller) -> Json<ClockView> {
+    Json(ClockView {
+        now: format_ms(app.engine.now_ms()),
+        simulated: app.simulation.is_some(),
+        fired: None,
+    })
+}
+
+/// How far to move the clock.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AdvanceBody {
-    /// How far: `90m`, `2h`, `3d`, `1h30m`.
+    /// How far: `90m`, `2h`, `3d`, `1h30m` (s, m, h, d; more than zero).
+    #[schema(pattern = "^0*[1-9][0-9]{0,5}[smhd]([0-9]{1,6}[smhd]){0,3}$")]
     advance: String,
 }
 
+/// Moves a simulated clock forward and fires what fell due.
+#[utoipa::path(
+    post, operation_id = "advanceClock", path = "/admin/clock", tag = "admin",
+    request_body = AdvanceBody,
+    responses(
+        (status = 200, description = "The clock after the move, with the timers fired", body = ClockView),
+        (status = 403, description = "`real-time`: the server does not simulate time"),
+    )
+)]
 async fn advance(
     State(app): State<AppState>,
-    Caller(_): Caller,
+    _caller: Caller,
     ApiJson(body): ApiJson<AdvanceBody>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<ClockView>, Problem> {
     let Some(clock) = &app.simulation else {
         return Err(Problem::new(
             "real-time",
@@ -71,9 +100,9 @@ async fn advance(
             break;
         }
     }
-    Ok(Json(json!({
-        "now": format_ms(app.engine.now_ms()),
-        "simulated": true,
-        "fired": fired,
-    })))
+    Ok(Json(ClockView {
+        now: format_ms(app.engine.now_ms()),
+        simulated: true,
+        fired: Some(fired),
+    }))
 }

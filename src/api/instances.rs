@@ -1,51 +1,62 @@
 //! `/api/v1/instances`: create, read, list, fire a transition, read the trace.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::Caller;
 use super::json::{ApiJson, ApiQuery};
 use super::problem::Problem;
-use crate::engine::{FireRequest, Idempotency, InstanceView};
+use crate::engine::{FireRequest, Idempotency, InstancePage, InstanceView};
 use crate::store::{Decision, InstanceQuery};
 
 /// Page size when the caller does not say.
 const DEFAULT_PAGE: u32 = 50;
-/// Largest page a caller may ask for.
-const MAX_PAGE: u32 = 500;
 
 /// The routes of this module.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/instances", post(create).get(list))
-        .route("/instances/{id}", get(show))
-        .route("/instances/{id}/transitions/{name}", post(fire))
-        .route("/instances/{id}/trace", get(trace))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(show))
+        .routes(routes!(fire))
+        .routes(routes!(trace))
 }
 
-#[derive(Deserialize, Serialize)]
+/// A new instance.
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"process": "event", "data": {"kind": "incident", "channel": "phone", "summary": "VPN down"}}))]
 struct CreateBody {
+    /// The process to start.
     process: String,
+    /// Its first field values; the process's `start` transition says which it needs.
     #[serde(default)]
+    #[schema(value_type = Object)]
     data: Map<String, Value>,
+    /// A comment for the trace.
     #[serde(default)]
     comment: Option<String>,
 }
 
-#[derive(Deserialize, Serialize, Default)]
+/// A step on an instance.
+#[derive(Deserialize, Serialize, Default, ToSchema)]
+#[schema(example = json!({"data": {"impact": "high", "urgency": "high"}, "comment": "affects the whole office"}))]
 #[serde(deny_unknown_fields)]
 struct FireBody {
+    /// Field values the step writes (checked against the process's field types).
     #[serde(default)]
+    #[schema(value_type = Object)]
     data: Map<String, Value>,
+    /// A comment for the trace.
     #[serde(default)]
     comment: Option<String>,
+    /// On an approval transition: the caller's vote.
     #[serde(default)]
     vote: Option<Decision>,
 }
@@ -116,11 +127,12 @@ pub(super) fn expected_version(headers: &HeaderMap) -> Result<Option<i64>, Probl
     if text == "*" {
         return Ok(None);
     }
-    text.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse::<i64>()
+    let tag = text.strip_prefix("W/").unwrap_or(text);
+    Some(tag.trim_matches('"'))
+        .filter(|d| !d.is_empty() && d.len() <= 18 && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse::<i64>().ok())
         .map(Some)
-        .map_err(|_| {
+        .ok_or_else(|| {
             Problem::new(
                 "malformed-request",
                 format!("If-Match must be an ETag from this API, such as \"3\"; got `{text}`"),
@@ -128,6 +140,20 @@ pub(super) fn expected_version(headers: &HeaderMap) -> Result<Option<i64>, Probl
         })
 }
 
+/// Starts an instance of a process.
+#[utoipa::path(
+    post, operation_id = "createInstance", path = "/instances", tag = "instances",
+    request_body = CreateBody,
+    params(super::openapi::IdempotencyKey),
+    responses(
+        (status = 201, description = "Created; `Location` names it, `ETag` is its version", body = InstanceView,
+            headers(("ETag" = String), ("Location" = String))),
+        (status = 403, description = "`forbidden`: the caller may not start this process"),
+        (status = 404, description = "`unknown-process`"),
+        (status = 409, description = "`guard-refused`, `rule-failed`, `no-way-out`, `automatic-loop`"),
+        (status = 422, description = "`invalid-data`, `idempotency-key-reused`"),
+    )
+)]
 async fn create(
     State(app): State<AppState>,
     Caller(actor): Caller,
@@ -142,6 +168,16 @@ async fn create(
     Ok(with_etag(StatusCode::CREATED, view))
 }
 
+/// One instance: state, data, version, what the caller may fire now, links, SLAs and timers.
+#[utoipa::path(
+    get, operation_id = "getInstance", path = "/instances/{id}", tag = "instances",
+    params(("id" = String, Path, description = "Instance id")),
+    responses(
+        (status = 200, description = "The instance; `ETag` is its version", body = InstanceView,
+            headers(("ETag" = String))),
+        (status = 404, description = "`unknown-instance`"),
+    )
+)]
 async fn show(
     State(app): State<AppState>,
     Caller(actor): Caller,
@@ -151,25 +187,41 @@ async fn show(
     Ok(with_etag(StatusCode::OK, view))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only instances of this process.
     process: Option<String>,
+    /// Only instances in this state.
     state: Option<String>,
+    /// Page size, 1 to the server's `max_page` (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// `next_cursor` of the page before.
     cursor: Option<String>,
 }
 
+/// Instances, oldest first, a page at a time.
+#[utoipa::path(
+    get, operation_id = "listInstances", path = "/instances", tag = "instances",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of instances", body = InstancePage),
+        (status = 404, description = "`unknown-process`"),
+    )
+)]
 async fn list(
     State(app): State<AppState>,
     Caller(actor): Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, Problem> {
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if limit == 0 || limit > MAX_PAGE {
+    let max_page = app.limits.max_page;
+    if limit == 0 || limit > max_page {
         return Err(Problem::new(
             "malformed-request",
-            format!("limit must be between 1 and {MAX_PAGE}"),
+            format!("limit must be between 1 and {max_page}"),
         )
         .with("field", "limit"));
     }
@@ -183,6 +235,26 @@ async fn list(
     Ok(axum::Json(page).into_response())
 }
 
+/// Fires a transition (or casts a vote on an approval transition).
+#[utoipa::path(
+    post, operation_id = "fireTransition", path = "/instances/{id}/transitions/{name}", tag = "instances",
+    request_body = FireBody,
+    params(
+        ("id" = String, Path, description = "Instance id"),
+        ("name" = String, Path, description = "Transition name"),
+        super::openapi::IdempotencyKey,
+        super::openapi::IfMatch,
+    ),
+    responses(
+        (status = 200, description = "The instance after the step", body = InstanceView,
+            headers(("ETag" = String))),
+        (status = 403, description = "`forbidden`: the caller lacks a role the transition needs"),
+        (status = 404, description = "`unknown-instance`, `unknown-transition`"),
+        (status = 409, description = "`wrong-state`, `automatic-transition`, `guard-refused`, `rule-failed`, `no-way-out`, `automatic-loop`, `already-voted`, `conflict`"),
+        (status = 412, description = "`version-mismatch`: `If-Match` names another version"),
+        (status = 422, description = "`invalid-data`, `idempotency-key-reused`"),
+    )
+)]
 async fn fire(
     State(app): State<AppState>,
     Caller(actor): Caller,
@@ -204,20 +276,60 @@ async fn fire(
     Ok(with_etag(StatusCode::OK, view))
 }
 
-#[derive(Deserialize)]
+/// How a trace is answered.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum TraceFormat {
+    /// JSON: `{instance_id, records}`.
     Json,
+    /// CSV, one line per record.
     Csv,
+    /// An evidence bundle (see `GET /audit/export`).
     Bundle,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct TraceQuery {
+    /// `json` (default), `csv` or `bundle`.
+    #[param(inline)]
     format: Option<TraceFormat>,
 }
 
+/// An instance's trace as JSON.
+#[derive(Serialize, ToSchema)]
+struct Trace {
+    /// The instance.
+    instance_id: String,
+    /// Its records, oldest first, each chained to the one before by its hash.
+    records: Vec<crate::store::TraceRecord>,
+}
+
+/// What `GET /instances/{id}/trace` answers as JSON: the trace, or with `format=bundle`
+/// an evidence bundle.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum TraceAnswer {
+    /// `format=json`.
+    Trace(Trace),
+    /// `format=bundle`.
+    Bundle(Box<crate::evidence::Bundle>),
+}
+
+/// Every step of an instance, hash-chained.
+#[utoipa::path(
+    get, operation_id = "getTrace", path = "/instances/{id}/trace", tag = "instances",
+    params(("id" = String, Path, description = "Instance id"), TraceQuery),
+    responses(
+        (status = 200, description = "The trace", content(
+            (TraceAnswer = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 404, description = "`unknown-instance`"),
+    )
+)]
 async fn trace(
     State(app): State<AppState>,
     _caller: Caller,
@@ -226,9 +338,11 @@ async fn trace(
 ) -> Result<Response, Problem> {
     let records = app.engine.trace(&id).await?;
     Ok(match q.format.unwrap_or(TraceFormat::Json) {
-        TraceFormat::Json => {
-            axum::Json(serde_json::json!({ "instance_id": id, "records": records })).into_response()
-        }
+        TraceFormat::Json => axum::Json(Trace {
+            instance_id: id,
+            records,
+        })
+        .into_response(),
         TraceFormat::Csv => (
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),

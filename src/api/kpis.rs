@@ -1,11 +1,12 @@
 //! `/api/v1/kpis`: the KPIs of the KPI files computed from the traces, for a period.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::audit::time;
@@ -15,17 +16,26 @@ use super::problem::Problem;
 use crate::kpi::{KpiFileErrors, KpiQuery, html, load_kpis, markdown, report};
 
 /// The routes of this module.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/kpis", get(kpis))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(kpis))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct Query {
+    /// Only the KPIs of this process.
     process: Option<String>,
+    /// Instances created at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     from: Option<String>,
+    /// Instances created before this RFC 3339 time; traces as they stood then.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// Group by a field (`priority`), or by `day`, `week` or `month`.
     group_by: Option<String>,
+    /// `json` (default), `md` or `html`.
+    #[param(value_type = Option<String>, pattern = "^(json|md|html)$")]
     format: Option<Format>,
 }
 
@@ -50,6 +60,19 @@ impl From<KpiFileErrors> for Problem {
 
 /// Reads the KPI files (so an edit applies at once) and computes them: instances created in
 /// `[from, to)`, as their traces stood at `to`, optionally grouped.
+#[utoipa::path(
+    get, operation_id = "getKpis", path = "/kpis", tag = "kpis",
+    params(Query),
+    responses(
+        (status = 200, description = "Each KPI with its value, target and verdict", content(
+            (Object = "application/json"),
+            (String = "text/markdown"),
+            (String = "text/html"),
+        )),
+        (status = 404, description = "`unknown-process`"),
+        (status = 422, description = "`invalid-definitions`: the KPI files have problems"),
+    )
+)]
 async fn kpis(
     State(app): State<AppState>,
     _caller: Caller,

@@ -7,6 +7,9 @@ mod clock;
 mod instances;
 mod json;
 mod kpis;
+mod observe;
+mod openapi;
+mod operations;
 mod problem;
 mod processes;
 mod reports;
@@ -16,9 +19,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::Request;
-use axum::routing::get;
-use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use auth::Tokens;
 pub use problem::{PROBLEM_TYPES, Problem, type_uri};
@@ -26,8 +27,23 @@ pub use problem::{PROBLEM_TYPES, Problem, type_uri};
 use crate::clock::SimulatedClock;
 use crate::engine::Engine;
 
-/// Largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// What the API refuses beyond (each with a problem document).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// Largest request body, in bytes (413 `payload-too-large`).
+    pub max_body_bytes: usize,
+    /// Largest page of instances a caller may ask for (400 `malformed-request`).
+    pub max_page: u32,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_page: 500,
+        }
+    }
+}
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
@@ -48,11 +64,13 @@ pub struct AppState {
     pub simulation: Option<Arc<SimulatedClock>>,
     /// The key that signs evidence bundles, if the operator configured one.
     pub evidence_key: Option<Arc<ed25519_dalek::SigningKey>>,
+    /// Request size limits.
+    pub limits: ApiLimits,
 }
 
-/// The whole HTTP application.
-pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+/// Every documented route, with the OpenAPI document they make under `limits`.
+fn documented(limits: &ApiLimits) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let api = OpenApiRouter::new()
         .merge(processes::router())
         .merge(instances::router())
         .merge(clock::router())
@@ -60,18 +78,36 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(kpis::router())
         .merge(reports::router());
-    Router::new()
+    let (routes, doc) = OpenApiRouter::new()
         .nest("/api/v1", api)
-        .route("/healthz", get(|| async { "ok" }))
+        .merge(operations::router())
+        .split_for_parts();
+    (routes, openapi::finish(doc, limits))
+}
+
+/// The OpenAPI 3.1 document served at `/openapi.json` by a server with `limits`.
+pub fn openapi_document(limits: &ApiLimits) -> utoipa::openapi::OpenApi {
+    documented(limits).1
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let (routes, doc) = documented(&state.limits);
+    let doc = Arc::new(serde_json::to_vec(&doc).unwrap_or_else(|_| b"{}".to_vec()));
+    routes
+        .merge(operations::docs_page())
+        .layer(axum::Extension(operations::Document(doc)))
         .fallback(|| async { Problem::new("not-found", "no such resource") })
         .method_not_allowed_fallback(|| async {
-            Problem::new("method-not-allowed", "this resource does not accept that method")
+            Problem::new(
+                "method-not-allowed",
+                "this resource does not accept that method",
+            )
         })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-            }),
-        )
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
         .with_state(state)
 }

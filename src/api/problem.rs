@@ -106,8 +106,18 @@ pub const PROBLEM_TYPES: &[(&str, u16, &str)] = &[
         422,
         "The idempotency key was used for another request",
     ),
+    (
+        "too-many-requests",
+        429,
+        "Too many requests of this kind; retry later",
+    ),
     ("internal", 500, "Internal error"),
     ("busy", 503, "The server is busy; retry shortly"),
+    (
+        "not-ready",
+        503,
+        "The server cannot serve yet: its database or definitions are missing",
+    ),
 ];
 
 /// The URI of a problem type.
@@ -179,12 +189,15 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status();
-        let busy = status == StatusCode::SERVICE_UNAVAILABLE;
+        let retry_after = self
+            .0
+            .extra
+            .get("retry_after_seconds")
+            .and_then(Value::as_u64)
+            .and_then(|s| HeaderValue::from_str(&s.to_string()).ok());
         let mut response = (status, axum::Json(self)).into_response();
-        if busy {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds);
         }
         response.headers_mut().insert(
             header::CONTENT_TYPE,

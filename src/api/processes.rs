@@ -1,13 +1,14 @@
 //! `/api/v1/processes`: the definitions being served, their graphs, and validation of a
 //! process file sent in the body.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::Caller;
@@ -17,34 +18,49 @@ use crate::definition::{Definition, DefinitionError, GraphFormat};
 use crate::engine::{EngineError, Loaded, read_rule_library};
 
 /// The routes of this module.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/processes", get(list))
-        .route("/processes/validate", post(validate))
-        .route("/processes/{id}", get(show))
-        .route("/processes/{id}/graph", get(graph))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(validate))
+        .routes(routes!(show))
+        .routes(routes!(graph))
 }
 
-#[derive(Serialize)]
-struct Summary<'a> {
-    id: &'a str,
-    title: &'a Option<String>,
+/// A process as served, in brief.
+#[derive(Serialize, ToSchema)]
+struct Summary {
+    /// Process id.
+    id: String,
+    /// Its title.
+    title: Option<String>,
+    /// Its version number (1, 2, ...: each stored content gets the next).
     version: Option<i64>,
-    hash: &'a str,
-    initial: &'a str,
-    states: Vec<&'a str>,
-    transitions: Vec<&'a str>,
+    /// SHA-256 of its texts.
+    hash: String,
+    /// The state a new instance starts in.
+    initial: String,
+    /// Its states.
+    states: Vec<String>,
+    /// Its transitions.
+    transitions: Vec<String>,
 }
 
-fn summary(d: &Definition, version: Option<i64>) -> Summary<'_> {
+/// The processes served.
+#[derive(Serialize, ToSchema)]
+struct ProcessList {
+    /// One per process.
+    items: Vec<Summary>,
+}
+
+fn summary(d: &Definition, version: Option<i64>) -> Summary {
     Summary {
-        id: &d.id,
-        title: &d.title,
+        id: d.id.clone(),
+        title: d.title.clone(),
         version,
-        hash: &d.hash,
-        initial: d.initial_state(),
-        states: d.states.keys().map(String::as_str).collect(),
-        transitions: d.transitions.keys().map(String::as_str).collect(),
+        hash: d.hash.clone(),
+        initial: d.initial_state().to_owned(),
+        states: d.states.keys().cloned().collect(),
+        transitions: d.transitions.keys().cloned().collect(),
     }
 }
 
@@ -66,6 +82,11 @@ fn detail(d: &Definition) -> Value {
     })
 }
 
+/// The processes served now.
+#[utoipa::path(
+    get, operation_id = "listProcesses", path = "/processes", tag = "processes",
+    responses((status = 200, description = "Every process served", body = ProcessList))
+)]
 async fn list(State(app): State<AppState>, _caller: Caller) -> Result<impl IntoResponse, Problem> {
     let catalog = app.engine.catalog();
     let mut items = Vec::new();
@@ -73,7 +94,7 @@ async fn list(State(app): State<AppState>, _caller: Caller) -> Result<impl IntoR
         let version = app.engine.version_number(&l.definition).await?;
         items.push(summary(&l.definition, version));
     }
-    Ok(axum::Json(json!({ "items": items })))
+    Ok(axum::Json(ProcessList { items }))
 }
 
 fn find(app: &AppState, id: &str) -> Result<std::sync::Arc<Loaded>, Problem> {
@@ -84,8 +105,9 @@ fn find(app: &AppState, id: &str) -> Result<std::sync::Arc<Loaded>, Problem> {
         .ok_or_else(|| EngineError::UnknownProcess(id.to_owned()).into())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ShowQuery {
     /// A version number: that version instead of the one served now.
     version: Option<i64>,
@@ -93,6 +115,16 @@ struct ShowQuery {
 
 /// A process as served now, with the list of its stored versions; `?version=N` shows
 /// version N instead (one that running instances may still be pinned to).
+#[utoipa::path(
+    get, operation_id = "getProcess", path = "/processes/{id}", tag = "processes",
+    params(("id" = String, Path, description = "Process id"), ShowQuery),
+    responses(
+        (status = 200, description = "The definition: `id`, `title`, `description`, `hash`, `version`, \
+`serving`, `versions`, `rules`, `roles`, `start`, `fields`, `initial`, `states`, `transitions`, `tables`",
+            body = Object),
+        (status = 404, description = "`unknown-process`, `unknown-version`"),
+    )
+)]
 async fn show(
     State(app): State<AppState>,
     _caller: Caller,
@@ -147,12 +179,27 @@ async fn show(
     Ok(axum::Json(body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct GraphQuery {
+    /// `mermaid` (default) or `dot`.
+    #[param(value_type = Option<String>, pattern = "^(mermaid|dot)$")]
     format: Option<GraphFormat>,
 }
 
+/// The process's state graph as Mermaid or Graphviz text.
+#[utoipa::path(
+    get, operation_id = "getProcessGraph", path = "/processes/{id}/graph", tag = "processes",
+    params(("id" = String, Path, description = "Process id"), GraphQuery),
+    responses(
+        (status = 200, description = "The graph", content(
+            (String = "text/vnd.mermaid"),
+            (String = "text/vnd.graphviz"),
+        )),
+        (status = 404, description = "`unknown-process`"),
+    )
+)]
 async fn graph(
     State(app): State<AppState>,
     _caller: Caller,
@@ -171,18 +218,50 @@ async fn graph(
     ))
 }
 
-#[derive(Serialize)]
+/// What a process file sent for validation is worth.
+#[derive(Serialize, ToSchema)]
 struct Validation {
+    /// It has no problem.
     valid: bool,
+    /// Its process id, when valid.
     process: Option<String>,
+    /// Its hash, when valid.
     hash: Option<String>,
+    /// Every problem, as file, line, column and message.
     errors: Vec<DefinitionError>,
+    /// Legal but suspicious parts, when valid.
     warnings: Vec<DefinitionError>,
 }
 
 /// Validates the YAML in the body against the server's rule modules. Always 200: the
 /// answer says whether the file is valid and lists every problem.
-async fn validate(State(app): State<AppState>, _caller: Caller, body: String) -> impl IntoResponse {
+#[utoipa::path(
+    post, operation_id = "validateProcess", path = "/processes/validate", tag = "processes",
+    request_body(content = String, content_type = "text/plain",
+        description = "A process file's YAML text (sent under any text content type, `application/yaml` too)"),
+    responses((status = 200, description = "Whether it is valid, with every problem", body = Validation))
+)]
+async fn validate(
+    State(app): State<AppState>,
+    _caller: Caller,
+    body: Result<String, axum::extract::rejection::StringRejection>,
+) -> Result<impl IntoResponse, Problem> {
+    let body = body.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                "payload-too-large",
+                "the process file is larger than the server accepts",
+            )
+        } else {
+            Problem::new("malformed-request", e.body_text())
+        }
+    })?;
+    if body.trim().is_empty() {
+        return Err(Problem::new(
+            "malformed-request",
+            "send the process file (YAML) as the request body",
+        ));
+    }
     let mut errors = Vec::new();
     let library = read_rule_library(&app.rules_dir, &mut errors);
     let built = Loaded::build(app.engine.rule_engine(), "request", &body, &library);
@@ -215,5 +294,5 @@ async fn validate(State(app): State<AppState>, _caller: Caller, body: String) ->
             }
         }
     };
-    axum::Json(answer)
+    Ok(axum::Json(answer))
 }

@@ -1,13 +1,14 @@
 //! `/api/v1/instances/{id}/report`: a service report's collect step, its KPI snapshot as
 //! JSON, Markdown or HTML, and the snapshot computed again.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::auth::Caller;
@@ -18,11 +19,11 @@ use super::problem::Problem;
 use crate::service_report::{self, CollectRequest, Kpis, ReportError};
 
 /// The routes of this module.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/instances/{id}/report", get(show))
-        .route("/instances/{id}/report/collect", post(collect))
-        .route("/instances/{id}/report/verify", get(verify))
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(show))
+        .routes(routes!(collect))
+        .routes(routes!(verify))
 }
 
 impl From<ReportError> for Problem {
@@ -39,16 +40,38 @@ impl From<ReportError> for Problem {
     }
 }
 
-#[derive(Deserialize, Serialize, Default)]
+/// What the collect step writes besides the snapshot.
+#[derive(Deserialize, Serialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CollectBody {
+    /// Field values of the step (`sla_attainment` and `data_summary` are filled in when absent).
     #[serde(default)]
+    #[schema(value_type = Object)]
     data: Map<String, Value>,
+    /// A comment for the trace.
     #[serde(default)]
     comment: Option<String>,
 }
 
 /// Computes the report's KPI snapshot for its period and fires its collect step.
+#[utoipa::path(
+    post, operation_id = "collectReport", path = "/instances/{id}/report/collect", tag = "reports",
+    request_body = CollectBody,
+    params(
+        ("id" = String, Path, description = "The service report's instance id"),
+        super::openapi::IdempotencyKey,
+        super::openapi::IfMatch,
+    ),
+    responses(
+        (status = 200, description = "The report after its collect step; `kpi_snapshot` holds the snapshot's hash",
+            body = crate::engine::InstanceView, headers(("ETag" = String))),
+        (status = 403, description = "`forbidden`"),
+        (status = 404, description = "`unknown-instance`"),
+        (status = 409, description = "`no-collect-step`, `wrong-state`, `guard-refused`, `rule-failed`, `conflict`"),
+        (status = 412, description = "`version-mismatch`"),
+        (status = 422, description = "`invalid-data`, `invalid-definitions`, `idempotency-key-reused`"),
+    )
+)]
 async fn collect(
     State(app): State<AppState>,
     Caller(actor): Caller,
@@ -71,14 +94,30 @@ async fn collect(
     Ok(with_etag(StatusCode::OK, view))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ShowQuery {
+    /// `json` (default), `md` or `html`.
+    #[param(value_type = Option<String>, pattern = "^(json|md|html)$")]
     format: Option<Format>,
+    /// A snapshot hash other than the one the report's data names.
     snapshot: Option<String>,
 }
 
 /// The report with its snapshot (the one its data names unless `snapshot` says).
+#[utoipa::path(
+    get, operation_id = "getReport", path = "/instances/{id}/report", tag = "reports",
+    params(("id" = String, Path, description = "The service report's instance id"), ShowQuery),
+    responses(
+        (status = 200, description = "The report's fields with its KPI snapshot: SLA attainment, KPIs, charts", content(
+            (Object = "application/json"),
+            (String = "text/markdown"),
+            (String = "text/html"),
+        )),
+        (status = 404, description = "`unknown-instance`, `no-report-snapshot`"),
+    )
+)]
 async fn show(
     State(app): State<AppState>,
     Caller(actor): Caller,
@@ -111,13 +150,24 @@ async fn show(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct VerifyQuery {
+    /// A snapshot hash other than the one the report's data names.
     snapshot: Option<String>,
 }
 
 /// Computes the snapshot again from the traces and says whether the figures agree.
+#[utoipa::path(
+    get, operation_id = "verifyReport", path = "/instances/{id}/report/verify", tag = "reports",
+    params(("id" = String, Path, description = "The service report's instance id"), VerifyQuery),
+    responses(
+        (status = 200, description = "`{hash, intact, reproduced, differences}`", body = Object),
+        (status = 404, description = "`unknown-instance`, `no-report-snapshot`"),
+        (status = 422, description = "`invalid-definitions`"),
+    )
+)]
 async fn verify(
     State(app): State<AppState>,
     Caller(actor): Caller,

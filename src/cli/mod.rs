@@ -181,7 +181,10 @@ enum Command {
 /// Runs the command line; the return value is the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(match &cli.command {
+        Command::Serve(settings) => settings.log_format,
+        _ => crate::settings::LogFormat::Text,
+    });
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Command::Serve(settings) = &cli.command {
         builder.worker_threads(crate::settings::worker_threads(
@@ -212,14 +215,23 @@ pub(crate) fn cores() -> usize {
 }
 
 /// Logs go to stderr at `info` unless `RUST_LOG` says otherwise; PostgreSQL's notices
-/// (such as "relation already exists, skipping" while migrating) only from `warn`.
-fn init_logging() {
+/// (such as "relation already exists, skipping" while migrating) only from `warn`. As
+/// JSON, each line carries the spans it was logged in (a request's id, method, route).
+fn init_logging(format: crate::settings::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        crate::settings::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        crate::settings::LogFormat::Text => builder.try_init(),
+    };
 }
 
 pub(crate) fn rule_engine() -> RuleEngine {

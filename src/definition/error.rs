@@ -5,7 +5,7 @@ use std::fmt;
 use super::source_map::Position;
 
 /// One problem in a process definition, reported as `file:line:column: message`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct DefinitionError {
     /// The file the problem is in (a process file or a rule module).
     pub file: String,

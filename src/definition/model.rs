@@ -165,7 +165,7 @@ pub struct Start {
 }
 
 /// The texts a definition was built from.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Source {
     /// The process file's name, for messages (`processes/event.yaml`).
     pub file: String,
@@ -176,7 +176,7 @@ pub struct Source {
 }
 
 /// One Rhai module's text.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RuleSource {
     /// The module's file name, for messages (`rules/event.rhai`).
     pub file: String,

@@ -22,16 +22,16 @@ use super::{Actor, Engine};
 use crate::store::{InstanceQuery, InstanceRecord, TraceKind};
 
 /// What to migrate, and where to.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MigrationRequest {
     /// The process whose instances move.
     pub process: String,
     /// The version they move to (default: the one served now).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub to_version: Option<i64>,
     /// Only instances of this version (default: every older one).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub from_version: Option<i64>,
     /// Old state → state of the target version, for states it renamed or dropped.
     #[serde(default)]
@@ -42,6 +42,24 @@ pub struct MigrationRequest {
     /// Move the instances that are fine (default: a dry run that moves nothing).
     #[serde(default)]
     pub apply: bool,
+}
+
+/// A version number: an integer, also when written as a number with no fraction (`3.0`,
+/// which JSON does not tell apart from `3`).
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error as _;
+    let Some(n) = <Option<serde_json::Number> as serde::Deserialize>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(i));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+        _ => Err(D::Error::custom(format!(
+            "expected a version number, got {n}"
+        ))),
+    }
 }
 
 /// What happens, or happened, to one instance.

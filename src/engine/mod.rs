@@ -20,6 +20,7 @@ mod view;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 
@@ -117,7 +118,7 @@ impl FireRequest {
 }
 
 /// A page of instances.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct InstancePage {
     /// The instances.
     pub items: Vec<InstanceView>,
@@ -141,6 +142,8 @@ pub struct Engine {
     recent: RecentInstances,
     /// Where notifications go: one outbox message per URL.
     webhooks: Vec<String>,
+    /// What this engine counts (`/metrics`).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Engine {
@@ -165,7 +168,29 @@ impl Engine {
             answer_ttl_ms: DEFAULT_ANSWER_TTL_MS,
             recent: RecentInstances::with_capacity(recent::DEFAULT_CAPACITY),
             webhooks: Vec::new(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// What this engine counts.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// Counts a step of `process` that started at `started`.
+    pub(crate) fn count_step<T>(
+        &self,
+        process: &str,
+        started: Instant,
+        result: &Result<T, EngineError>,
+    ) {
+        use crate::metrics::StepOutcome;
+        let outcome = match result {
+            Ok(_) => StepOutcome::Done,
+            Err(EngineError::Rule(_)) => StepOutcome::RuleFailed,
+            Err(_) => StepOutcome::Refused,
+        };
+        self.metrics.step(process, outcome, started.elapsed());
     }
 
     /// Sends notifications (timer warnings and breaches, transitions that notify) to these
@@ -227,7 +252,25 @@ impl Engine {
         let loaded = catalog
             .get(process)
             .ok_or_else(|| EngineError::UnknownProcess(process.to_owned()))?;
+        let started = Instant::now();
+        let result = self
+            .create_from(&catalog, loaded, actor, data, comment, idempotency)
+            .await;
+        self.count_step(process, started, &result);
+        result
+    }
+
+    async fn create_from(
+        &self,
+        catalog: &Catalog,
+        loaded: &Arc<Loaded>,
+        actor: &Actor,
+        data: Map<String, Value>,
+        comment: Option<String>,
+        idempotency: Option<Idempotency>,
+    ) -> Result<InstanceView, EngineError> {
         let def = &loaded.definition;
+        let process = def.id.as_str();
         let starters = if def.start.roles.is_empty() {
             &def.roles
         } else {
@@ -253,7 +296,7 @@ impl Engine {
 
         tracing::Span::current().record("process", process);
         let w = Working::start(
-            self.env(&catalog),
+            self.env(catalog),
             loaded,
             actor,
             data,
@@ -282,11 +325,29 @@ impl Engine {
         if let Some(view) = self.replay(actor, request.idempotency.as_ref()).await? {
             return Ok(view);
         }
+        let started = Instant::now();
+        let mut process = None;
+        let result = self
+            .fire_counted(actor, id, transition, &request, &mut process)
+            .await;
+        if let Some(p) = process {
+            self.count_step(&p, started, &result);
+        }
+        result
+    }
+
+    /// [`Engine::fire`] after the replay check; `process` learns the instance's process.
+    async fn fire_counted(
+        &self,
+        actor: &Actor,
+        id: &str,
+        transition: &str,
+        request: &FireRequest,
+        process: &mut Option<String>,
+    ) -> Result<InstanceView, EngineError> {
         if let Some(record) = self.recent.take(id) {
-            match self
-                .fire_on(record, actor, transition, &request, None)
-                .await
-            {
+            *process = Some(record.process.clone());
+            match self.fire_on(record, actor, transition, request, None).await {
                 Ok(view) => return Ok(view),
                 Err(e @ (EngineError::Busy | EngineError::Store(_))) => return Err(e),
                 Err(e) => {
@@ -299,8 +360,8 @@ impl Engine {
             .get_instance(id)
             .await?
             .ok_or_else(|| EngineError::UnknownInstance(id.to_owned()))?;
-        self.fire_on(record, actor, transition, &request, None)
-            .await
+        *process = Some(record.process.clone());
+        self.fire_on(record, actor, transition, request, None).await
     }
 
     /// Fires `transition` on `record`, the instance as last known; `timer` names the timer

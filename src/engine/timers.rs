@@ -41,9 +41,10 @@ impl Engine {
             let mut record = Some(claimed);
             for _ in 0..CLOCKS_PER_INSTANCE {
                 let Some(r) = record.take() else { break };
-                let Some(clock) = due_clock(&r, now) else {
+                let Some((clock, due_at)) = due_clock(&r, now) else {
                     break;
                 };
+                self.metrics.timer_fired(now - due_at);
                 let id = r.id.clone();
                 if !self.fire_timer(r, &clock).await? {
                     break;
@@ -83,10 +84,12 @@ impl Engine {
             ..FireRequest::default()
         };
         let id = record.id.clone();
-        match self
+        let (process, started) = (record.process.clone(), std::time::Instant::now());
+        let result = self
             .fire_on(record, &actor, fire, &request, Some(name))
-            .await
-        {
+            .await;
+        self.count_step(&process, started, &result);
+        match result {
             Ok(view) => {
                 tracing::info!(instance = %view.id, timer = %name, transition = %fire, state = %view.state, "timer fired");
                 Ok(true)
@@ -137,11 +140,11 @@ impl Engine {
 }
 
 /// The name of the earliest running clock of `record` due at `now`.
-fn due_clock(record: &InstanceRecord, now: i64) -> Option<String> {
+fn due_clock(record: &InstanceRecord, now: i64) -> Option<(String, i64)> {
     record
         .timers
         .iter()
         .filter(|t| t.paused_left_ms.is_none() && t.due_at <= now)
         .min_by(|a, b| (a.due_at, &a.name).cmp(&(b.due_at, &b.name)))
-        .map(|t| t.name.clone())
+        .map(|t| (t.name.clone(), t.due_at))
 }

@@ -9,7 +9,7 @@ use crate::definition::Definition;
 use crate::store::{InstanceRecord, Links, SlaRecord, SlaStatus, TimerState, Vote};
 
 /// A transition the caller may fire now.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct AllowedTransition {
     /// Its name.
     pub name: String,
@@ -27,7 +27,7 @@ pub struct AllowedTransition {
 }
 
 /// A timer of an instance as answered to a caller.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct TimerView {
     /// The timer's name in the process file.
     pub name: String,
@@ -50,7 +50,7 @@ impl From<&TimerState> for TimerView {
 }
 
 /// An SLA record as answered to a caller; times are RFC 3339 UTC.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct SlaView {
     /// The SLA timer (`first_response`, `resolution`).
     pub metric: String,
@@ -104,7 +104,7 @@ impl From<SlaRecord> for SlaView {
 }
 
 /// An instance as answered to a caller.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct InstanceView {
     /// Instance id.
     pub id: String,

@@ -25,7 +25,7 @@ use crate::store::{ChainBreak, Store, StoreError, TraceRecord, canonical_json, v
 pub const FORMAT: &str = "opsflow-evidence/1";
 
 /// An evidence bundle.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Bundle {
     /// Always [`FORMAT`].
@@ -46,7 +46,7 @@ pub struct Bundle {
 }
 
 /// What a bundle was made of: one instance, or the instances with records in a period.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scope {
     /// One instance.
@@ -64,7 +64,7 @@ pub struct Scope {
 }
 
 /// A definition version with the texts its hash is taken of.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BundleDefinition {
     /// The content hash records name.
@@ -76,7 +76,7 @@ pub struct BundleDefinition {
 }
 
 /// An instance and its whole trace (a chain can only be checked from its first record).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BundleInstance {
     /// The instance.
@@ -94,7 +94,7 @@ pub struct BundleInstance {
 }
 
 /// An Ed25519 signature of a bundle's digest.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BundleSignature {
     /// Always `ed25519`.

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 /// One rule decision a step took: which script ran, from which source, and what it gave.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RuleDecision {
     /// Where the script stands in the process file (`transitions.close.guard`).
     pub rule: String,

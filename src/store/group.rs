@@ -179,6 +179,9 @@ impl Store for GroupCommit {
     async fn load_definition(&self, hash: &str) -> Result<Option<StoredDefinition>, StoreError> {
         self.inner.load_definition(hash).await
     }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
     async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
         self.inner.get_instance(id).await
     }

@@ -89,7 +89,7 @@ pub struct TimerState {
 }
 
 /// A voter's decision on an approval transition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// For.
@@ -99,7 +99,7 @@ pub enum Decision {
 }
 
 /// One vote of an open approval round.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Vote {
     /// The approval transition voted on.
     pub transition: String,
@@ -114,7 +114,7 @@ pub struct Vote {
 }
 
 /// What kind of step a trace record describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TraceKind {
     /// The instance was created.
@@ -162,7 +162,7 @@ impl TraceKind {
 }
 
 /// How a step came in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     /// A caller, over the HTTP API.
@@ -194,7 +194,7 @@ impl Channel {
 }
 
 /// One step of an instance's history.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct TraceRecord {
     /// The instance.
     pub instance_id: String,
@@ -205,6 +205,7 @@ pub struct TraceRecord {
         serialize_with = "crate::clock::serialize_ms",
         deserialize_with = "crate::clock::deserialize_ms"
     )]
+    #[schema(value_type = String, format = DateTime)]
     pub at: i64,
     /// Who took the step.
     pub actor: String,
@@ -389,7 +390,7 @@ pub struct StoredAnswer {
 }
 
 /// An instance at the other end of a link.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct LinkedInstance {
     /// The link field (of the linking instance).
     pub relation: String,
@@ -413,7 +414,7 @@ pub struct InstanceHead {
 }
 
 /// An instance's links both ways.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Links {
     /// Instances this one links to.
     pub outgoing: Vec<LinkedInstance>,
@@ -464,6 +465,10 @@ pub enum StoreError {
 /// Persistence for definitions, instances and traces.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Answers when the database can be reached (`/readyz`).
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Records a definition version (idempotent) and returns its number within its
     /// process: a content seen before keeps its number, a new one gets the next.
     async fn save_definition(&self, definition: &StoredDefinition) -> Result<i64, StoreError>;

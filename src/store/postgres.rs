@@ -212,6 +212,11 @@ impl Store for PgStore {
         row.as_ref().map(definition_from_row).transpose()
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1"

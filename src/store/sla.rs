@@ -42,7 +42,7 @@ pub struct SlaRecord {
 }
 
 /// Where an SLA record stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SlaStatus {
     /// Counting down, not yet breached.

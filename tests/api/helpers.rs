@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use opsflow::clock::{Clock, ManualClock, SystemClock};
 use opsflow::server::Server;
-use opsflow::settings::{Secret, Settings};
+use opsflow::settings::{LogFormat, Secret, Settings};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -211,20 +211,11 @@ pub async fn spawn_app_configured(
         kpis: repo_path("kpis"),
         listen: "127.0.0.1:0".parse().unwrap(),
         idempotency_ttl: 3600,
-        group_commit_max: 128,
-        group_commit_wait_us: 0,
-        write_shards: 0,
-        worker_threads: 0,
-        write_queue: 4096,
-        instance_cache: 16_384,
-        timer_interval_ms: 1_000,
         reload_poll_ms: 0,
-        checkpoint_interval: 300,
-        webhooks: Vec::new(),
-        webhook_secret: Secret::default(),
-        evidence_key: None,
-        simulate: false,
+        reload_min_interval_ms: 0,
+        log_format: LogFormat::Text,
         tokens: Secret::new(TOKENS),
+        ..Settings::defaults().expect("default settings")
     };
     configure(&mut settings);
     let server = if settings.simulate {

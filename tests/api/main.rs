@@ -16,6 +16,7 @@ mod kpi;
 mod lifecycle;
 mod migration;
 mod nodes;
+mod operations;
 mod problem;
 mod process_mining;
 mod processes;

@@ -36,21 +36,9 @@ pub(super) async fn http_run(
         calendars: args.calendars.clone(),
         kpis: args.processes.with_file_name("kpis"),
         listen: "127.0.0.1:0".parse()?,
-        idempotency_ttl: 86_400,
-        group_commit_max: 128,
-        group_commit_wait_us: 0,
-        write_shards: 0,
-        worker_threads: 0,
-        write_queue: 4096,
-        instance_cache: 16_384,
-        timer_interval_ms: 1_000,
         reload_poll_ms: 0,
-        checkpoint_interval: 300,
-        webhooks: Vec::new(),
-        webhook_secret: Secret::default(),
-        evidence_key: None,
-        simulate: false,
         tokens: Secret::new(format!("{token}=bench:service_desk,requester")),
+        ..Settings::defaults()?
     };
     let server = Server::build(&settings).await?;
     let base = format!("http://{}/api/v1", server.addr());
