@@ -21,4 +21,5 @@ pub mod server;
 pub mod service_report;
 pub mod settings;
 pub mod store;
+pub mod tokens;
 pub mod webhook;

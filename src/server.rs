@@ -138,11 +138,6 @@ impl Server {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartError> {
         let tokens = Tokens::parse(settings.tokens.expose()).map_err(StartError::Tokens)?;
-        if tokens.is_empty() {
-            tracing::warn!(
-                "no bearer tokens configured (OPSFLOW_TOKENS): every API request will be refused with 401"
-            );
-        }
         let evidence_key = match &settings.evidence_key {
             Some(path) => Some(Arc::new(crate::evidence::read_signing_key(path)?)),
             None => None,
@@ -185,6 +180,15 @@ impl Server {
                 .with_webhooks(webhooks),
         );
         engine.register_definitions().await?;
+        if tokens.is_empty() {
+            let now = engine.now_ms();
+            let stored = engine.store().tokens().await?;
+            if !stored.iter().any(|t| t.is_valid_at(now)) {
+                tracing::warn!(
+                    "no bearer tokens: none in OPSFLOW_TOKENS and none stored (opsflow token create); every API request will be refused with 401"
+                );
+            }
+        }
         let reloader = Arc::new(
             Reloader::new(engine.clone(), sources)
                 .await?
@@ -201,6 +205,10 @@ impl Server {
             state: AppState {
                 engine: engine.clone(),
                 tokens: Arc::new(tokens),
+                directory: Arc::new(crate::tokens::TokenDirectory::new(
+                    engine.store().clone(),
+                    Duration::from_millis(settings.token_cache_ms),
+                )),
                 rules_dir: Arc::new(settings.rules.clone()),
                 reloader: reloader.clone(),
                 kpis_dir: Arc::new(settings.kpis.clone()),

@@ -247,6 +247,10 @@ pub struct Settings {
     /// Rhai: entries in any object map.
     #[arg(long, env = "OPSFLOW_RULES_MAX_MAP_SIZE", default_value_t = 10_000)]
     pub rules_max_map_size: usize,
+    /// How long the server reuses what it read of a stored token, in ms: a revoked token
+    /// stops working on every node within this time (0: read on every request).
+    #[arg(long, env = "OPSFLOW_TOKEN_CACHE_MS", default_value_t = 5_000)]
+    pub token_cache_ms: u64,
     /// Bearer tokens: `token=actor:role,role;token2=actor2:role`.
     #[arg(
         long,

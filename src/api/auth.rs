@@ -1,7 +1,8 @@
 //! Bearer tokens: each maps to an actor name and roles.
 //!
-//! `OPSFLOW_TOKENS="token1=alice:service_desk,l1_lead;token2=bob:l2_engineer"`. Tokens are
-//! kept as SHA-256 digests, so the table in memory does not hold them in clear.
+//! Two sources: `OPSFLOW_TOKENS="token1=alice:service_desk,l1_lead;token2=bob:l2_engineer"`
+//! (for scripts and tests), and tokens made with `opsflow token create`, stored in the
+//! database (see [`crate::tokens`]). Both are kept as SHA-256 digests only.
 
 use std::collections::HashMap;
 
@@ -114,12 +115,26 @@ impl FromRequestParts<AppState> for Caller {
                     "the Authorization header must be `Bearer <token>`",
                 )
             })?;
-        state
-            .tokens
-            .actor(token)
-            .cloned()
-            .map(Caller)
-            .ok_or_else(|| Problem::new("unauthorized", "unknown bearer token"))
+        if let Some(actor) = state.tokens.actor(token) {
+            return Ok(Caller(actor.clone()));
+        }
+        let stored = state
+            .directory
+            .lookup(token)
+            .await
+            .map_err(|e| Problem::from(crate::engine::EngineError::Store(e)))?;
+        match stored {
+            None => Err(Problem::new("unauthorized", "unknown bearer token")),
+            Some(t) if t.revoked_at.is_some() => Err(Problem::new(
+                "unauthorized",
+                format!("token `{}` was revoked", t.id),
+            )),
+            Some(t) if !t.is_valid_at(state.engine.now_ms()) => Err(Problem::new(
+                "unauthorized",
+                format!("token `{}` has expired", t.id),
+            )),
+            Some(t) => Ok(Caller(Actor::new(t.actor, t.roles))),
+        }
     }
 }
 

@@ -50,8 +50,10 @@ impl Default for ApiLimits {
 pub struct AppState {
     /// The engine.
     pub engine: Arc<Engine>,
-    /// Bearer tokens.
+    /// Bearer tokens from the configuration.
     pub tokens: Arc<Tokens>,
+    /// Bearer tokens stored in the database.
+    pub directory: Arc<crate::tokens::TokenDirectory>,
     /// Where rule modules are read from, for `POST /processes/validate`.
     pub rules_dir: Arc<PathBuf>,
     /// Where KPI files are read from (`/kpis`).

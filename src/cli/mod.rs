@@ -6,6 +6,7 @@ mod kpi;
 mod migrate;
 mod report;
 mod sources;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -113,6 +114,8 @@ enum Command {
     /// dry run listing what would happen to each, or with `--apply` one transaction per
     /// instance with a `migration` trace record.
     MigrateInstances(migrate::MigrateArgs),
+    /// Make, list or revoke bearer tokens stored in the database (hashed).
+    Token(token::TokenArgs),
     /// Create the database if needed and apply pending migrations.
     Migrate {
         /// Database URL.
@@ -447,6 +450,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Token(args) => token::run(args).await,
         Command::Export {
             db,
             instance,

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{
     Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, FactRecord, InstanceHead,
     InstanceQuery, InstanceRecord, Links, Step, Store, StoreError, StoredAnswer, StoredDefinition,
-    StoredSnapshot, TraceRecord,
+    StoredSnapshot, TokenRecord, TraceRecord,
 };
 
 /// How batches are formed.
@@ -182,6 +182,18 @@ impl Store for GroupCommit {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+    async fn save_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.inner.save_token(token).await
+    }
+    async fn token_by_digest(&self, digest: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.inner.token_by_digest(digest).await
+    }
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.inner.tokens().await
+    }
+    async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        self.inner.revoke_token(id, at).await
+    }
     async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
         self.inner.get_instance(id).await
     }
@@ -263,6 +275,18 @@ mod tests {
             process: &str,
         ) -> Result<Vec<DefinitionVersion>, StoreError> {
             self.0.definition_versions(process).await
+        }
+        async fn save_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+            self.0.save_token(token).await
+        }
+        async fn token_by_digest(&self, d: &str) -> Result<Option<TokenRecord>, StoreError> {
+            self.0.token_by_digest(d).await
+        }
+        async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+            self.0.tokens().await
+        }
+        async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+            self.0.revoke_token(id, at).await
         }
         async fn save_kpi_set(&self, hash: &str, source: &str) -> Result<i64, StoreError> {
             self.0.save_kpi_set(hash, source).await

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::{
     Checkpoint, CheckpointEntry, Claim, DefinitionVersion, Delivery, DeliveryOutcome, GENESIS,
     InstanceHead, InstanceQuery, InstanceRecord, LinkedInstance, Links, OutboxMessage, Step, Store,
-    StoreError, StoredAnswer, StoredDefinition, StoredSnapshot, TraceRecord,
+    StoreError, StoredAnswer, StoredDefinition, StoredSnapshot, TokenRecord, TraceRecord,
 };
 
 #[derive(Debug, Default)]
@@ -30,6 +30,8 @@ struct Tables {
     kpi_sets: HashMap<String, (i64, String)>,
     /// Service report snapshots by hash.
     snapshots: HashMap<String, StoredSnapshot>,
+    /// Bearer tokens, oldest first.
+    tokens: Vec<TokenRecord>,
 }
 
 /// An instance's trace records in order, kept in chunks of at most [`TRACE_CHUNK`]: an
@@ -79,6 +81,42 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
+    async fn save_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        let mut t = self.tables();
+        if t.tokens
+            .iter()
+            .any(|x| x.id == token.id || x.digest == token.digest)
+        {
+            return Err(StoreError::Conflict);
+        }
+        t.tokens.push(token.clone());
+        Ok(())
+    }
+    async fn token_by_digest(&self, digest: &str) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self
+            .tables()
+            .tokens
+            .iter()
+            .find(|t| t.digest == digest)
+            .cloned())
+    }
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        Ok(self.tables().tokens.clone())
+    }
+    async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        let mut t = self.tables();
+        match t
+            .tokens
+            .iter_mut()
+            .find(|x| x.id == id && x.revoked_at.is_none())
+        {
+            Some(x) => {
+                x.revoked_at = Some(at);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
     async fn save_definition(&self, d: &StoredDefinition) -> Result<i64, StoreError> {
         let mut t = self.tables();
         if let Some((_, v)) = t.definitions.get(&d.hash) {

@@ -16,6 +16,7 @@ mod postgres;
 mod rows;
 mod sla;
 mod sqlite;
+mod tokens;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -32,6 +33,7 @@ pub use memory::MemoryStore;
 pub use postgres::{PgStore, create_database, drop_database};
 pub use sla::{Delivery, DeliveryOutcome, OutboxMessage, SlaRecord, SlaStatus};
 pub use sqlite::SqliteStore;
+pub use tokens::TokenRecord;
 
 /// An instance as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -469,6 +471,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Records a new bearer token (its digest, never the token).
+    async fn save_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// The token with this digest, revoked or expired ones too.
+    async fn token_by_digest(&self, digest: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Every stored token, oldest first.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Revokes the token `id` at `at`; false when there is no such token not yet revoked.
+    async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, StoreError>;
     /// Records a definition version (idempotent) and returns its number within its
     /// process: a content seen before keeps its number, a new one gets the next.
     async fn save_definition(&self, definition: &StoredDefinition) -> Result<i64, StoreError>;

@@ -22,7 +22,7 @@ use super::rows::{
 use super::{
     Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, FactRecord, GENESIS,
     InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError,
-    StoredAnswer, StoredDefinition, StoredSnapshot, TraceRecord,
+    StoredAnswer, StoredDefinition, StoredSnapshot, TokenRecord, TraceRecord,
 };
 
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -210,6 +210,19 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(definition_from_row).transpose()
+    }
+
+    async fn save_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        super::tokens::postgres::save(&self.pool, token).await
+    }
+    async fn token_by_digest(&self, digest: &str) -> Result<Option<TokenRecord>, StoreError> {
+        super::tokens::postgres::by_digest(&self.pool, digest).await
+    }
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        super::tokens::postgres::list(&self.pool).await
+    }
+    async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, StoreError> {
+        super::tokens::postgres::revoke(&self.pool, id, at).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -30,3 +30,4 @@ mod service_report;
 mod sla;
 mod store_contract;
 mod timers;
+mod tokens;
