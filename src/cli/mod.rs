@@ -1,6 +1,7 @@
 //! The `opsflow` command line (clap): thin adapters over the library.
 
 mod bench;
+mod config_file;
 mod conform;
 mod kpi;
 mod migrate;
@@ -183,7 +184,14 @@ enum Command {
 
 /// Runs the command line; the return value is the process's exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match config_file::with_file(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("opsflow: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(args);
     init_logging(match &cli.command {
         Command::Serve(settings) => settings.log_format,
         _ => crate::settings::LogFormat::Text,

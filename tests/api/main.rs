@@ -7,6 +7,7 @@
 mod bundle;
 mod change;
 mod cli;
+mod config;
 mod conform;
 mod errors;
 mod evidence;
