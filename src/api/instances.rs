@@ -230,6 +230,7 @@ async fn list(
         state: q.state,
         after: q.cursor,
         limit,
+        visible: None,
     };
     let page = app.engine.list(&actor, &query).await?;
     Ok(axum::Json(page).into_response())
@@ -332,11 +333,11 @@ enum TraceAnswer {
 )]
 async fn trace(
     State(app): State<AppState>,
-    _caller: Caller,
+    Caller(actor): Caller,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<TraceQuery>,
 ) -> Result<Response, Problem> {
-    let records = app.engine.trace(&id).await?;
+    let records = app.engine.trace(&actor, &id).await?;
     Ok(match q.format.unwrap_or(TraceFormat::Json) {
         TraceFormat::Json => axum::Json(Trace {
             instance_id: id,

@@ -164,6 +164,32 @@ pub struct Start {
     pub action: Option<Script>,
 }
 
+/// In a process's `read:` list: the actor who created an instance may read it.
+pub const CREATOR: &str = "creator";
+
+/// What a caller may read of a process's instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readable {
+    /// Every instance.
+    All,
+    /// Those the caller created.
+    Own,
+    /// None.
+    None,
+}
+
+impl Definition {
+    /// What a caller holding `roles` may read of this process's instances.
+    pub fn readable_by(&self, roles: &[String]) -> Readable {
+        match &self.read {
+            None => Readable::All,
+            Some(read) if roles.iter().any(|r| read.contains(r)) => Readable::All,
+            Some(read) if read.iter().any(|r| r == CREATOR) => Readable::Own,
+            Some(_) => Readable::None,
+        }
+    }
+}
+
 /// The texts a definition was built from.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Source {
@@ -197,6 +223,9 @@ pub struct Definition {
     pub hash: String,
     /// Declared roles.
     pub roles: Vec<String>,
+    /// Who may read its instances (`read:`): holders of these roles, and with
+    /// [`CREATOR`] in the list, an instance's creator; `None`: every caller.
+    pub read: Option<Vec<String>>,
     /// Who may start an instance.
     pub start: Start,
     /// Instance data fields, in file order.

@@ -76,6 +76,18 @@ pub fn parse(
 
     let roles = check_roles(&mut p, &raw.roles);
     let known_role = |r: &str| roles.contains(r);
+    for (i, r) in raw.read.iter().flatten().enumerate() {
+        if r != super::model::CREATOR && !known_role(r) {
+            p.at_value(
+                &root.key("read").index(i),
+                format!(
+                    "{} (or `{}`, the instance's creator)",
+                    unknown_role(r, &roles),
+                    super::model::CREATOR
+                ),
+            );
+        }
+    }
 
     let mut rules = IndexMap::new();
     for (i, name) in raw.rules.iter().enumerate() {
@@ -223,6 +235,7 @@ pub fn parse(
         description: raw.description,
         hash,
         roles: raw.roles,
+        read: raw.read,
         start,
         fields,
         states,

@@ -22,6 +22,8 @@ pub(crate) struct RawProcess {
     #[serde(default)]
     pub(crate) roles: Vec<String>,
     #[serde(default)]
+    pub(crate) read: Option<Vec<String>>,
+    #[serde(default)]
     pub(crate) start: Option<serde_yaml::Value>,
     #[serde(default)]
     pub(crate) tables: Option<serde_yaml::Value>,

@@ -179,6 +179,7 @@ pub fn process_schema() -> Value {
             "description": text("What the process is for."),
             "rules": names("Rule modules (rules/NAME.rhai) its scripts may call."),
             "roles": names("Every role the process knows."),
+            "read": names("Who may read its instances: these roles, and with `creator` listed, an instance's creator (everyone when absent)."),
             "start": {
                 "type": "object",
                 "additionalProperties": false,

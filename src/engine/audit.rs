@@ -67,6 +67,7 @@ pub async fn cases(store: &dyn Store, query: &AuditQuery) -> Result<Vec<CaseTrac
                 state: None,
                 after: after.clone(),
                 limit: 500,
+                visible: None,
             })
             .await?;
         let Some(last) = page.last() else {

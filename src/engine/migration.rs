@@ -216,6 +216,7 @@ impl Engine {
             state: None,
             after: None,
             limit: PAGE,
+            visible: None,
         };
         loop {
             let page = self.store.list_instances(&query).await?;

@@ -34,8 +34,11 @@ pub use view::{AllowedTransition, InstanceView, SlaView, TimerView};
 
 use crate::clock::Clock;
 use crate::definition::Definition;
+use crate::definition::Readable;
 use crate::rules::RuleEngine;
-use crate::store::{Channel, Decision, InstanceQuery, Store, StoreError, TraceRecord};
+use crate::store::{
+    Channel, Decision, InstanceQuery, InstanceRecord, Store, StoreError, TraceRecord, Visibility,
+};
 use data::{Writer, check_input, missing};
 use recent::RecentInstances;
 use step::{Env, Working};
@@ -412,6 +415,7 @@ impl Engine {
             .get_instance(id)
             .await?
             .ok_or_else(|| EngineError::UnknownInstance(id.to_owned()))?;
+        self.may_read(actor, &record)?;
         let loaded = self.version(&record.definition_hash).await?;
         let links = self.store.links(id).await?;
         let mut clocks: Vec<_> = record.timers.iter().collect();
@@ -483,6 +487,7 @@ impl Engine {
                     state: Some(state.clone()),
                     after: None,
                     limit: crate::definition::LOOKUP_LIMIT,
+                    visible: None,
                 };
                 for r in self.store.list_instances(&query).await? {
                     items.push(serde_json::json!({ "id": r.id, "state": r.state, "data": r.data }));
@@ -531,6 +536,7 @@ impl Engine {
         }
         let mut q = query.clone();
         q.limit = query.limit.saturating_add(1);
+        q.visible = self.visibility(actor);
         let mut records = self.store.list_instances(&q).await?;
         let more = records.len() > query.limit as usize;
         records.truncate(query.limit as usize);
@@ -547,11 +553,50 @@ impl Engine {
         Ok(InstancePage { items, next_cursor })
     }
 
-    /// The trace of an instance, in order.
-    pub async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, EngineError> {
-        if self.store.get_instance(id).await?.is_none() {
-            return Err(EngineError::UnknownInstance(id.to_owned()));
-        }
+    /// The trace of an instance, in order, for `actor`.
+    pub async fn trace(&self, actor: &Actor, id: &str) -> Result<Vec<TraceRecord>, EngineError> {
+        let record = self
+            .store
+            .get_instance(id)
+            .await?
+            .ok_or_else(|| EngineError::UnknownInstance(id.to_owned()))?;
+        self.may_read(actor, &record)?;
         Ok(self.store.trace(id).await?)
+    }
+
+    /// Refuses when `actor` may not read `record`: its process's `read:` list, as served
+    /// now, names none of the actor's roles (nor `creator`, for the actor's own instance).
+    /// Instances of a process no longer served have no such list.
+    pub fn may_read(&self, actor: &Actor, record: &InstanceRecord) -> Result<(), EngineError> {
+        let catalog = self.catalog();
+        let Some(l) = catalog.get(&record.process) else {
+            return Ok(());
+        };
+        match l.definition.readable_by(&actor.roles) {
+            Readable::All => Ok(()),
+            Readable::Own if record.created_by == actor.name => Ok(()),
+            _ => Err(EngineError::Forbidden {
+                actor: actor.name.clone(),
+                action: format!("read `{}` instances", record.process),
+                needed: l.definition.read.clone().unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// What `actor` may read, as a filter for listing instances.
+    fn visibility(&self, actor: &Actor) -> Option<Visibility> {
+        let catalog = self.catalog();
+        let mut v = Visibility {
+            actor: actor.name.clone(),
+            ..Visibility::default()
+        };
+        for l in catalog.iter() {
+            match l.definition.readable_by(&actor.roles) {
+                Readable::All => {}
+                Readable::Own => v.own_only.push(l.definition.id.clone()),
+                Readable::None => v.hidden.push(l.definition.id.clone()),
+            }
+        }
+        (!v.hidden.is_empty() || !v.own_only.is_empty()).then_some(v)
     }
 }

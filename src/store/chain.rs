@@ -393,6 +393,7 @@ pub async fn verify_store(store: &dyn super::Store) -> Result<ChainReport, super
                 state: None,
                 after: after.clone(),
                 limit: 500,
+                visible: None,
             })
             .await?;
         let Some(last) = page.last() else {

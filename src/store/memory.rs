@@ -189,6 +189,11 @@ impl Store for MemoryStore {
             .filter(|i| q.after.as_ref().is_none_or(|a| i.id > *a))
             .filter(|i| q.process.as_ref().is_none_or(|p| i.process == *p))
             .filter(|i| q.state.as_ref().is_none_or(|s| i.state == *s))
+            .filter(|i| {
+                q.visible
+                    .as_ref()
+                    .is_none_or(|v| v.admits(&i.process, &i.created_by))
+            })
             .take(q.limit as usize)
             .map(|i| (**i).clone())
             .collect())

@@ -364,6 +364,56 @@ pub struct Claim {
     pub limit: u32,
 }
 
+/// Adds ` AND (...)` keeping the instances `v` admits to a query on `instances`.
+pub(super) fn push_visibility<'args, DB: sqlx::Database>(
+    q: &mut sqlx::QueryBuilder<'args, DB>,
+    v: &Visibility,
+) where
+    String: sqlx::Encode<'args, DB> + sqlx::Type<DB>,
+{
+    if v.hidden.is_empty() && v.own_only.is_empty() {
+        return;
+    }
+    q.push(" AND (process NOT IN (");
+    let mut listed = q.separated(", ");
+    for p in v.hidden.iter().chain(&v.own_only) {
+        listed.push_bind(p.clone());
+    }
+    q.push(")");
+    if !v.own_only.is_empty() {
+        q.push(" OR (created_by = ")
+            .push_bind(v.actor.clone())
+            .push(" AND process IN (");
+        let mut own = q.separated(", ");
+        for p in &v.own_only {
+            own.push_bind(p.clone());
+        }
+        q.push("))");
+    }
+    q.push(")");
+}
+
+/// Which instances a caller may read, by process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Visibility {
+    /// The caller.
+    pub actor: String,
+    /// Processes none of whose instances the caller may read.
+    pub hidden: Vec<String>,
+    /// Processes of whose instances the caller may read only those it created.
+    pub own_only: Vec<String>,
+}
+
+impl Visibility {
+    /// The caller may read an instance of `process` created by `created_by`.
+    pub fn admits(&self, process: &str, created_by: &str) -> bool {
+        if self.hidden.iter().any(|p| p == process) {
+            return false;
+        }
+        !self.own_only.iter().any(|p| p == process) || created_by == self.actor
+    }
+}
+
 /// An answer to store with a step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnswerWrite {
@@ -435,6 +485,8 @@ pub struct InstanceQuery {
     pub after: Option<String>,
     /// At most this many.
     pub limit: u32,
+    /// Only what a caller may read (none: everything).
+    pub visible: Option<Visibility>,
 }
 
 /// A storage failure.
@@ -522,6 +574,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
                 state: None,
                 after: after.map(str::to_owned),
                 limit,
+                visible: None,
             })
             .await?;
         let mut out = Vec::with_capacity(page.len());

@@ -258,6 +258,9 @@ impl Store for SqliteStore {
         if let Some(after) = &query.after {
             q.push(" AND id > ").push_bind(after);
         }
+        if let Some(v) = &query.visible {
+            super::push_visibility(&mut q, v);
+        }
         q.push(" ORDER BY id LIMIT ")
             .push_bind(i64::from(query.limit));
         let rows = q.build().fetch_all(&self.pool).await?;

@@ -32,3 +32,4 @@ mod sla;
 mod store_contract;
 mod timers;
 mod tokens;
+mod visibility;
