@@ -387,6 +387,11 @@ fn bench_measures_every_figure_with_the_raw_limits_beside_them() {
             keys.push(format!("{db}_raw_batched_{c}_tps"));
             keys.push(format!("{db}_http_{c}_clients_tps"));
             keys.push(format!("{db}_http_{c}_clients_p99_ms"));
+            // The server's /metrics counted every step fired over HTTP.
+            for counted in ["steps", "requests"] {
+                let key = format!("{db}_http_{c}_clients_metrics_{counted}");
+                assert_eq!(figures[&key], 256.0, "{key}");
+            }
         }
     }
     for key in keys {

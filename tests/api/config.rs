@@ -128,3 +128,22 @@ fn a_problem_in_the_configuration_file_is_one_line_with_its_position() {
         assert!(!err.contains("s3cret"));
     }
 }
+
+#[test]
+fn the_readme_lists_every_setting_with_its_environment_variable() {
+    use clap::Args as _;
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    let command = opsflow::settings::Settings::augment_args(clap::Command::new("serve"));
+    let mut checked = 0;
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        let env = arg.get_env().expect("every setting has a variable");
+        let row = format!("| `{id}` | `{}` |", env.to_string_lossy());
+        assert!(
+            readme.contains(&row),
+            "README's configuration table lacks {row}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 30, "{checked}");
+}

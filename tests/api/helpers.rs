@@ -241,6 +241,13 @@ pub async fn spawn_app_configured(
 }
 
 impl TestApp {
+    /// Tells the server to stop (it finishes the requests in flight) without waiting.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+
     /// Stops the server and hands back its database for a restart.
     pub async fn shut_down(self) -> TestDb {
         let TestApp {

@@ -387,3 +387,35 @@ async fn the_body_and_page_limits_are_the_configured_ones() {
         .clone();
     assert_eq!(limit["schema"]["maximum"], 20.0, "{limit}");
 }
+
+#[tokio::test]
+async fn a_request_in_flight_when_the_server_is_told_to_stop_is_answered_before_it_stops() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut app = spawn_app().await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let body = json!({"process": "event", "data": {"kind": "incident", "channel": "phone", "summary": "slow upload"}})
+        .to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/instances HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer req\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    stream.write_all(first.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    app.begin_shutdown();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the server answers and closes");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    app.shut_down().await;
+}

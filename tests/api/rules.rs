@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde_json::json;
 use tempfile::TempDir;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app_configured};
 
 const LAB_PROCESS: &str = r#"
 process: lab
@@ -25,6 +25,7 @@ transitions:
   not_map:    { from: start, to: done, roles: [auditor], action: '42' }
   bad_write:  { from: start, to: done, roles: [auditor], action: '#{ n: "seven" }' }
   finish:     { from: start, to: done, roles: [auditor], action: '#{ n: 7 }' }
+  count:      { from: start, to: done, roles: [auditor], guard: 'let n = 0; for i in 0..2000 { n += 1; } n > 0' }
 "#;
 
 const LAB_RULES: &str = r#"
@@ -49,6 +50,12 @@ fn deep(ctx) {
 "#;
 
 async fn lab() -> (TestApp, TempDir) {
+    lab_configured(|_| {}).await
+}
+
+async fn lab_configured(
+    configure: impl FnOnce(&mut opsflow::settings::Settings),
+) -> (TestApp, TempDir) {
     let files = tempfile::tempdir().unwrap();
     let processes: PathBuf = files.path().join("processes");
     let rules: PathBuf = files.path().join("rules");
@@ -56,7 +63,15 @@ async fn lab() -> (TestApp, TempDir) {
     std::fs::create_dir_all(&rules).unwrap();
     std::fs::write(processes.join("lab.yaml"), LAB_PROCESS).unwrap();
     std::fs::write(rules.join("lab.rhai"), LAB_RULES).unwrap();
-    (spawn_app_with(&processes, &rules, None).await, files)
+    let app = spawn_app_configured(
+        &processes,
+        &rules,
+        None,
+        std::sync::Arc::new(opsflow::clock::SystemClock),
+        configure,
+    )
+    .await;
+    (app, files)
 }
 
 async fn new_lab(app: &TestApp) -> String {
@@ -148,4 +163,18 @@ async fn rules_returning_the_wrong_type_refuse_the_step() {
         1,
         "nothing of the refused steps was written"
     );
+}
+
+#[tokio::test]
+async fn the_operation_limit_of_scripts_is_the_configured_one() {
+    let (app, _files) = lab().await;
+    let id = new_lab(&app).await;
+    let v = app.fire_ok(&id, "count", "nobody", json!({})).await;
+    assert_eq!(v["state"], "done", "2,000 rounds fit the default limit");
+
+    let (tight, _files) = lab_configured(|s| s.rules_max_operations = 1_000).await;
+    let id = new_lab(&tight).await;
+    let a = tight.fire(&id, "count", "nobody", json!({})).await;
+    a.assert_problem(409, "rule-failed");
+    assert_eq!(a.body["reason"], "limit", "{}", a.text);
 }

@@ -19,6 +19,33 @@ pub(super) struct HttpFigures {
     pub(super) p50_ms: f64,
     /// 99th percentile latency, ms.
     pub(super) p99_ms: f64,
+    /// How far the server's `/metrics` moved while the steps were fired: steps committed.
+    pub(super) counted_steps: f64,
+    /// ... and transition requests answered 200.
+    pub(super) counted_requests: f64,
+}
+
+/// The series of `/metrics` the bench reads: (steps done, transition requests answered).
+async fn counters(client: &reqwest::Client, server: &str) -> anyhow::Result<(f64, f64)> {
+    let text = client
+        .get(format!("{server}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let value = |series: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((
+        value(r#"opsflow_steps_total{process="event",outcome="done"}"#),
+        value(
+            r#"opsflow_http_requests_total{method="POST",route="/api/v1/instances/{id}/transitions/{name}",status="200"}"#,
+        ),
+    ))
 }
 
 /// Transitions fired over HTTP by `clients` concurrent clients on a fresh server over the
@@ -41,7 +68,8 @@ pub(super) async fn http_run(
         ..Settings::defaults()?
     };
     let server = Server::build(&settings).await?;
-    let base = format!("http://{}/api/v1", server.addr());
+    let server_url = format!("http://{}", server.addr());
+    let base = format!("{server_url}/api/v1");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run_until(async {
         let _ = stopped.await;
@@ -77,6 +105,7 @@ pub(super) async fn http_run(
             .error_for_status()?;
         ids.push(id);
     }
+    let before = counters(&client, &server_url).await?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for id in ids {
@@ -104,6 +133,7 @@ pub(super) async fn http_run(
         latencies.extend(t.await??);
     }
     let elapsed = started.elapsed();
+    let after = counters(&client, &server_url).await?;
     let _ = stop.send(());
     serving.await??;
     latencies.sort();
@@ -111,6 +141,8 @@ pub(super) async fn http_run(
         tps: super::rate(per_client * clients, elapsed),
         p50_ms: percentile_ms(&latencies, 0.50),
         p99_ms: percentile_ms(&latencies, 0.99),
+        counted_steps: after.0 - before.0,
+        counted_requests: after.1 - before.1,
     })
 }
 

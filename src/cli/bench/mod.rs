@@ -120,6 +120,14 @@ impl Figures {
             .insert(format!("{prefix}_http_{c}_clients_p50_ms"), ms(h.p50_ms));
         self.0
             .insert(format!("{prefix}_http_{c}_clients_p99_ms"), ms(h.p99_ms));
+        self.put(
+            format!("{prefix}_http_{c}_clients_metrics_steps"),
+            h.counted_steps,
+        );
+        self.put(
+            format!("{prefix}_http_{c}_clients_metrics_requests"),
+            h.counted_requests,
+        );
     }
 
     fn get(&self, key: &str) -> Option<f64> {
@@ -393,7 +401,7 @@ fn report(f: &Figures, n: u64, sweep: &[u64]) -> String {
         let _ = writeln!(
             out,
             "  {label}, group commit (transitions/s; HTTP latency in ms):\n    \
-             clients    engine  raw 1/commit  raw batched      HTTP  p50/p99"
+             clients    engine  raw 1/commit  raw batched      HTTP  p50/p99  /metrics steps/requests"
         );
         for &c in sweep {
             let raw = match db {
@@ -402,13 +410,15 @@ fn report(f: &Figures, n: u64, sweep: &[u64]) -> String {
             };
             let _ = writeln!(
                 out,
-                "    {c:>7} {:>9} {:>13} {:>12} {:>9}  {}/{}",
+                "    {c:>7} {:>9} {:>13} {:>12} {:>9}  {}/{}  +{}/+{}",
                 num(&format!("{db}_engine_{c}_clients_tps")),
                 raw,
                 num(&format!("{db}_raw_batched_{c}_tps")),
                 num(&format!("{db}_http_{c}_clients_tps")),
                 ms(&format!("{db}_http_{c}_clients_p50_ms")),
                 ms(&format!("{db}_http_{c}_clients_p99_ms")),
+                num(&format!("{db}_http_{c}_clients_metrics_steps")),
+                num(&format!("{db}_http_{c}_clients_metrics_requests")),
             );
         }
     }
