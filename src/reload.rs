@@ -83,7 +83,7 @@ fn files(path: &Path, extensions: &[&str]) -> Vec<PathBuf> {
 }
 
 /// What set off a reload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     /// A file changed on disk.
@@ -93,7 +93,7 @@ pub enum Trigger {
 }
 
 /// One reload attempt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Attempt {
     /// When, RFC 3339 UTC.
     pub at: String,
@@ -113,7 +113,7 @@ pub struct Attempt {
 }
 
 /// Where reloading stands, for `GET /api/v1/admin/reload/status`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ReloadStatus {
     /// Reloads that replaced the served set.
     pub reloads: u64,

@@ -26,8 +26,8 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(
     post, operation_id = "reload", path = "/admin/reload", tag = "admin",
     responses(
-        (status = 200, description = "Installed: each process with its version and what changed \
-(`processes`: [{process, version, hash, change}], `removed`)", body = Object),
+        (status = 200, description = "Installed: each process with its version and what changed",
+            body = crate::engine::Installation),
         (status = 403, description = "`forbidden`: the `admin` role is needed"),
         (status = 422, description = "`invalid-definitions`: every problem is in `errors`; nothing changed"),
         (status = 429, description = "`too-many-requests`: a reload was requested too recently"),
@@ -53,7 +53,8 @@ async fn reload(State(app): State<AppState>, caller: Caller) -> Result<impl Into
 #[utoipa::path(
     get, operation_id = "getReloadStatus", path = "/admin/reload/status", tag = "admin",
     responses(
-        (status = 200, description = "`reloads`, `failures`, `last_attempt`, `last_success_at`, `serving`", body = Object),
+        (status = 200, description = "Counts, the last attempt with its problems, what is served",
+            body = crate::reload::ReloadStatus),
         (status = 403, description = "`forbidden`: the `admin` role is needed"),
     )
 )]
@@ -67,8 +68,8 @@ async fn status(State(app): State<AppState>, caller: Caller) -> Result<impl Into
     post, operation_id = "migrateInstances", path = "/admin/migrations", tag = "admin",
     request_body = crate::engine::MigrationRequest,
     responses(
-        (status = 200, description = "Per instance: its verdict (`fine`, `needs_mapping`, `field_missing`, ...) \
-and, when applied, whether it moved", body = Object),
+        (status = 200, description = "Per instance: its verdict and, when applied, whether it moved",
+            body = crate::engine::MigrationReport),
         (status = 403, description = "`forbidden`: the `admin` role is needed"),
         (status = 404, description = "`unknown-process`, `unknown-version`"),
         (status = 422, description = "`invalid-data`: the request does not fit"),

@@ -192,10 +192,19 @@ pub fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse_from(args);
-    init_logging(match &cli.command {
-        Command::Serve(settings) => settings.log_format,
-        _ => crate::settings::LogFormat::Text,
-    });
+    init_logging(
+        match &cli.command {
+            Command::Serve(settings) => settings.log_format,
+            _ => crate::settings::LogFormat::Text,
+        },
+        // The bench's servers answer tens of thousands of requests: their access lines
+        // would bury its report (RUST_LOG=info brings them back).
+        if matches!(cli.command, Command::Bench(_)) {
+            "info,opsflow::access=warn,sqlx::postgres::notice=warn"
+        } else {
+            "info,sqlx::postgres::notice=warn"
+        },
+    );
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Command::Serve(settings) = &cli.command {
         builder.worker_threads(crate::settings::worker_threads(
@@ -228,9 +237,9 @@ pub(crate) fn cores() -> usize {
 /// Logs go to stderr at `info` unless `RUST_LOG` says otherwise; PostgreSQL's notices
 /// (such as "relation already exists, skipping" while migrating) only from `warn`. As
 /// JSON, each line carries the spans it was logged in (a request's id, method, route).
-fn init_logging(format: crate::settings::LogFormat) {
+fn init_logging(format: crate::settings::LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -63,7 +63,7 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D
 }
 
 /// What happens, or happened, to one instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// It can move (a dry run) or it moved.
@@ -79,7 +79,7 @@ pub enum Verdict {
 }
 
 /// One instance of a migration.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InstanceMigration {
     /// The instance.
     pub id: String,
@@ -99,7 +99,7 @@ pub struct InstanceMigration {
 }
 
 /// The outcome of a migration, dry or applied.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MigrationReport {
     /// The process.
     pub process: String,
@@ -110,6 +110,7 @@ pub struct MigrationReport {
     /// Whether fine instances were moved.
     pub applied: bool,
     /// Instances by verdict.
+    #[schema(value_type = BTreeMap<String, usize>)]
     pub counts: BTreeMap<&'static str, usize>,
     /// Every running instance considered, oldest first.
     pub instances: Vec<InstanceMigration>,

@@ -13,7 +13,7 @@ use crate::definition::{Definition, Source};
 use crate::store::{DefinitionVersion, StoreError, StoredDefinition};
 
 /// A process as a set of definitions put it into service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Installed {
     /// The process.
     pub process: String,
@@ -26,7 +26,7 @@ pub struct Installed {
 }
 
 /// What replacing the served set did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Installation {
     /// Every process now served.
     pub processes: Vec<Installed>,
