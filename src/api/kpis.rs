@@ -65,7 +65,7 @@ impl From<KpiFileErrors> for Problem {
     params(Query),
     responses(
         (status = 200, description = "Each KPI with its value, target and verdict", content(
-            (Object = "application/json"),
+            (crate::kpi::KpiReport = "application/json"),
             (String = "text/markdown"),
             (String = "text/html"),
         )),

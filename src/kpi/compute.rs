@@ -31,7 +31,7 @@ pub struct KpiQuery {
 }
 
 /// One figure: overall, or of one group.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Figure {
     /// The aggregate (absent without values).
     pub value: Option<f64>,
@@ -42,7 +42,7 @@ pub struct Figure {
 }
 
 /// One group's figure.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GroupFigure {
     /// The group (`P1`, `2026-11`; `(none)` for instances without the field).
     pub key: String,
@@ -52,7 +52,7 @@ pub struct GroupFigure {
 }
 
 /// One KPI computed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KpiFigure {
     /// Its id.
     pub name: String,

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::definition::{DefinitionError, Problems, YamlPath, read_yaml};
 
 /// How a KPI's per-instance values become one figure.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Aggregate {
     /// Instances with a value.
@@ -30,7 +30,7 @@ pub enum Aggregate {
 }
 
 /// A target a KPI's figure is held to.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Target {
     /// `>=`, `>`, `<=`, `<` or `==`.
     pub op: &'static str,

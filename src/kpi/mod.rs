@@ -27,7 +27,7 @@ use crate::store::{FactRecord, Store, StoreError, TraceRecord};
 const PAGE: u32 = 1000;
 
 /// KPIs computed for a period.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KpiReport {
     /// The process asked for, if one.
     pub process: Option<String>,
