@@ -111,7 +111,7 @@ struct ShowQuery {
     params(("id" = String, Path, description = "The service report's instance id"), ShowQuery),
     responses(
         (status = 200, description = "The report's fields with its KPI snapshot: SLA attainment, KPIs, charts", content(
-            (Object = "application/json"),
+            (crate::service_report::ReportView = "application/json"),
             (String = "text/markdown"),
             (String = "text/html"),
         )),
@@ -163,7 +163,8 @@ struct VerifyQuery {
     get, operation_id = "verifyReport", path = "/instances/{id}/report/verify", tag = "reports",
     params(("id" = String, Path, description = "The service report's instance id"), VerifyQuery),
     responses(
-        (status = 200, description = "`{hash, intact, reproduced, differences}`", body = Object),
+        (status = 200, description = "Whether the stored snapshot is intact and computed again gives the same figures",
+            body = crate::service_report::Verification),
         (status = 404, description = "`unknown-instance`, `no-report-snapshot`"),
         (status = 422, description = "`invalid-definitions`"),
     )

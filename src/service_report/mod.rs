@@ -273,7 +273,7 @@ async fn figures(
 }
 
 /// One field of a report as shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ShownField {
     /// Its name.
     pub name: String,
@@ -286,7 +286,7 @@ pub struct ShownField {
 }
 
 /// A report with its snapshot, as shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReportView {
     /// The report instance.
     pub instance: InstanceView,
@@ -363,7 +363,7 @@ fn shown_fields(def: &Definition, data: &Map<String, Value>) -> Vec<ShownField> 
 }
 
 /// A snapshot computed again.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Verification {
     /// The snapshot's hash.
     pub hash: String,

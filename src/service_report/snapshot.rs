@@ -13,7 +13,7 @@ use crate::kpi::KpiReport;
 pub use crate::definition::SNAPSHOT_FIELD;
 
 /// A service report's KPI snapshot.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Snapshot {
     /// The report instance.
     pub report: String,
@@ -44,7 +44,7 @@ pub struct Snapshot {
 }
 
 /// The SLA a report is for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SlaRef {
     /// Its instance.
     pub id: String,
@@ -57,7 +57,7 @@ pub struct SlaRef {
 }
 
 /// A definition version a snapshot read traces with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DefinitionUsed {
     /// The process.
     pub process: String,
@@ -69,7 +69,7 @@ pub struct DefinitionUsed {
 }
 
 /// One line of the SLA attainment table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SlaRow {
     /// The process measured.
     pub process: String,

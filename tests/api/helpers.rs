@@ -241,6 +241,35 @@ pub async fn spawn_app_configured(
 }
 
 impl TestApp {
+    /// Asserts that `value` fits the schema `name` of the server's OpenAPI document.
+    #[track_caller]
+    pub fn assert_documented_sync(doc: &Value, name: &str, value: &Value) {
+        let schema = json!({
+            "$ref": format!("#/components/schemas/{name}"),
+            "components": doc["components"],
+        });
+        let v = jsonschema::validator_for(&schema).expect("the document's schemas compile");
+        let problems: Vec<String> = v
+            .iter_errors(value)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(problems.is_empty(), "{name}: {problems:?}");
+    }
+
+    /// Asserts that `value` fits the schema `name` of this server's `/openapi.json`.
+    pub async fn assert_documented(&self, name: &str, value: &Value) {
+        let doc: Value = self
+            .client
+            .get(format!("{}/openapi.json", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Self::assert_documented_sync(&doc, name, value);
+    }
+
     /// Tells the server to stop (it finishes the requests in flight) without waiting.
     pub fn begin_shutdown(&mut self) {
         if let Some(s) = self.stop.take() {

@@ -419,3 +419,32 @@ async fn a_request_in_flight_when_the_server_is_told_to_stop_is_answered_before_
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
     app.shut_down().await;
 }
+
+#[tokio::test]
+async fn real_answers_fit_the_documented_schemas_and_a_wrong_one_does_not() {
+    let app = spawn_app().await;
+    let id = app.event_at_l1().await;
+    let view = app.get(&format!("/api/v1/instances/{id}"), "desk").await;
+    app.assert_documented("InstanceView", &view.body).await;
+    let page = app.get("/api/v1/instances", "desk").await;
+    app.assert_documented("InstancePage", &page.body).await;
+    let trace = app
+        .get(&format!("/api/v1/instances/{id}/trace"), "desk")
+        .await;
+    app.assert_documented("Trace", &trace.body).await;
+    let kpis = app.get("/api/v1/kpis", "desk").await;
+    app.assert_documented("KpiReport", &kpis.body).await;
+    let problem = app.get("/api/v1/instances/nope", "desk").await;
+    app.assert_documented("Problem", &problem.body).await;
+
+    let doc = openapi(&app).await;
+    let mut wrong = view.body.clone();
+    wrong["version"] = json!("seven");
+    let caught = std::panic::catch_unwind(|| {
+        TestApp::assert_documented_sync(&doc, "InstanceView", &wrong);
+    });
+    assert!(
+        caught.is_err(),
+        "a version that is not a number does not fit"
+    );
+}

@@ -220,6 +220,7 @@ async fn a_monthly_report_walks_from_scheduled_to_archived_with_its_kpi_snapshot
     assert_eq!(shown.status, StatusCode::OK, "{}", shown.text);
     assert_eq!(shown.body["hash"], hash);
     assert_eq!(shown.body["intact"], true);
+    s.app.assert_documented("ReportView", &shown.body).await;
     let snap = &shown.body["snapshot"];
     assert_eq!(snap["sla"]["customer"], CUSTOMER);
     assert_eq!(snap["from"], "2026-10-31T16:00:00.000Z");
@@ -452,6 +453,7 @@ async fn a_snapshot_altered_in_the_database_is_reported_as_no_longer_intact() {
         .await;
     assert_eq!(v.body["intact"], false);
     assert_eq!(v.body["reproduced"], false);
+    s.app.assert_documented("Verification", &v.body).await;
     assert_eq!(
         v.body["differences"],
         json!(["sla_attainment"]),
