@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -64,22 +64,55 @@ fn summary(d: &Definition, version: Option<i64>) -> Summary {
     }
 }
 
+/// A stored version of a process.
+#[derive(Serialize, ToSchema)]
+struct VersionSummary {
+    /// Its number.
+    version: i64,
+    /// Its content hash.
+    hash: String,
+    /// When it was first stored, RFC 3339 UTC.
+    first_seen: String,
+    /// It is the version served now.
+    serving: bool,
+}
+
 /// Everything a client needs to build forms and diagrams.
-fn detail(d: &Definition) -> Value {
-    json!({
-        "id": d.id,
-        "title": d.title,
-        "description": d.description,
-        "hash": d.hash,
-        "rules": d.source.rules.keys().collect::<Vec<_>>(),
-        "roles": d.roles,
-        "start": d.start,
-        "fields": d.fields,
-        "initial": d.initial_state(),
-        "states": d.states.values().collect::<Vec<_>>(),
-        "transitions": d.transitions.values().collect::<Vec<_>>(),
-        "tables": d.tables,
-    })
+#[derive(Serialize, ToSchema)]
+struct ProcessDetail {
+    /// Process id.
+    id: String,
+    /// Its title.
+    title: Option<String>,
+    /// What it is for.
+    description: Option<String>,
+    /// SHA-256 of its texts.
+    hash: String,
+    /// The rule modules it uses.
+    rules: Vec<String>,
+    /// Every role it knows.
+    roles: Vec<String>,
+    /// Who may read its instances (absent: every caller).
+    read: Option<Vec<String>>,
+    /// Who may start an instance.
+    start: crate::definition::Start,
+    /// Its fields, by name.
+    fields: indexmap::IndexMap<String, crate::definition::Field>,
+    /// The state a new instance starts in.
+    initial: String,
+    /// Its states, in file order.
+    states: Vec<crate::definition::State>,
+    /// Its transitions, in file order.
+    transitions: Vec<crate::definition::Transition>,
+    /// Data tables its rules read.
+    #[schema(value_type = Object)]
+    tables: Value,
+    /// The number of the version shown.
+    version: Option<i64>,
+    /// The version shown is the one served now.
+    serving: bool,
+    /// Every stored version.
+    versions: Vec<VersionSummary>,
 }
 
 /// The processes served now.
@@ -119,9 +152,7 @@ struct ShowQuery {
     get, operation_id = "getProcess", path = "/processes/{id}", tag = "processes",
     params(("id" = String, Path, description = "Process id"), ShowQuery),
     responses(
-        (status = 200, description = "The definition: `id`, `title`, `description`, `hash`, `version`, \
-`serving`, `versions`, `rules`, `roles`, `start`, `fields`, `initial`, `states`, `transitions`, `tables`",
-            body = Object),
+        (status = 200, description = "The definition, with its stored versions", body = ProcessDetail),
         (status = 404, description = "`unknown-process`, `unknown-version`"),
     )
 )]
@@ -158,25 +189,36 @@ async fn show(
         },
     };
     let d = &loaded.definition;
-    let mut body = detail(d);
     let number = versions
         .iter()
         .find(|v| v.hash == d.hash)
         .map(|v| v.version);
-    body["version"] = json!(number);
-    body["serving"] = json!(serving.as_deref() == Some(d.hash.as_str()));
-    body["versions"] = versions
-        .iter()
-        .map(|v| {
-            json!({
-                "version": v.version,
-                "hash": v.hash,
-                "first_seen": crate::clock::format_ms(v.first_seen),
-                "serving": serving.as_deref() == Some(v.hash.as_str()),
+    Ok(axum::Json(ProcessDetail {
+        id: d.id.clone(),
+        title: d.title.clone(),
+        description: d.description.clone(),
+        hash: d.hash.clone(),
+        rules: d.source.rules.keys().cloned().collect(),
+        roles: d.roles.clone(),
+        read: d.read.clone(),
+        start: d.start.clone(),
+        fields: d.fields.clone(),
+        initial: d.initial_state().to_owned(),
+        states: d.states.values().cloned().collect(),
+        transitions: d.transitions.values().cloned().collect(),
+        tables: d.tables.clone(),
+        version: number,
+        serving: serving.as_deref() == Some(d.hash.as_str()),
+        versions: versions
+            .iter()
+            .map(|v| VersionSummary {
+                version: v.version,
+                hash: v.hash.clone(),
+                first_seen: crate::clock::format_ms(v.first_seen),
+                serving: serving.as_deref() == Some(v.hash.as_str()),
             })
-        })
-        .collect();
-    Ok(axum::Json(body))
+            .collect(),
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]

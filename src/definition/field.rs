@@ -9,7 +9,7 @@ use serde_json::Value;
 pub const SNAPSHOT_FIELD: &str = "kpi_snapshot";
 
 /// The type of a field, with its constraints.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FieldType {
     /// Text, with optional length bounds (in characters).
@@ -186,7 +186,7 @@ pub fn describe_json(value: &Value) -> &'static str {
 }
 
 /// One field of a process's instance data.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Field {
     /// Its name, the key in the instance data.
     pub name: String,

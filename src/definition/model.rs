@@ -9,7 +9,7 @@ use super::source_map::{SourceMap, YamlPath};
 
 /// A Rhai script attached to a transition: an inline script, or the name of a function of the
 /// process's rule modules (a bare identifier such as `classify`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", content = "source", rename_all = "snake_case")]
 pub enum ScriptRef {
     /// A script written in the process file.
@@ -38,7 +38,7 @@ impl ScriptRef {
 }
 
 /// A script together with where it was written, for error messages.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Script {
     /// What runs.
     #[serde(flatten)]
@@ -49,7 +49,7 @@ pub struct Script {
 }
 
 /// One state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct State {
     /// Its name.
     pub name: String,
@@ -71,7 +71,7 @@ pub struct State {
 }
 
 /// How many approvals a transition needs.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Quorum {
     /// A fixed count.
@@ -82,7 +82,7 @@ pub enum Quorum {
 
 /// Votes a transition needs: it happens once `quorum` voters with one of `roles` approved,
 /// and goes to `reject_to` once `rejections` of them rejected.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Approval {
     /// Roles whose holders may vote.
     pub roles: Vec<String>,
@@ -95,7 +95,7 @@ pub struct Approval {
 }
 
 /// One transition.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Transition {
     /// Its name, used to fire it.
     pub name: String,
@@ -130,7 +130,7 @@ pub struct Transition {
 }
 
 /// An instance a transition creates in another process, linked through a field.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Create {
     /// The process of the new instance.
     pub process: String,
@@ -155,7 +155,7 @@ impl Transition {
 }
 
 /// Who may start an instance, and the action that runs when one starts.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, utoipa::ToSchema)]
 pub struct Start {
     /// Roles allowed to create instances. Empty means any role of the process.
     pub roles: Vec<String>,

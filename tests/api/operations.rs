@@ -434,6 +434,19 @@ async fn real_answers_fit_the_documented_schemas_and_a_wrong_one_does_not() {
     app.assert_documented("Trace", &trace.body).await;
     let kpis = app.get("/api/v1/kpis", "desk").await;
     app.assert_documented("KpiReport", &kpis.body).await;
+    for process in [
+        "event",
+        "change",
+        "problem",
+        "release",
+        "service-level",
+        "report",
+    ] {
+        let detail = app
+            .get(&format!("/api/v1/processes/{process}"), "desk")
+            .await;
+        app.assert_documented("ProcessDetail", &detail.body).await;
+    }
     let problem = app.get("/api/v1/instances/nope", "desk").await;
     app.assert_documented("Problem", &problem.body).await;
 
