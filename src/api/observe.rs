@@ -55,9 +55,13 @@ pub(crate) async fn observe(State(app): State<AppState>, mut req: Request, next:
         .metrics()
         .request(method.as_str(), &route, status);
     let ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Probes and scrapes come every few seconds: logged only at debug unless they fail.
+    let probe = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
     span.in_scope(|| {
         if status >= 500 {
             tracing::error!(target: "opsflow::access", status, ms, "answered");
+        } else if probe {
+            tracing::debug!(target: "opsflow::access", status, ms, "answered");
         } else {
             tracing::info!(target: "opsflow::access", status, ms, "answered");
         }

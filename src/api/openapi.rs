@@ -204,7 +204,8 @@ fn complete(op: &mut Operation) {
         let RefOr::T(response) = response else {
             continue;
         };
-        if status.as_str() >= "400" && response.content.is_empty() {
+        let error = status.parse::<u16>().is_ok_and(|s| s >= 400);
+        if error && response.content.is_empty() {
             response.content.insert(
                 PROBLEM_JSON.into(),
                 ContentBuilder::new()
