@@ -410,12 +410,7 @@ impl Engine {
 
     /// One instance as `actor` sees it, with its links both ways and its timers.
     pub async fn get(&self, actor: &Actor, id: &str) -> Result<InstanceView, EngineError> {
-        let record = self
-            .store
-            .get_instance(id)
-            .await?
-            .ok_or_else(|| EngineError::UnknownInstance(id.to_owned()))?;
-        self.may_read(actor, &record)?;
+        let record = self.readable(actor, id).await?;
         let loaded = self.version(&record.definition_hash).await?;
         let links = self.store.links(id).await?;
         let mut clocks: Vec<_> = record.timers.iter().collect();
@@ -555,13 +550,19 @@ impl Engine {
 
     /// The trace of an instance, in order, for `actor`.
     pub async fn trace(&self, actor: &Actor, id: &str) -> Result<Vec<TraceRecord>, EngineError> {
+        self.readable(actor, id).await?;
+        Ok(self.store.trace(id).await?)
+    }
+
+    /// Instance `id`, when it exists and `actor` may read it.
+    async fn readable(&self, actor: &Actor, id: &str) -> Result<InstanceRecord, EngineError> {
         let record = self
             .store
             .get_instance(id)
             .await?
             .ok_or_else(|| EngineError::UnknownInstance(id.to_owned()))?;
         self.may_read(actor, &record)?;
-        Ok(self.store.trace(id).await?)
+        Ok(record)
     }
 
     /// Refuses when `actor` may not read `record`: its process's `read:` list, as served

@@ -1,6 +1,6 @@
 //! Stored bearer tokens (`opsflow token create`): each kept as the SHA-256 of the token,
 //! with the actor and roles it stands for, when it expires and whether it was revoked.
-//! The statements for both databases live here; they differ only in placeholders.
+//! The statements are written once; each database gets them with its placeholders.
 
 use super::StoreError;
 
@@ -31,8 +31,6 @@ impl TokenRecord {
     }
 }
 
-const COLUMNS: &str = "id, digest, actor, roles, created_at, expires_at, revoked_at";
-
 fn record<R: sqlx::Row>(row: &R) -> Result<TokenRecord, StoreError>
 where
     for<'a> &'a str: sqlx::ColumnIndex<R>,
@@ -57,111 +55,100 @@ fn roles_json(t: &TokenRecord) -> String {
     serde_json::Value::from(t.roles.clone()).to_string()
 }
 
-/// SQLite statements.
-pub(super) mod sqlite {
-    use super::*;
-    use sqlx::SqlitePool;
+/// The statements, written with `?` placeholders.
+const SAVE: &str =
+    "INSERT INTO api_tokens (id, digest, actor, roles, created_at, expires_at, revoked_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)";
+const BY_DIGEST: &str = "SELECT id, digest, actor, roles, created_at, expires_at, revoked_at
+                           FROM api_tokens WHERE digest = ?";
+const LIST: &str = "SELECT id, digest, actor, roles, created_at, expires_at, revoked_at
+                      FROM api_tokens ORDER BY created_at, id";
+const REVOKE: &str = "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL";
 
-    pub(crate) async fn save(pool: &SqlitePool, t: &TokenRecord) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "INSERT INTO api_tokens ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(&t.id)
-        .bind(&t.digest)
-        .bind(&t.actor)
-        .bind(roles_json(t))
-        .bind(t.created_at)
-        .bind(t.expires_at)
-        .bind(t.revoked_at)
-        .execute(pool)
-        .await?;
-        Ok(())
-    }
-
-    pub(crate) async fn by_digest(
-        pool: &SqlitePool,
-        digest: &str,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM api_tokens WHERE digest = ?"
-        ))
-        .bind(digest)
-        .fetch_optional(pool)
-        .await?;
-        row.as_ref().map(record).transpose()
-    }
-
-    pub(crate) async fn list(pool: &SqlitePool) -> Result<Vec<TokenRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM api_tokens ORDER BY created_at, id"
-        ))
-        .fetch_all(pool)
-        .await?;
-        rows.iter().map(record).collect()
-    }
-
-    pub(crate) async fn revoke(pool: &SqlitePool, id: &str, at: i64) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(at)
-                .bind(id)
-                .execute(pool)
-                .await?;
-        Ok(done.rows_affected() > 0)
-    }
+/// SQLite takes the statements as written.
+fn as_written(sql: &str) -> String {
+    sql.to_owned()
 }
 
-/// PostgreSQL statements.
-pub(super) mod postgres {
-    use super::*;
-    use sqlx::PgPool;
-
-    pub(crate) async fn save(pool: &PgPool, t: &TokenRecord) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "INSERT INTO api_tokens ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        ))
-        .bind(&t.id)
-        .bind(&t.digest)
-        .bind(&t.actor)
-        .bind(roles_json(t))
-        .bind(t.created_at)
-        .bind(t.expires_at)
-        .bind(t.revoked_at)
-        .execute(pool)
-        .await?;
-        Ok(())
+/// PostgreSQL numbers its placeholders: `?` becomes `$1`, `$2`, ...
+fn numbered(sql: &str) -> String {
+    let mut n = 0;
+    let mut out = String::with_capacity(sql.len() + 8);
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
     }
+    out
+}
 
-    pub(crate) async fn by_digest(
-        pool: &PgPool,
-        digest: &str,
-    ) -> Result<Option<TokenRecord>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM api_tokens WHERE digest = $1"
-        ))
-        .bind(digest)
-        .fetch_optional(pool)
-        .await?;
-        row.as_ref().map(record).transpose()
-    }
+/// The same four functions for each database, over its pool and placeholders.
+macro_rules! statements {
+    ($module:ident, $pool:ty, $sql:ident) => {
+        pub(super) mod $module {
+            use super::*;
 
-    pub(crate) async fn list(pool: &PgPool) -> Result<Vec<TokenRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM api_tokens ORDER BY created_at, id"
-        ))
-        .fetch_all(pool)
-        .await?;
-        rows.iter().map(record).collect()
-    }
+            pub(crate) async fn save(pool: &$pool, t: &TokenRecord) -> Result<(), StoreError> {
+                sqlx::query(&$sql(SAVE))
+                    .bind(&t.id)
+                    .bind(&t.digest)
+                    .bind(&t.actor)
+                    .bind(roles_json(t))
+                    .bind(t.created_at)
+                    .bind(t.expires_at)
+                    .bind(t.revoked_at)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
 
-    pub(crate) async fn revoke(pool: &PgPool, id: &str, at: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-        )
-        .bind(at)
-        .bind(id)
-        .execute(pool)
-        .await?;
-        Ok(done.rows_affected() > 0)
+            pub(crate) async fn by_digest(
+                pool: &$pool,
+                digest: &str,
+            ) -> Result<Option<TokenRecord>, StoreError> {
+                let row = sqlx::query(&$sql(BY_DIGEST))
+                    .bind(digest)
+                    .fetch_optional(pool)
+                    .await?;
+                row.as_ref().map(record).transpose()
+            }
+
+            pub(crate) async fn list(pool: &$pool) -> Result<Vec<TokenRecord>, StoreError> {
+                let rows = sqlx::query(&$sql(LIST)).fetch_all(pool).await?;
+                rows.iter().map(record).collect()
+            }
+
+            pub(crate) async fn revoke(
+                pool: &$pool,
+                id: &str,
+                at: i64,
+            ) -> Result<bool, StoreError> {
+                let done = sqlx::query(&$sql(REVOKE))
+                    .bind(at)
+                    .bind(id)
+                    .execute(pool)
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+        }
+    };
+}
+
+statements!(sqlite, sqlx::SqlitePool, as_written);
+statements!(postgres, sqlx::PgPool, numbered);
+
+#[cfg(test)]
+mod tests {
+    use super::numbered;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres() {
+        assert_eq!(
+            numbered("UPDATE t SET a = ? WHERE b = ? AND c IS NULL"),
+            "UPDATE t SET a = $1 WHERE b = $2 AND c IS NULL"
+        );
     }
 }
