@@ -128,31 +128,22 @@ impl Metrics {
     /// ids do not make new series) and its status.
     pub fn request(&self, method: &str, route: &str, status: u16) {
         let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&(method.to_owned(), route.to_owned(), status)) {
-            *n += 1;
-        } else {
-            map.insert((method.to_owned(), route.to_owned(), status), 1);
-        }
+        *map.entry((method.to_owned(), route.to_owned(), status))
+            .or_insert(0) += 1;
     }
 
     /// Counts a step (creation or transition, by a caller or a timer) of `process` that
     /// took `elapsed` from its start to its answer.
     pub fn step(&self, process: &str, outcome: StepOutcome, elapsed: Duration) {
         let mut map = self.processes.lock().unwrap_or_else(|e| e.into_inner());
-        if !map.contains_key(process) {
-            map.insert(
-                process.to_owned(),
-                ProcessCounts {
-                    done: 0,
-                    refused: 0,
-                    rule_failures: 0,
-                    latency: Histogram::new(LATENCY_BUCKETS),
-                },
-            );
-        }
-        let Some(c) = map.get_mut(process) else {
-            return;
-        };
+        let c = map
+            .entry(process.to_owned())
+            .or_insert_with(|| ProcessCounts {
+                done: 0,
+                refused: 0,
+                rule_failures: 0,
+                latency: Histogram::new(LATENCY_BUCKETS),
+            });
         match outcome {
             StepOutcome::Done => {
                 c.done += 1;

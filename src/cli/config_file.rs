@@ -36,10 +36,14 @@ pub(super) fn with_file(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     for setting in settings(path, &text)? {
         let Setting { key, at, value } = setting;
         let here = format!("{}:{}:{}", path.display(), at.0, at.1);
+        if key == "config" {
+            return Err(format!(
+                "{here}: `config` names this file; it cannot be set inside it"
+            ));
+        }
         let arg = serve
             .get_arguments()
             .find(|a| a.get_id().as_str() == key && a.get_long().is_some())
-            .filter(|_| key != "config")
             .ok_or_else(|| {
                 let known: Vec<&str> = serve
                     .get_arguments()

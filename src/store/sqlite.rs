@@ -215,7 +215,7 @@ impl Store for SqliteStore {
     }
 
     async fn save_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        super::tokens::sqlite::save(&self.pool, token).await
+        super::tokens::sqlite::save(&self.writer, token).await
     }
     async fn token_by_digest(&self, digest: &str) -> Result<Option<TokenRecord>, StoreError> {
         super::tokens::sqlite::by_digest(&self.pool, digest).await
@@ -224,7 +224,7 @@ impl Store for SqliteStore {
         super::tokens::sqlite::list(&self.pool).await
     }
     async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, StoreError> {
-        super::tokens::sqlite::revoke(&self.pool, id, at).await
+        super::tokens::sqlite::revoke(&self.writer, id, at).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

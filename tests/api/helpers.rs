@@ -256,17 +256,19 @@ impl TestApp {
         assert!(problems.is_empty(), "{name}: {problems:?}");
     }
 
+    /// This server's `/openapi.json`.
+    pub async fn openapi(&self) -> Value {
+        let a = self
+            .raw(self.client.get(format!("{}/openapi.json", self.base)))
+            .await;
+        assert_eq!(a.status.as_u16(), 200, "{}", a.text);
+        assert!(a.content_type().starts_with("application/json"));
+        a.body
+    }
+
     /// Asserts that `value` fits the schema `name` of this server's `/openapi.json`.
     pub async fn assert_documented(&self, name: &str, value: &Value) {
-        let doc: Value = self
-            .client
-            .get(format!("{}/openapi.json", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let doc = self.openapi().await;
         Self::assert_documented_sync(&doc, name, value);
     }
 

@@ -9,15 +9,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, repo_path, spawn_app, spawn_app_configured};
 
-async fn openapi(app: &TestApp) -> Value {
-    let a = app
-        .raw(app.client.get(format!("{}/openapi.json", app.base)))
-        .await;
-    assert_eq!(a.status.as_u16(), 200, "{}", a.text);
-    assert!(a.content_type().starts_with("application/json"));
-    a.body
-}
-
 /// Every `(METHOD, path)` the document describes.
 fn operations(doc: &Value) -> Vec<(String, String)> {
     let mut ops = Vec::new();
@@ -49,7 +40,7 @@ fn refs(v: &Value, out: &mut BTreeSet<String>) {
 async fn the_openapi_document_is_3_1_with_unique_operation_ids_resolving_refs_and_problem_answers()
 {
     let app = spawn_app().await;
-    let doc = openapi(&app).await;
+    let doc = app.openapi().await;
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(doc["info"]["title"], "opsflow");
     let mut ids = BTreeSet::new();
@@ -132,7 +123,7 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_operation_i
         "routes must be registered with utoipa_axum::routes! so that they are documented"
     );
     let app = spawn_app().await;
-    let doc = openapi(&app).await;
+    let doc = app.openapi().await;
     let ops = operations(&doc);
     for expected in [
         ("POST", "/api/v1/instances"),
@@ -377,7 +368,7 @@ async fn the_body_and_page_limits_are_the_configured_ones() {
             .as_u16(),
         200
     );
-    let doc = openapi(&app).await;
+    let doc = app.openapi().await;
     let limit = doc["paths"]["/api/v1/instances"]["get"]["parameters"]
         .as_array()
         .unwrap()
@@ -450,7 +441,7 @@ async fn real_answers_fit_the_documented_schemas_and_a_wrong_one_does_not() {
     let problem = app.get("/api/v1/instances/nope", "desk").await;
     app.assert_documented("Problem", &problem.body).await;
 
-    let doc = openapi(&app).await;
+    let doc = app.openapi().await;
     let mut wrong = view.body.clone();
     wrong["version"] = json!("seven");
     let caught = std::panic::catch_unwind(|| {
