@@ -242,7 +242,7 @@ async fn a_set_based_batch_on_sqlite_writes_what_the_steps_write_one_by_one() {
 
     let steps = batch();
     let bulk = Bulk::new(&steps).expect("distinct steps go set-wise");
-    super::sqlite::commit_bulk(&bulk_store.writer, &bulk)
+    super::sqlite_bulk::commit_bulk(&bulk_store.writer, &bulk)
         .await
         .expect("the set-based write succeeds");
     for step in steps {
@@ -269,7 +269,7 @@ async fn a_set_based_batch_on_sqlite_with_a_stale_step_writes_nothing() {
     let steps = stale_batch();
     let bulk = Bulk::new(&steps).unwrap();
     assert!(
-        super::sqlite::commit_bulk(&store.writer, &bulk)
+        super::sqlite_bulk::commit_bulk(&store.writer, &bulk)
             .await
             .is_err()
     );

@@ -16,6 +16,7 @@ mod postgres;
 mod rows;
 mod sla;
 mod sqlite;
+mod sqlite_bulk;
 mod tokens;
 
 use async_trait::async_trait;
