@@ -215,8 +215,6 @@ impl<'a> Bulk<'a> {
 /// Why a set-based write was abandoned; the batch is then written step by step.
 #[derive(Debug)]
 pub(super) enum Refused {
-    /// A row was refused or affected fewer rows than expected.
-    Rows(&'static str),
     /// The rows could not be put in the database's batch form.
     Encoding(String),
     /// The database failed.
@@ -226,7 +224,6 @@ pub(super) enum Refused {
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refused::Rows(what) => write!(f, "not every one of the {what} was written"),
             Refused::Encoding(e) => write!(f, "rows not encodable: {e}"),
             Refused::Database(e) => write!(f, "{e}"),
         }
@@ -236,14 +233,5 @@ impl std::fmt::Display for Refused {
 impl From<sqlx::Error> for Refused {
     fn from(e: sqlx::Error) -> Self {
         Refused::Database(e)
-    }
-}
-
-/// Checks that statements wrote every row they were given.
-pub(super) fn expect_rows<T>(what: &'static str, done: u64, rows: &[T]) -> Result<(), Refused> {
-    if usize::try_from(done).is_ok_and(|done| done == rows.len()) {
-        Ok(())
-    } else {
-        Err(Refused::Rows(what))
     }
 }

@@ -4,6 +4,8 @@
 use serde_json::{Map, Value, json};
 
 use super::bulk::Bulk;
+use super::sqlite::commit_by_statements;
+use super::sqlite_bulk::{Trips, commit_bulk};
 use super::{
     AnswerWrite, Channel, Decision, InstanceRecord, InstanceWrite, LinkChange, PgStore,
     SqliteStore, Step, Store, StoredAnswer, StoredDefinition, TimerState, TraceKind, TraceRecord,
@@ -233,22 +235,30 @@ async fn everything(store: &dyn Store) -> Vec<String> {
 
 #[tokio::test]
 async fn a_set_based_batch_on_sqlite_writes_what_the_steps_write_one_by_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
-    let bulk_store = SqliteStore::open(&url("bulk.db")).await.unwrap();
-    let one_by_one = SqliteStore::open(&url("steps.db")).await.unwrap();
-    prepare(&bulk_store).await;
-    prepare(&one_by_one).await;
+    for trips in [Trips::One, Trips::PerStatement] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+        let bulk_store = SqliteStore::open(&url("bulk.db")).await.unwrap();
+        let one_by_one = SqliteStore::open(&url("steps.db")).await.unwrap();
+        prepare(&bulk_store).await;
+        prepare(&one_by_one).await;
 
-    let steps = batch();
-    let bulk = Bulk::new(&steps).expect("distinct steps go set-wise");
-    super::sqlite_bulk::commit_bulk(&bulk_store.writer, &bulk)
-        .await
-        .expect("the set-based write succeeds");
-    for step in steps {
-        one_by_one.commit(step).await.unwrap();
+        let steps = batch();
+        let bulk = Bulk::new(&steps).expect("distinct steps go set-wise");
+        commit_bulk(&mut *bulk_store.writer.lock().await, &bulk, trips)
+            .await
+            .expect("the set-based write succeeds");
+        for step in &steps {
+            commit_by_statements(&mut *one_by_one.writer.lock().await, step)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            everything(&bulk_store).await,
+            everything(&one_by_one).await,
+            "{trips:?}"
+        );
     }
-    assert_eq!(everything(&bulk_store).await, everything(&one_by_one).await);
 }
 
 /// The batch with one step computed from an old version of its instance.
@@ -259,21 +269,36 @@ fn stale_batch() -> Vec<Step> {
 }
 
 #[tokio::test]
-async fn a_set_based_batch_on_sqlite_with_a_stale_step_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
-        .await
-        .unwrap();
-    prepare(&store).await;
-    let before = everything(&store).await;
-    let steps = stale_batch();
-    let bulk = Bulk::new(&steps).unwrap();
-    assert!(
-        super::sqlite_bulk::commit_bulk(&store.writer, &bulk)
+async fn a_set_based_batch_on_sqlite_with_a_stale_step_writes_nothing_and_leaves_no_transaction_open()
+ {
+    for trips in [Trips::One, Trips::PerStatement] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
             .await
-            .is_err()
-    );
-    assert_eq!(everything(&store).await, before);
+            .unwrap();
+        prepare(&store).await;
+        let before = everything(&store).await;
+        let steps = stale_batch();
+        let bulk = Bulk::new(&steps).unwrap();
+        assert!(
+            commit_bulk(&mut *store.writer.lock().await, &bulk, trips)
+                .await
+                .is_err()
+        );
+        assert_eq!(everything(&store).await, before, "{trips:?}");
+
+        // The writer is out of the refused transaction: the next commit lands, and other
+        // connections see it.
+        let steps = batch();
+        commit_bulk(
+            &mut *store.writer.lock().await,
+            &Bulk::new(&steps).unwrap(),
+            trips,
+        )
+        .await
+        .expect("the writer takes the next batch");
+        assert_ne!(everything(&store).await, before, "{trips:?}");
+    }
 }
 
 #[tokio::test]

@@ -2,14 +2,16 @@
 //! disk before the engine answers.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Row as _;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{Connection as _, Row as _, SqliteConnection};
 use sqlx::{QueryBuilder, Sqlite};
+use tokio::sync::Mutex;
 
 use super::batch::commit_in_savepoints;
 use super::bulk::Bulk;
@@ -18,6 +20,7 @@ use super::rows::{
     delivery_from_row, earliest_due_first, head_from_row, instance_from_row, links_from_rows,
     oldest_first, trace_from_row, version_from_row,
 };
+use super::sqlite_bulk::{EXPECTED_ROWS, Trips, commit_bulk};
 use super::{
     Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, FactRecord, GENESIS,
     InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError,
@@ -31,10 +34,12 @@ pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 pub struct SqliteStore {
     /// Connections for reads.
     pub(super) pool: SqlitePool,
-    /// The one connection that writes steps. SQLite writes one transaction at a time
-    /// anyway, and a connection that always writes keeps its page cache warm: another
-    /// connection's commit makes SQLite drop a connection's whole cache.
-    pub(super) writer: SqlitePool,
+    /// The one connection that writes. SQLite writes one transaction at a time anyway, and
+    /// a connection that always writes keeps its page cache warm: another connection's
+    /// commit makes SQLite drop a connection's whole cache. Held rather than pooled: a
+    /// pool pings a connection each time it comes back, one more round trip to the
+    /// connection's thread per commit.
+    pub(super) writer: Arc<Mutex<SqliteConnection>>,
 }
 
 /// The connection settings every opsflow SQLite connection uses.
@@ -59,16 +64,13 @@ impl SqliteStore {
             .connect_with(connect_options(url)?)
             .await?;
         MIGRATOR.run(&pool).await?;
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            // A ping before every batch is one more round trip to the connection's thread;
-            // a failing connection shows on the batch's first statement anyway.
-            .test_before_acquire(false)
-            .connect_with(connect_options(url)?)
-            .await?;
+        // Room for every chunk size of every set-based statement, alone and with `BEGIN` or
+        // `COMMIT` (see `sqlite_bulk`), beside the one-step shapes.
+        let mut writer =
+            SqliteConnection::connect_with(&connect_options(url)?.statement_cache_capacity(512))
+                .await?;
+        sqlx::raw_sql(EXPECTED_ROWS).execute(&mut writer).await?;
+        let writer = Arc::new(Mutex::new(writer));
         Ok(Self { pool, writer })
     }
 
@@ -113,7 +115,8 @@ pub(super) const INSTANCE_COLUMNS: &str = "id, process, definition_hash, state, 
 impl Store for SqliteStore {
     async fn save_definition(&self, d: &StoredDefinition) -> Result<i64, StoreError> {
         // One writer at a time: the next number cannot be taken twice.
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin().await?;
         sqlx::query(
             "INSERT INTO definitions (hash, process, source, first_seen, version)
              SELECT ?, ?, ?, ?, COALESCE(MAX(version), 0) + 1 FROM definitions WHERE process = ?
@@ -135,7 +138,8 @@ impl Store for SqliteStore {
     }
 
     async fn save_kpi_set(&self, hash: &str, source: &str) -> Result<i64, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin().await?;
         sqlx::query(
             "INSERT INTO kpi_sets (hash, version, source, first_seen)
              SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ? FROM kpi_sets WHERE true
@@ -172,7 +176,7 @@ impl Store for SqliteStore {
         .bind(&snapshot.instance_id)
         .bind(&snapshot.body)
         .bind(snapshot.created_at)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await)
         .await?;
         Ok(())
     }
@@ -214,7 +218,7 @@ impl Store for SqliteStore {
     }
 
     async fn save_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        super::tokens::sqlite::save(&self.writer, token).await
+        super::tokens::sqlite::save(&mut *self.writer.lock().await, token).await
     }
     async fn token_by_digest(&self, digest: &str) -> Result<Option<TokenRecord>, StoreError> {
         super::tokens::sqlite::by_digest(&self.pool, digest).await
@@ -223,7 +227,7 @@ impl Store for SqliteStore {
         super::tokens::sqlite::list(&self.pool).await
     }
     async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, StoreError> {
-        super::tokens::sqlite::revoke(&self.writer, id, at).await
+        super::tokens::sqlite::revoke(&mut *self.writer.lock().await, id, at).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -345,7 +349,7 @@ impl Store for SqliteStore {
     async fn purge_answers(&self, before: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
             .bind(before)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.lock().await)
             .await?;
         Ok(done.rows_affected())
     }
@@ -364,7 +368,7 @@ impl Store for SqliteStore {
         .bind(c.until)
         .bind(c.now)
         .bind(i64::from(c.limit))
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *self.writer.lock().await)
         .await?;
         Ok(earliest_due_first(
             rows.iter()
@@ -374,7 +378,8 @@ impl Store for SqliteStore {
     }
 
     async fn write_checkpoint(&self, at: i64) -> Result<Option<Checkpoint>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = writer.begin().await?;
         let last = sqlx::query("SELECT seq, at, hash FROM checkpoints ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;
@@ -447,7 +452,7 @@ impl Store for SqliteStore {
         .bind(c.until)
         .bind(c.now)
         .bind(i64::from(c.limit))
-        .fetch_all(&self.writer)
+        .fetch_all(&mut *self.writer.lock().await)
         .await?;
         Ok(oldest_first(
             rows.iter()
@@ -471,26 +476,47 @@ impl Store for SqliteStore {
             .bind(error.as_str())
             .bind(*retry_at),
         };
-        q.bind(id).execute(&self.writer).await?;
+        q.bind(id).execute(&mut *self.writer.lock().await).await?;
         Ok(())
     }
 
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await?;
-        apply_step(&mut tx, &step).await?;
-        tx.commit().await?;
-        Ok(())
+        let mut writer = self.writer.lock().await;
+        // One round trip to the writer's thread when the step goes through; a refused one
+        // is written again statement by statement, which says why.
+        if let Some(bulk) = Bulk::new(std::slice::from_ref(&step)) {
+            match commit_bulk(&mut writer, &bulk, Trips::One).await {
+                Ok(()) => return Ok(()),
+                Err(why) => {
+                    tracing::debug!(%why, "one-trip commit refused; statement by statement")
+                }
+            }
+        }
+        commit_by_statements(&mut writer, &step).await
     }
 
     async fn commit_batch(&self, steps: &[Step]) -> Vec<Result<(), StoreError>> {
+        let mut writer = self.writer.lock().await;
         if let Some(bulk) = Bulk::new(steps) {
-            match super::sqlite_bulk::commit_bulk(&self.writer, &bulk).await {
+            match commit_bulk(&mut writer, &bulk, Trips::PerStatement).await {
                 Ok(()) => return steps.iter().map(|_| Ok(())).collect(),
                 Err(why) => tracing::debug!(%why, "set-based batch refused; step by step"),
             }
         }
-        commit_in_savepoints!(self.writer, steps, apply_step)
+        commit_in_savepoints!(writer, steps, apply_step)
     }
+}
+
+/// Commits `step` one statement per row kind, in round trips of their own: slower than the
+/// set-based form, but its refusals name the cause (a lost race, a live key).
+pub(super) async fn commit_by_statements(
+    writer: &mut SqliteConnection,
+    step: &Step,
+) -> Result<(), StoreError> {
+    let mut tx = writer.begin().await?;
+    apply_step(&mut tx, step).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Writes one step inside an open transaction: its answer first (a live one under the same

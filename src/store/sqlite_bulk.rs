@@ -1,11 +1,17 @@
 //! SQLite's set-based write of a batch: a few multi-row statements per kind of row, each
-//! prepared once per chunk size and cached.
+//! prepared once per chunk size and cached, sent in as few round trips as caching allows.
+//!
+//! sqlx runs a SQLite connection on a thread of its own, and every `execute` is a round
+//! trip to it: about 20 µs on the development machine, as much as a step's own writing. So
+//! each statement carries, in the same query text, the check of what it wrote (see
+//! [`EXPECTED_ROWS`]); `BEGIN` travels with the first statement and `COMMIT` with the last.
+//! A one-step commit is then a single round trip, where it took four.
 
+use sqlx::SqliteConnection;
 use sqlx::query_builder::Separated;
-use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::bulk::{Bulk, InstanceRow, Refused, chunks, expect_rows};
+use super::bulk::{Bulk, InstanceRow, Refused, chunks};
 use super::sqlite::INSTANCE_COLUMNS;
 
 /// The JSON columns of an instance row, as text.
@@ -26,123 +32,215 @@ fn json_text(value: &impl serde::Serialize) -> Result<String, Refused> {
     serde_json::to_string(value).map_err(|e| Refused::Encoding(e.to_string()))
 }
 
-/// Writes `rows` with multi-row statements `head VALUES (...), (...) tail`, in chunks of
-/// cached sizes; `tail` may end with a parameter bound to its value. `bind` binds one row,
-/// given the JSON texts `texts` made of it. Returns the rows affected.
-async fn write_chunks<'r, T, const N: usize>(
-    tx: &mut sqlx::SqliteConnection,
-    head: &str,
-    (tail, tail_value): (&str, Option<i64>),
-    rows: &'r [T],
-    texts: impl Fn(&T) -> Result<[String; N], Refused>,
-    bind: impl Fn(&mut Separated<'_, 'r, Sqlite, &'static str>, &'r T, [String; N]),
-) -> Result<u64, Refused> {
-    let mut done = 0;
-    for chunk in chunks(rows, MAX_CHUNK) {
-        let texts = chunk.iter().map(&texts).collect::<Result<Vec<_>, _>>()?;
-        let mut q = QueryBuilder::<Sqlite>::new(head);
-        q.push_values(chunk.iter().zip(texts), |mut b, (row, texts)| {
-            bind(&mut b, row, texts)
-        });
-        q.push(tail);
-        if let Some(v) = tail_value {
-            q.push_bind(v);
-        }
-        done += q.build().execute(&mut *tx).await?.rows_affected();
-    }
-    Ok(done)
+/// How the statements of a commit are grouped into round trips to the connection's thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trips {
+    /// The whole commit in one query text: for one-step commits, whose few shapes are each
+    /// prepared once and cached.
+    One,
+    /// One query text per statement, `BEGIN` with the first and `COMMIT` with the last: for
+    /// batches, whose combinations of chunk sizes would be too many to cache as wholes.
+    PerStatement,
 }
 
-/// Writes a whole batch with a few multi-row statements per kind of row, all or nothing.
-pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<(), Refused> {
-    let mut tx = pool.begin().await?;
-    let done = write_chunks(
-        &mut tx,
-        "INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at) ",
-        (
-            " ON CONFLICT (actor, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+/// Created on every writer connection: inserting `(changes(), n)` into `expected_rows`
+/// aborts the statement unless the statement before wrote exactly `n` rows. It stores
+/// nothing. With it, a statement and the check of what it wrote travel in one round trip,
+/// and `COMMIT` can follow them in the same query text.
+pub(super) const EXPECTED_ROWS: &str = "
+    CREATE TEMP VIEW IF NOT EXISTS expected_rows (written, wanted) AS SELECT 0, 0;
+    CREATE TEMP TRIGGER IF NOT EXISTS expected_rows_check INSTEAD OF INSERT ON expected_rows
+        WHEN NEW.written IS NOT NEW.wanted
+        BEGIN SELECT RAISE(ABORT, 'opsflow: a statement wrote fewer rows than it was given'); END;";
+
+/// The query texts of one commit, sent as [`Trips`] says.
+struct Script<'c, 'r> {
+    conn: &'c mut SqliteConnection,
+    trips: Trips,
+    query: QueryBuilder<'r, Sqlite>,
+    /// Statements in `query`, not yet sent.
+    queued: usize,
+}
+
+impl<'c, 'r> Script<'c, 'r> {
+    fn begin(conn: &'c mut SqliteConnection, trips: Trips) -> Self {
+        Self {
+            conn,
+            trips,
+            query: QueryBuilder::new("BEGIN; "),
+            queued: 0,
+        }
+    }
+
+    /// Sends the queued query text.
+    async fn send(&mut self) -> Result<(), Refused> {
+        let mut query = std::mem::replace(&mut self.query, QueryBuilder::new(""));
+        query.build().execute(&mut *self.conn).await?;
+        self.queued = 0;
+        Ok(())
+    }
+
+    /// Makes room for a statement: one at a time, the one before is sent first.
+    async fn next_statement(&mut self) -> Result<(), Refused> {
+        if self.trips == Trips::PerStatement && self.queued > 0 {
+            self.send().await?;
+        }
+        self.queued += 1;
+        Ok(())
+    }
+
+    /// Appends `rows` as multi-row statements `head VALUES (...), (...) tail`, in chunks of
+    /// cached sizes; `tail` may end with a parameter bound to its value. `bind` binds one
+    /// row, given the JSON texts `texts` made of it. With `checked`, each chunk must write
+    /// as many rows as it holds, or the commit is refused.
+    async fn push_chunks<T, const N: usize>(
+        &mut self,
+        head: &str,
+        (tail, tail_value): (&str, Option<i64>),
+        checked: bool,
+        rows: &'r [T],
+        texts: impl Fn(&T) -> Result<[String; N], Refused>,
+        bind: impl Fn(&mut Separated<'_, 'r, Sqlite, &'static str>, &'r T, [String; N]),
+    ) -> Result<(), Refused> {
+        for chunk in chunks(rows, MAX_CHUNK) {
+            let texts = chunk.iter().map(&texts).collect::<Result<Vec<_>, _>>()?;
+            self.next_statement().await?;
+            let q = &mut self.query;
+            q.push(head);
+            q.push_values(chunk.iter().zip(texts), |mut b, (row, texts)| {
+                bind(&mut b, row, texts)
+            });
+            q.push(tail);
+            if let Some(v) = tail_value {
+                q.push_bind(v);
+            }
+            q.push("; ");
+            if checked {
+                q.push(format_args!(
+                    "INSERT INTO expected_rows VALUES (changes(), {}); ",
+                    chunk.len()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what is queued, with `COMMIT`.
+    async fn commit(mut self) -> Result<(), Refused> {
+        self.query.push("COMMIT;");
+        self.send().await
+    }
+}
+
+/// Writes a whole batch with a few multi-row statements per kind of row, all or nothing, in
+/// round trips grouped as `trips` says.
+pub(super) async fn commit_bulk(
+    conn: &mut SqliteConnection,
+    bulk: &Bulk<'_>,
+    trips: Trips,
+) -> Result<(), Refused> {
+    let written = write(conn, bulk, trips).await;
+    if written.is_err() {
+        // A refused row aborts its statement, not the transaction: end it. When BEGIN itself
+        // failed or COMMIT went through, there is none, and the refusal of ROLLBACK says so.
+        if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+            tracing::trace!(%e, "no transaction left to roll back");
+        }
+    }
+    written
+}
+
+/// Queues and sends the statements of `bulk`, from `BEGIN` to `COMMIT`.
+async fn write(conn: &mut SqliteConnection, bulk: &Bulk<'_>, trips: Trips) -> Result<(), Refused> {
+    let mut script = Script::begin(conn, trips);
+    script
+        .push_chunks(
+            "INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at) ",
+            (
+                " ON CONFLICT (actor, key) DO UPDATE SET fingerprint = excluded.fingerprint,
                  status = excluded.status, response = excluded.response,
                  created_at = excluded.created_at
              WHERE idempotency_keys.created_at < ",
-            Some(bulk.replaces_before),
-        ),
-        &bulk.answers,
-        |_| Ok([]),
-        |b, a, []| {
-            b.push_bind(a.actor)
-                .push_bind(a.key)
-                .push_bind(a.fingerprint)
-                .push_bind(i64::from(a.status))
-                .push_bind(a.response)
-                .push_bind(a.created_at);
-        },
-    )
-    .await?;
-    expect_rows("answers", done, &bulk.answers)?;
-    let done = write_chunks(
-        &mut tx,
-        &format!("INSERT INTO instances ({INSTANCE_COLUMNS}, next_due_at) "),
-        ("", None),
-        &bulk.creates,
-        instance_texts,
-        |b, i, [data, votes, slas, timers]| {
-            b.push_bind(i.id)
-                .push_bind(i.process)
-                .push_bind(i.definition_hash)
-                .push_bind(i.state)
-                .push_bind(data)
-                .push_bind(i.version)
-                .push_bind(i.created_by)
-                .push_bind(i.created_at)
-                .push_bind(i.updated_at)
-                .push_bind(votes)
-                .push_bind(slas)
-                .push_bind(timers)
-                .push_bind(i.trace_hash)
-                .push_bind(i.next_due_at);
-        },
-    )
-    .await?;
-    expect_rows("new instances", done, &bulk.creates)?;
-    let done = write_chunks(
-        &mut tx,
-        "WITH j (id, definition_hash, state, data, version, previous, updated_at, votes, slas,
+                Some(bulk.replaces_before),
+            ),
+            true,
+            &bulk.answers,
+            |_| Ok([]),
+            |b, a, []| {
+                b.push_bind(a.actor)
+                    .push_bind(a.key)
+                    .push_bind(a.fingerprint)
+                    .push_bind(i64::from(a.status))
+                    .push_bind(a.response)
+                    .push_bind(a.created_at);
+            },
+        )
+        .await?;
+    script
+        .push_chunks(
+            &format!("INSERT INTO instances ({INSTANCE_COLUMNS}, next_due_at) "),
+            ("", None),
+            true,
+            &bulk.creates,
+            instance_texts,
+            |b, i, [data, votes, slas, timers]| {
+                b.push_bind(i.id)
+                    .push_bind(i.process)
+                    .push_bind(i.definition_hash)
+                    .push_bind(i.state)
+                    .push_bind(data)
+                    .push_bind(i.version)
+                    .push_bind(i.created_by)
+                    .push_bind(i.created_at)
+                    .push_bind(i.updated_at)
+                    .push_bind(votes)
+                    .push_bind(slas)
+                    .push_bind(timers)
+                    .push_bind(i.trace_hash)
+                    .push_bind(i.next_due_at);
+            },
+        )
+        .await?;
+    script
+        .push_chunks(
+            "WITH j (id, definition_hash, state, data, version, previous, updated_at, votes, slas,
              timers, next_due_at, trace_hash) AS (",
-        (
-            ") UPDATE instances SET definition_hash = j.definition_hash, state = j.state,
+            (
+                ") UPDATE instances SET definition_hash = j.definition_hash, state = j.state,
                    data = j.data, version = j.version,
                    updated_at = j.updated_at, votes = j.votes, slas = j.slas, timers = j.timers,
                    next_due_at = j.next_due_at, claimed_by = NULL, claimed_until = NULL,
                    trace_hash = j.trace_hash
                FROM j WHERE instances.id = j.id AND instances.version = j.previous",
-            None,
-        ),
-        &bulk.updates,
-        instance_texts,
-        |b, i, [data, votes, slas, timers]| {
-            b.push_bind(i.id)
-                .push_bind(i.definition_hash)
-                .push_bind(i.state)
-                .push_bind(data)
-                .push_bind(i.version)
-                .push_bind(i.previous)
-                .push_bind(i.updated_at)
-                .push_bind(votes)
-                .push_bind(slas)
-                .push_bind(timers)
-                .push_bind(i.next_due_at)
-                .push_bind(i.trace_hash);
-        },
-    )
-    .await?;
-    expect_rows("instance updates", done, &bulk.updates)?;
-    write_chunks(
-        &mut tx,
+                None,
+            ),
+            true,
+            &bulk.updates,
+            instance_texts,
+            |b, i, [data, votes, slas, timers]| {
+                b.push_bind(i.id)
+                    .push_bind(i.definition_hash)
+                    .push_bind(i.state)
+                    .push_bind(data)
+                    .push_bind(i.version)
+                    .push_bind(i.previous)
+                    .push_bind(i.updated_at)
+                    .push_bind(votes)
+                    .push_bind(slas)
+                    .push_bind(timers)
+                    .push_bind(i.next_due_at)
+                    .push_bind(i.trace_hash);
+            },
+        )
+        .await?;
+    script
+        .push_chunks(
         "WITH j (from_id, relation) AS (",
         (
             ") DELETE FROM links WHERE (from_id, relation) IN (SELECT from_id, relation FROM j)",
             None,
         ),
+        false,
         &bulk.link_clears,
         |_| Ok([]),
         |b, l, []| {
@@ -150,48 +248,47 @@ pub(super) async fn commit_bulk(pool: &SqlitePool, bulk: &Bulk<'_>) -> Result<()
         },
     )
     .await?;
-    let done = write_chunks(
-        &mut tx,
-        "INSERT INTO links (from_id, relation, to_id) ",
-        ("", None),
-        &bulk.link_adds,
-        |_| Ok([]),
-        |b, l, []| {
-            b.push_bind(l.from_id)
-                .push_bind(l.relation)
-                .push_bind(l.to_id);
-        },
-    )
-    .await?;
-    expect_rows("links", done, &bulk.link_adds)?;
-    let done = write_chunks(
-        &mut tx,
-        "INSERT INTO trace (instance_id, seq, at, actor, roles, channel, kind, transition,
+    script
+        .push_chunks(
+            "INSERT INTO links (from_id, relation, to_id) ",
+            ("", None),
+            true,
+            &bulk.link_adds,
+            |_| Ok([]),
+            |b, l, []| {
+                b.push_bind(l.from_id)
+                    .push_bind(l.relation)
+                    .push_bind(l.to_id);
+            },
+        )
+        .await?;
+    script
+        .push_chunks(
+            "INSERT INTO trace (instance_id, seq, at, actor, roles, channel, kind, transition,
              from_state, to_state, data, detail, comment, definition_hash, prev_hash, hash) ",
-        ("", None),
-        &bulk.traces,
-        |t| Ok([json_text(&t.roles)?, json_text(t.data)?]),
-        |b, t, [roles, data]| {
-            b.push_bind(t.instance_id)
-                .push_bind(t.seq)
-                .push_bind(t.at)
-                .push_bind(t.actor)
-                .push_bind(roles)
-                .push_bind(t.channel)
-                .push_bind(t.kind)
-                .push_bind(t.transition)
-                .push_bind(t.from_state)
-                .push_bind(t.to_state)
-                .push_bind(data)
-                .push_bind(t.detail.as_deref().map(serde_json::value::RawValue::get))
-                .push_bind(t.comment)
-                .push_bind(t.definition_hash)
-                .push_bind(t.prev_hash)
-                .push_bind(t.hash);
-        },
-    )
-    .await?;
-    expect_rows("trace records", done, &bulk.traces)?;
-    tx.commit().await?;
-    Ok(())
+            ("", None),
+            true,
+            &bulk.traces,
+            |t| Ok([json_text(&t.roles)?, json_text(t.data)?]),
+            |b, t, [roles, data]| {
+                b.push_bind(t.instance_id)
+                    .push_bind(t.seq)
+                    .push_bind(t.at)
+                    .push_bind(t.actor)
+                    .push_bind(roles)
+                    .push_bind(t.channel)
+                    .push_bind(t.kind)
+                    .push_bind(t.transition)
+                    .push_bind(t.from_state)
+                    .push_bind(t.to_state)
+                    .push_bind(data)
+                    .push_bind(t.detail.as_deref().map(serde_json::value::RawValue::get))
+                    .push_bind(t.comment)
+                    .push_bind(t.definition_hash)
+                    .push_bind(t.prev_hash)
+                    .push_bind(t.hash);
+            },
+        )
+        .await?;
+    script.commit().await
 }

@@ -85,13 +85,16 @@ fn numbered(sql: &str) -> String {
     out
 }
 
-/// The same four functions for each database, over its pool and placeholders.
+/// The same four functions for each database, over its connections and placeholders.
 macro_rules! statements {
-    ($module:ident, $pool:ty, $sql:ident) => {
+    ($module:ident, $db:ty, $sql:ident) => {
         pub(super) mod $module {
             use super::*;
 
-            pub(crate) async fn save(pool: &$pool, t: &TokenRecord) -> Result<(), StoreError> {
+            pub(crate) async fn save(
+                pool: impl sqlx::Executor<'_, Database = $db>,
+                t: &TokenRecord,
+            ) -> Result<(), StoreError> {
                 sqlx::query(&$sql(SAVE))
                     .bind(&t.id)
                     .bind(&t.digest)
@@ -106,7 +109,7 @@ macro_rules! statements {
             }
 
             pub(crate) async fn by_digest(
-                pool: &$pool,
+                pool: impl sqlx::Executor<'_, Database = $db>,
                 digest: &str,
             ) -> Result<Option<TokenRecord>, StoreError> {
                 let row = sqlx::query(&$sql(BY_DIGEST))
@@ -116,13 +119,15 @@ macro_rules! statements {
                 row.as_ref().map(record).transpose()
             }
 
-            pub(crate) async fn list(pool: &$pool) -> Result<Vec<TokenRecord>, StoreError> {
+            pub(crate) async fn list(
+                pool: impl sqlx::Executor<'_, Database = $db>,
+            ) -> Result<Vec<TokenRecord>, StoreError> {
                 let rows = sqlx::query(&$sql(LIST)).fetch_all(pool).await?;
                 rows.iter().map(record).collect()
             }
 
             pub(crate) async fn revoke(
-                pool: &$pool,
+                pool: impl sqlx::Executor<'_, Database = $db>,
                 id: &str,
                 at: i64,
             ) -> Result<bool, StoreError> {
@@ -137,8 +142,8 @@ macro_rules! statements {
     };
 }
 
-statements!(sqlite, sqlx::SqlitePool, as_written);
-statements!(postgres, sqlx::PgPool, numbered);
+statements!(sqlite, sqlx::Sqlite, as_written);
+statements!(postgres, sqlx::Postgres, numbered);
 
 #[cfg(test)]
 mod tests {
