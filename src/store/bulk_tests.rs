@@ -8,8 +8,8 @@ use super::sqlite::commit_by_statements;
 use super::sqlite_bulk::{Trips, commit_bulk};
 use super::{
     AnswerWrite, Channel, Decision, InstanceRecord, InstanceWrite, LinkChange, PgStore,
-    SqliteStore, Step, Store, StoredAnswer, StoredDefinition, TimerState, TraceKind, TraceRecord,
-    Vote,
+    SqliteStore, Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerState, TraceKind,
+    TraceRecord, Vote,
 };
 
 /// Timer clocks; a negative due time stands for a paused clock with that much left.
@@ -361,4 +361,46 @@ async fn a_set_based_batch_on_postgres_with_a_stale_step_writes_nothing() {
 fn a_batch_writing_one_instance_twice_goes_step_by_step() {
     let steps = vec![create("x"), create("x")];
     assert!(Bulk::new(&steps).is_none());
+}
+
+#[tokio::test]
+async fn a_one_step_commit_on_sqlite_that_loses_its_race_or_its_key_is_refused_for_that_reason_and_the_next_lands()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .unwrap();
+    prepare(&store).await;
+    let before = everything(&store).await;
+
+    let stale = stale_batch().swap_remove(2);
+    assert!(matches!(
+        store.commit(stale).await,
+        Err(StoreError::Conflict)
+    ));
+    let mut live_key = batch().swap_remove(0);
+    live_key.answer = Some(answer("k-live", 1_000));
+    let mut first = batch().swap_remove(3);
+    first.answer = Some(answer("k-live", 1_000));
+    store
+        .commit(first)
+        .await
+        .expect("the key's first use lands");
+    let after_first = everything(&store).await;
+    assert!(matches!(
+        store.commit(live_key).await,
+        Err(StoreError::KeyTaken)
+    ));
+    assert_ne!(after_first, before);
+    assert_eq!(
+        everything(&store).await,
+        after_first,
+        "the refused steps wrote nothing"
+    );
+
+    store
+        .commit(batch().swap_remove(2))
+        .await
+        .expect("the writer takes the next step");
+    assert_ne!(everything(&store).await, after_first);
 }
