@@ -155,13 +155,13 @@ impl Server {
                 tracing::warn!(problem = %w, "suspicious definition");
             }
         }
-        let shards = match DatabaseKind::of(&settings.db)? {
-            DatabaseKind::Sqlite => 1,
-            DatabaseKind::Postgres => PG_WRITE_SHARDS,
+        let (shards, rejoin_yields) = match DatabaseKind::of(&settings.db)? {
+            DatabaseKind::Sqlite => (1, 0),
+            DatabaseKind::Postgres => (PG_WRITE_SHARDS, crate::store::POSTGRES_REJOIN_YIELDS),
         };
         let store: Arc<dyn Store> = Arc::new(GroupCommit::new(
             open_store(&settings.db).await?,
-            settings.group_commit(shards),
+            settings.group_commit(shards, rejoin_yields),
         ));
         let webhooks: Vec<String> = settings
             .webhooks

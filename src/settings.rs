@@ -59,8 +59,13 @@ impl Settings {
         }
     }
 
-    /// The group-commit settings; `default_shards` applies when none are configured.
-    pub fn group_commit(&self, default_shards: usize) -> crate::store::GroupCommitConfig {
+    /// The group-commit settings; `default_shards` applies when none are configured, and
+    /// `rejoin_yields` is the database's (see [`crate::store::GroupCommitConfig`]).
+    pub fn group_commit(
+        &self,
+        default_shards: usize,
+        rejoin_yields: u32,
+    ) -> crate::store::GroupCommitConfig {
         crate::store::GroupCommitConfig {
             max_batch: self.group_commit_max.max(1),
             max_wait: std::time::Duration::from_micros(self.group_commit_wait_us),
@@ -70,6 +75,7 @@ impl Settings {
             } else {
                 self.write_shards
             },
+            rejoin_yields,
         }
     }
 }

@@ -30,7 +30,16 @@ pub struct GroupCommitConfig {
     /// stay in order. One suits SQLite (one writer at a time anyway); several let
     /// PostgreSQL commit batches in parallel.
     pub shards: usize,
+    /// How often a writer yields, at most, for the callers of its previous batch to join
+    /// the next one rather than wait a whole commit: worth it on PostgreSQL
+    /// ([`POSTGRES_REJOIN_YIELDS`]), whose commit costs about the same whatever its size.
+    /// On SQLite a commit costs by the page it writes, and the callers' next steps are
+    /// better computed while a smaller batch is on its way to the disk: zero.
+    pub rejoin_yields: u32,
 }
+
+/// [`GroupCommitConfig::rejoin_yields`] for PostgreSQL.
+pub const POSTGRES_REJOIN_YIELDS: u32 = 8;
 
 impl Default for GroupCommitConfig {
     fn default() -> Self {
@@ -39,13 +48,10 @@ impl Default for GroupCommitConfig {
             max_wait: Duration::ZERO,
             queue: 4096,
             shards: 1,
+            rejoin_yields: 0,
         }
     }
 }
-
-/// How often the writer yields, at most, to let the callers of the previous batch join
-/// the next one.
-const MAX_YIELDS: u32 = 8;
 
 /// Below this, a wait for more steps yields instead of setting a timer.
 const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
@@ -104,7 +110,8 @@ async fn write_batches(
     let max = config.max_batch.max(1);
     // Size of the batch before: its callers are probably computing their next steps right
     // now. Rather than commit a smaller batch and make them wait a whole commit, the
-    // writer yields a few times to let them join. A lone client (last = 1) never waits.
+    // writer may yield a few times to let them join (`rejoin_yields`). A lone client
+    // (last = 1) never waits.
     let mut last = 1;
     while let Some(first) = rx.recv().await {
         let opened = std::time::Instant::now();
@@ -113,7 +120,7 @@ async fn write_batches(
         while batch.len() < max {
             match rx.try_recv() {
                 Ok(p) => batch.push(p),
-                Err(_) if batch.len() < last && yields < MAX_YIELDS => {
+                Err(_) if batch.len() < last && yields < config.rejoin_yields => {
                     yields += 1;
                     tokio::task::yield_now().await;
                 }

@@ -19,8 +19,8 @@ use anyhow::{Context as _, bail};
 use serde_json::{Map, Value, json};
 
 use crate::store::{
-    GroupCommit, GroupCommitConfig, MemoryStore, PgStore, SqliteStore, Store, create_database,
-    drop_database, raw_postgres_steps, raw_sqlite_steps,
+    GroupCommit, GroupCommitConfig, MemoryStore, POSTGRES_REJOIN_YIELDS, PgStore, SqliteStore,
+    Store, create_database, drop_database, raw_postgres_steps, raw_sqlite_steps,
 };
 use footprint::Footprint;
 use http::{HttpFigures, http_run};
@@ -252,6 +252,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     inner,
                     GroupCommitConfig {
                         shards: crate::server::PG_WRITE_SHARDS,
+                        rejoin_yields: POSTGRES_REJOIN_YIELDS,
                         ..GroupCommitConfig::default()
                     },
                 ));
@@ -340,6 +341,7 @@ async fn postgres(
             let inner: Arc<dyn Store> = Arc::new(PgStore::open(&fresh().await?, pool).await?);
             let config = GroupCommitConfig {
                 shards: crate::server::PG_WRITE_SHARDS,
+                rejoin_yields: POSTGRES_REJOIN_YIELDS,
                 ..GroupCommitConfig::default()
             };
             let store = Arc::new(GroupCommit::new(inner, config));
