@@ -127,6 +127,13 @@ fn answer(key: &str, at: i64) -> AnswerWrite {
     }
 }
 
+/// A new SQLite store in the file `name` of `dir`.
+async fn sqlite_store(dir: &tempfile::TempDir, name: &str) -> SqliteStore {
+    SqliteStore::open(&format!("sqlite://{}", dir.path().join(name).display()))
+        .await
+        .unwrap()
+}
+
 /// Instances `a`..`d` exist; `k-old` holds an expired answer.
 async fn prepare(store: &dyn Store) {
     store
@@ -237,9 +244,8 @@ async fn everything(store: &dyn Store) -> Vec<String> {
 async fn a_set_based_batch_on_sqlite_writes_what_the_steps_write_one_by_one() {
     for trips in [Trips::One, Trips::PerStatement] {
         let dir = tempfile::tempdir().unwrap();
-        let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
-        let bulk_store = SqliteStore::open(&url("bulk.db")).await.unwrap();
-        let one_by_one = SqliteStore::open(&url("steps.db")).await.unwrap();
+        let bulk_store = sqlite_store(&dir, "bulk.db").await;
+        let one_by_one = sqlite_store(&dir, "steps.db").await;
         prepare(&bulk_store).await;
         prepare(&one_by_one).await;
 
@@ -273,9 +279,7 @@ async fn a_set_based_batch_on_sqlite_with_a_stale_step_writes_nothing_and_leaves
  {
     for trips in [Trips::One, Trips::PerStatement] {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
-            .await
-            .unwrap();
+        let store = sqlite_store(&dir, "t.db").await;
         prepare(&store).await;
         let before = everything(&store).await;
         let steps = stale_batch();
@@ -367,9 +371,7 @@ fn a_batch_writing_one_instance_twice_goes_step_by_step() {
 async fn a_one_step_commit_on_sqlite_that_loses_its_race_or_its_key_is_refused_for_that_reason_and_the_next_lands()
  {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
-        .await
-        .unwrap();
+    let store = sqlite_store(&dir, "t.db").await;
     prepare(&store).await;
     let before = everything(&store).await;
 

@@ -51,7 +51,7 @@ pub(super) const EXPECTED_ROWS: &str = "
     CREATE TEMP VIEW IF NOT EXISTS expected_rows (written, wanted) AS SELECT 0, 0;
     CREATE TEMP TRIGGER IF NOT EXISTS expected_rows_check INSTEAD OF INSERT ON expected_rows
         WHEN NEW.written IS NOT NEW.wanted
-        BEGIN SELECT RAISE(ABORT, 'opsflow: a statement wrote fewer rows than it was given'); END;";
+        BEGIN SELECT RAISE(ABORT, 'opsflow: a statement did not write exactly the rows it was given'); END;";
 
 /// The query texts of one commit, sent as [`Trips`] says.
 struct Script<'c, 'r> {
@@ -142,7 +142,8 @@ pub(super) async fn commit_bulk(
     let written = write(conn, bulk, trips).await;
     if written.is_err() {
         // A refused row aborts its statement, not the transaction: end it. When BEGIN itself
-        // failed or COMMIT went through, there is none, and the refusal of ROLLBACK says so.
+        // failed, or a failing COMMIT already rolled back, there is none, and the refusal
+        // of ROLLBACK says so.
         if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
             tracing::trace!(%e, "no transaction left to roll back");
         }
