@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use super::memory_trace::{Shared, TraceLog};
 use super::{
     Checkpoint, CheckpointEntry, Claim, DefinitionVersion, Delivery, DeliveryOutcome, GENESIS,
     InstanceHead, InstanceQuery, InstanceRecord, LinkedInstance, Links, OutboxMessage, Step, Store,
@@ -19,6 +20,8 @@ struct Tables {
     /// Kept as the engine handed them over: a write stores the record without copying it.
     instances: BTreeMap<String, Arc<InstanceRecord>>,
     trace: HashMap<String, TraceLog>,
+    /// The texts trace records share.
+    shared: Shared,
     links: BTreeSet<(String, String, String)>,
     answers: HashMap<(String, String), StoredAnswer>,
     /// Claims on instances with a clock due: instance → (claimant, until).
@@ -32,28 +35,6 @@ struct Tables {
     snapshots: HashMap<String, StoredSnapshot>,
     /// Bearer tokens, oldest first.
     tokens: Vec<TokenRecord>,
-}
-
-/// An instance's trace records in order, kept in chunks of at most [`TRACE_CHUNK`]: an
-/// append moves at most one chunk's records, never the whole trace as one ever-growing
-/// vector would on each regrowth, and a short trace takes no more room than a vector.
-#[derive(Debug, Default)]
-struct TraceLog(Vec<Vec<TraceRecord>>);
-
-/// Records per chunk of a [`TraceLog`].
-const TRACE_CHUNK: usize = 64;
-
-impl TraceLog {
-    fn push(&mut self, r: TraceRecord) {
-        match self.0.last_mut() {
-            Some(chunk) if chunk.len() < TRACE_CHUNK => chunk.push(r),
-            _ => self.0.push(vec![r]),
-        }
-    }
-
-    fn to_vec(&self) -> Vec<TraceRecord> {
-        self.0.iter().flatten().cloned().collect()
-    }
 }
 
 /// An outbox message and its delivery state.
@@ -204,7 +185,7 @@ impl Store for MemoryStore {
             .tables()
             .trace
             .get(id)
-            .map(TraceLog::to_vec)
+            .map(|log| log.records(id))
             .unwrap_or_default())
     }
 
@@ -288,14 +269,13 @@ impl Store for MemoryStore {
                 t.links.insert((c.from.clone(), c.relation.clone(), to));
             }
         }
+        let Tables { trace, shared, .. } = &mut *t;
         for r in step.trace {
-            match t.trace.get_mut(&r.instance_id) {
-                Some(log) => log.push(r),
+            match trace.get_mut(&r.instance_id) {
+                Some(log) => log.push(r, shared),
                 None => {
-                    let mut log = TraceLog::default();
                     let id = r.instance_id.clone();
-                    log.push(r);
-                    t.trace.insert(id, log);
+                    trace.entry(id).or_default().push(r, shared);
                 }
             }
         }
