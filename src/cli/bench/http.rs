@@ -78,7 +78,6 @@ pub(super) async fn http_run(
         .pool_max_idle_per_host(256)
         .build()?;
     let clients = clients.max(1);
-    let per_client = args.transitions / clients;
 
     // Create and classify every client's instance first, then time the transitions only.
     let mut ids = Vec::new();
@@ -108,12 +107,14 @@ pub(super) async fn http_run(
     let before = counters(&client, &server_url).await?;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for id in ids {
+    for (c, id) in ids.into_iter().enumerate() {
         let client = client.clone();
         let base = base.clone();
+        // The same shares as the engine's run: every measurement fires all the transitions.
+        let share = args.transitions / clients + u64::from((c as u64) < args.transitions % clients);
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(per_client as usize);
-            for i in 0..per_client {
+            let mut latencies = Vec::with_capacity(share as usize);
+            for i in 0..share {
                 let (name, data) = step(i);
                 let sent = Instant::now();
                 client
@@ -138,7 +139,7 @@ pub(super) async fn http_run(
     serving.await??;
     latencies.sort();
     Ok(HttpFigures {
-        tps: super::rate(per_client * clients, elapsed),
+        tps: super::rate(args.transitions, elapsed),
         p50_ms: percentile_ms(&latencies, 0.50),
         p99_ms: percentile_ms(&latencies, 0.99),
         counted_steps: after.0 - before.0,
