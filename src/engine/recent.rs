@@ -7,7 +7,6 @@
 //! remembered copy, is thrown away and computed again from a fresh read. Reads for callers
 //! (`GET`) always go to the database.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::store::InstanceRecord;
@@ -26,10 +25,12 @@ pub(super) struct RecentInstances {
     generation: usize,
 }
 
+/// Keyed by instance id. The ids are the engine's own (UUID v7), never a caller's choice,
+/// so a fast hash suits them.
 #[derive(Debug, Default)]
 struct Generations {
-    current: HashMap<String, Arc<InstanceRecord>>,
-    previous: HashMap<String, Arc<InstanceRecord>>,
+    current: foldhash::HashMap<String, Arc<InstanceRecord>>,
+    previous: foldhash::HashMap<String, Arc<InstanceRecord>>,
 }
 
 impl RecentInstances {

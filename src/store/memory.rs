@@ -19,13 +19,14 @@ struct Tables {
     definitions: HashMap<String, (StoredDefinition, DefinitionVersion)>,
     /// Kept as the engine handed them over: a write stores the record without copying it.
     instances: BTreeMap<String, Arc<InstanceRecord>>,
-    trace: HashMap<String, TraceLog>,
+    /// Keyed by instance id, hashed by foldhash: looked up for every record written.
+    trace: foldhash::HashMap<String, TraceLog>,
     /// The texts trace records share.
     shared: Shared,
     links: BTreeSet<(String, String, String)>,
     answers: HashMap<(String, String), StoredAnswer>,
     /// Claims on instances with a clock due: instance → (claimant, until).
-    claims: HashMap<String, (String, i64)>,
+    claims: foldhash::HashMap<String, (String, i64)>,
     /// Outbox messages by id.
     outbox: BTreeMap<String, StoredMessage>,
     checkpoints: Vec<Checkpoint>,
