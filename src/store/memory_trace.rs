@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 
 use super::{Channel, RuleDecision, TraceKind, TraceRecord};
 
-/// Texts kept once for all records.
+/// Texts kept once for all records. It only grows, as the store's records do: it never
+/// holds a text that no kept record holds.
 #[derive(Debug, Default)]
 pub(super) struct Shared {
     texts: foldhash::HashSet<Arc<str>>,
