@@ -14,7 +14,7 @@ use crate::engine::{Engine, EngineError};
 use crate::reload::{Reloader, Sources};
 use crate::rules::RuleEngine;
 use crate::settings::Settings;
-use crate::store::{GroupCommit, PgStore, SqliteStore, Store, StoreError};
+use crate::store::{GroupCommit, GroupCommitConfig, PgStore, SqliteStore, Store, StoreError};
 use crate::webhook::Webhooks;
 
 /// Why the server could not start.
@@ -73,11 +73,6 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Timers claimed and fired per round.
 const TIMERS_PER_ROUND: u32 = 64;
-
-/// Group-commit writers on PostgreSQL by default: two batches commit in parallel (one is
-/// written while the other gathers). More writers make smaller batches, and each call
-/// costs the server a fixed part: measured at 16 clients, 2 beat 1, 3 and 4.
-pub const PG_WRITE_SHARDS: usize = 2;
 
 /// Connections a server keeps to PostgreSQL.
 const PG_CONNECTIONS: u32 = 16;
@@ -155,13 +150,13 @@ impl Server {
                 tracing::warn!(problem = %w, "suspicious definition");
             }
         }
-        let (shards, rejoin_yields) = match DatabaseKind::of(&settings.db)? {
-            DatabaseKind::Sqlite => (1, 0),
-            DatabaseKind::Postgres => (PG_WRITE_SHARDS, crate::store::POSTGRES_REJOIN_YIELDS),
+        let defaults = match DatabaseKind::of(&settings.db)? {
+            DatabaseKind::Sqlite => GroupCommitConfig::default(),
+            DatabaseKind::Postgres => GroupCommitConfig::postgres(),
         };
         let store: Arc<dyn Store> = Arc::new(GroupCommit::new(
             open_store(&settings.db).await?,
-            settings.group_commit(shards, rejoin_yields),
+            settings.group_commit(defaults),
         ));
         let webhooks: Vec<String> = settings
             .webhooks

@@ -59,23 +59,21 @@ impl Settings {
         }
     }
 
-    /// The group-commit settings; `default_shards` applies when none are configured, and
-    /// `rejoin_yields` is the database's (see [`crate::store::GroupCommitConfig`]).
+    /// The group-commit settings: the database's `defaults` with what is configured.
     pub fn group_commit(
         &self,
-        default_shards: usize,
-        rejoin_yields: u32,
+        defaults: crate::store::GroupCommitConfig,
     ) -> crate::store::GroupCommitConfig {
         crate::store::GroupCommitConfig {
             max_batch: self.group_commit_max.max(1),
             max_wait: std::time::Duration::from_micros(self.group_commit_wait_us),
             queue: self.write_queue.max(1),
             shards: if self.write_shards == 0 {
-                default_shards
+                defaults.shards
             } else {
                 self.write_shards
             },
-            rejoin_yields,
+            ..defaults
         }
     }
 }

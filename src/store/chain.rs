@@ -108,7 +108,7 @@ impl TraceRecord {
 
 /// Bytes as lowercase hex, written straight into one string (every step hashes a few
 /// records, and `hex::encode` goes through a char iterator).
-fn lower_hex(bytes: &[u8]) -> String {
+pub(super) fn lower_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -87,7 +87,7 @@ impl Hash {
 
     fn to_text(&self) -> String {
         match self {
-            Hash::Sha256(bytes) => hex::encode(bytes),
+            Hash::Sha256(bytes) => super::chain::lower_hex(bytes),
             Hash::Text(s) => s.to_string(),
         }
     }

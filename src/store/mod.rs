@@ -30,7 +30,7 @@ pub use chain::{
     ChainBreak, ChainReport, Checkpoint, CheckpointEntry, GENESIS, canonical_json, verify_chain,
     verify_store,
 };
-pub use group::{GroupCommit, GroupCommitConfig, POSTGRES_REJOIN_YIELDS};
+pub use group::{GroupCommit, GroupCommitConfig};
 pub use memory::MemoryStore;
 pub use postgres::{PgStore, create_database, drop_database};
 pub use sla::{Delivery, DeliveryOutcome, OutboxMessage, SlaRecord, SlaStatus};

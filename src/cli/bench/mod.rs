@@ -19,8 +19,8 @@ use anyhow::{Context as _, bail};
 use serde_json::{Map, Value, json};
 
 use crate::store::{
-    GroupCommit, GroupCommitConfig, MemoryStore, POSTGRES_REJOIN_YIELDS, PgStore, SqliteStore,
-    Store, create_database, drop_database, raw_postgres_steps, raw_sqlite_steps,
+    GroupCommit, GroupCommitConfig, MemoryStore, PgStore, SqliteStore, Store, create_database,
+    drop_database, raw_postgres_steps, raw_sqlite_steps,
 };
 use footprint::Footprint;
 use http::{HttpFigures, http_run};
@@ -248,14 +248,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     .await
                     .context("cannot create a database for the bench on PostgreSQL")?;
                 let inner: Arc<dyn Store> = Arc::new(PgStore::open(&url, 16).await?);
-                let store = Arc::new(GroupCommit::new(
-                    inner,
-                    GroupCommitConfig {
-                        shards: crate::server::PG_WRITE_SHARDS,
-                        rejoin_yields: POSTGRES_REJOIN_YIELDS,
-                        ..GroupCommitConfig::default()
-                    },
-                ));
+                let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::postgres()));
                 let k = kpis::kpi_run(&args, store, n).await;
                 drop_database(server, &name).await?;
                 put_kpi(&mut f, "postgres", k?);
@@ -339,12 +332,7 @@ async fn postgres(
         for &c in &args.clients {
             let pool = u32::try_from(c.min(32)).unwrap_or(32).max(2);
             let inner: Arc<dyn Store> = Arc::new(PgStore::open(&fresh().await?, pool).await?);
-            let config = GroupCommitConfig {
-                shards: crate::server::PG_WRITE_SHARDS,
-                rejoin_yields: POSTGRES_REJOIN_YIELDS,
-                ..GroupCommitConfig::default()
-            };
-            let store = Arc::new(GroupCommit::new(inner, config));
+            let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::postgres()));
             let engine = Arc::new(engine_with(store, args)?);
             engine.register_definitions().await?;
             f.put(
