@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 use super::bulk::Bulk;
 use super::sqlite::commit_by_statements;
 use super::sqlite_bulk::{Trips, commit_bulk};
+use super::sqlite_chain_tests::broken_links;
 use super::{
     AnswerWrite, Channel, Decision, InstanceRecord, InstanceWrite, LinkChange, PgStore,
     SqliteStore, Step, Store, StoreError, StoredAnswer, StoredDefinition, TimerState, TraceKind,
@@ -44,7 +45,7 @@ fn data(n: i64) -> Map<String, Value> {
     }
 }
 
-fn instance(id: &str, state: &str, version: i64) -> InstanceRecord {
+pub(super) fn instance(id: &str, state: &str, version: i64) -> InstanceRecord {
     InstanceRecord {
         id: id.into(),
         process: "p".into(),
@@ -62,7 +63,7 @@ fn instance(id: &str, state: &str, version: i64) -> InstanceRecord {
     }
 }
 
-fn record(id: &str, seq: i64, kind: TraceKind, comment: Option<&str>) -> TraceRecord {
+pub(super) fn record(id: &str, seq: i64, kind: TraceKind, comment: Option<&str>) -> TraceRecord {
     TraceRecord {
         instance_id: id.into(),
         seq,
@@ -102,7 +103,7 @@ fn record(id: &str, seq: i64, kind: TraceKind, comment: Option<&str>) -> TraceRe
     }
 }
 
-fn create(id: &str) -> Step {
+pub(super) fn create(id: &str) -> Step {
     Step {
         writes: vec![InstanceWrite {
             instance: instance(id, "a", 1).into(),
@@ -128,7 +129,7 @@ fn answer(key: &str, at: i64) -> AnswerWrite {
 }
 
 /// A new SQLite store in the file `name` of `dir`.
-async fn sqlite_store(dir: &tempfile::TempDir, name: &str) -> SqliteStore {
+pub(super) async fn sqlite_store(dir: &tempfile::TempDir, name: &str) -> SqliteStore {
     SqliteStore::open(&format!("sqlite://{}", dir.path().join(name).display()))
         .await
         .unwrap()
@@ -264,6 +265,9 @@ async fn a_set_based_batch_on_sqlite_writes_what_the_steps_write_one_by_one() {
             everything(&one_by_one).await,
             "{trips:?}"
         );
+        // Both read through whole links, not the scan that stands in for broken ones.
+        assert_eq!(broken_links(&bulk_store.pool).await, 0, "{trips:?}");
+        assert_eq!(broken_links(&one_by_one.pool).await, 0, "{trips:?}");
     }
 }
 

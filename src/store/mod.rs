@@ -18,6 +18,9 @@ mod rows;
 mod sla;
 mod sqlite;
 mod sqlite_bulk;
+mod sqlite_chain;
+#[cfg(test)]
+mod sqlite_chain_tests;
 mod tokens;
 
 use async_trait::async_trait;

@@ -18,9 +18,10 @@ use super::bulk::Bulk;
 use super::rows::{
     answer_from_row, checkpoint_entries, checkpoints_from_rows, definition_from_row,
     delivery_from_row, earliest_due_first, head_from_row, instance_from_row, links_from_rows,
-    oldest_first, trace_from_row, version_from_row,
+    oldest_first, version_from_row,
 };
 use super::sqlite_bulk::{EXPECTED_ROWS, Trips, commit_bulk};
+use super::sqlite_chain::{self, NEW_REC_ID, SET_TRACE_BASE, TRACE_BASE, TraceLinks, push_link};
 use super::{
     Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, FactRecord, GENESIS,
     InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError,
@@ -70,6 +71,7 @@ impl SqliteStore {
             SqliteConnection::connect_with(&connect_options(url)?.statement_cache_capacity(512))
                 .await?;
         sqlx::raw_sql(EXPECTED_ROWS).execute(&mut writer).await?;
+        sqlx::raw_sql(TRACE_BASE).execute(&mut writer).await?;
         let writer = Arc::new(Mutex::new(writer));
         Ok(Self { pool, writer })
     }
@@ -103,10 +105,6 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
         _ => StoreError::Database(e),
     }
 }
-
-/// The columns a trace record is read from (see `trace_from_row`).
-const TRACE_COLUMNS: &str = "instance_id, seq, at, actor, roles, channel, kind, transition, \
-    from_state, to_state, data, detail, comment, definition_hash, prev_hash, hash";
 
 pub(super) const INSTANCE_COLUMNS: &str = "id, process, definition_hash, state, data, version, created_by, \
      created_at, updated_at, votes, slas, timers, trace_hash";
@@ -271,13 +269,7 @@ impl Store for SqliteStore {
     }
 
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {TRACE_COLUMNS} FROM trace WHERE instance_id = ? ORDER BY seq"
-        ))
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(trace_from_row).collect()
+        sqlite_chain::trace(&self.pool, id).await
     }
 
     async fn process_facts(
@@ -286,21 +278,7 @@ impl Store for SqliteStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<(String, Vec<FactRecord>)>, StoreError> {
-        // One row for the whole page: SQLite builds the JSON, so no row is handed over one
-        // at a time.
-        let page: Option<String> = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(instance_id, at, actor, kind, transition,
-                                                to_state, json(data))
-                                     ORDER BY instance_id, seq)
-               FROM trace WHERE instance_id IN (
-                 SELECT id FROM instances WHERE process = ? AND id > ? ORDER BY id LIMIT ?)",
-        )
-        .bind(process)
-        .bind(after.unwrap_or(""))
-        .bind(i64::from(limit))
-        .fetch_one(&self.pool)
-        .await?;
-        fact_pages(page.as_deref().unwrap_or("[]"))
+        sqlite_chain::facts(&self.pool, process, after.unwrap_or(""), limit).await
     }
 
     async fn links(&self, id: &str) -> Result<Links, StoreError> {
@@ -581,32 +559,60 @@ async fn apply_step(tx: &mut sqlx::Transaction<'_, Sqlite>, step: &Step) -> Resu
         .map_err(conflict_on_unique)?;
     }
     if !step.trace.is_empty() {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO trace (instance_id, seq, at, actor, roles, channel, kind, transition,
-                 from_state, to_state, data, detail, comment, definition_hash, prev_hash, hash) ",
-        );
-        q.push_values(&step.trace, |mut b, t| {
-            b.push_bind(&t.instance_id)
-                .push_bind(t.seq)
-                .push_bind(t.at)
-                .push_bind(&t.actor)
-                .push_bind(serde_json::to_string(&t.roles).unwrap_or_else(|_| "[]".into()))
-                .push_bind(t.channel.as_str())
-                .push_bind(t.kind.as_str())
-                .push_bind(&t.transition)
-                .push_bind(&t.from)
-                .push_bind(&t.to)
-                .push_bind(serde_json::Value::Object(t.data.clone()).to_string())
-                .push_bind(super::rows::detail_json(t).map(|d| d.get().to_owned()))
-                .push_bind(&t.comment)
-                .push_bind(&t.definition_hash)
-                .push_bind(&t.prev_hash)
-                .push_bind(&t.hash);
-        });
-        q.build()
-            .execute(&mut **tx)
-            .await
-            .map_err(conflict_on_unique)?;
+        append_trace(tx, step).await?;
+    }
+    Ok(())
+}
+
+/// Appends `step`'s trace records, each linked to the one before it of its instance, and
+/// makes each instance name its last record (see `sqlite_chain`).
+async fn append_trace(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    step: &Step,
+) -> Result<(), StoreError> {
+    sqlx::query(SET_TRACE_BASE).execute(&mut **tx).await?;
+    let created = |id: &str| {
+        step.writes
+            .iter()
+            .any(|w| w.previous_version.is_none() && w.instance.id == id)
+    };
+    let links = TraceLinks::new(step.trace.iter().map(|t| t.instance_id.as_str()), created);
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO trace (rec_id, prev_rec_id, instance_id, seq, at, actor, roles, channel,
+             kind, transition, from_state, to_state, data, detail, comment, definition_hash,
+             prev_hash, hash) ",
+    );
+    q.push_values(step.trace.iter().zip(&links.records), |mut b, (t, link)| {
+        push_link(&mut b, *link, &t.instance_id);
+        b.push_bind(&t.instance_id)
+            .push_bind(t.seq)
+            .push_bind(t.at)
+            .push_bind(&t.actor)
+            .push_bind(serde_json::to_string(&t.roles).unwrap_or_else(|_| "[]".into()))
+            .push_bind(t.channel.as_str())
+            .push_bind(t.kind.as_str())
+            .push_bind(&t.transition)
+            .push_bind(&t.from)
+            .push_bind(&t.to)
+            .push_bind(serde_json::Value::Object(t.data.clone()).to_string())
+            .push_bind(super::rows::detail_json(t).map(|d| d.get().to_owned()))
+            .push_bind(&t.comment)
+            .push_bind(&t.definition_hash)
+            .push_bind(&t.prev_hash)
+            .push_bind(&t.hash);
+    });
+    q.build()
+        .execute(&mut **tx)
+        .await
+        .map_err(conflict_on_unique)?;
+    for (instance, last) in links.lasts() {
+        sqlx::query(&format!(
+            "UPDATE instances SET last_rec_id = {NEW_REC_ID} ? WHERE id = ?"
+        ))
+        .bind(last)
+        .bind(instance)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }
@@ -673,40 +679,4 @@ async fn write_instance(
         }
     }
     Ok(())
-}
-
-/// Reads the JSON one query gives for a page of fact records: an array of
-/// `[instance_id, at, actor, kind, transition, to, data]`, ordered by instance and
-/// sequence, grouped by instance.
-fn fact_pages(json: &str) -> Result<Vec<(String, Vec<FactRecord>)>, StoreError> {
-    type Row = (
-        String,
-        i64,
-        String,
-        String,
-        Option<String>,
-        String,
-        serde_json::Map<String, serde_json::Value>,
-    );
-    let rows: Vec<Row> =
-        serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("trace page: {e}")))?;
-    let mut out: Vec<(String, Vec<FactRecord>)> = Vec::new();
-    for (instance_id, at, actor, kind, transition, to, data) in rows {
-        let kind = super::TraceKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("trace kind `{kind}`")))?;
-        let r = FactRecord {
-            instance_id,
-            at,
-            actor,
-            kind,
-            transition,
-            to,
-            data,
-        };
-        match out.last_mut() {
-            Some((id, list)) if *id == r.instance_id => list.push(r),
-            _ => out.push((r.instance_id.clone(), vec![r])),
-        }
-    }
-    Ok(out)
 }

@@ -11,8 +11,9 @@ use sqlx::SqliteConnection;
 use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::bulk::{Bulk, InstanceRow, Refused, chunks};
+use super::bulk::{Bulk, InstanceRow, Refused, TraceRow, chunks};
 use super::sqlite::INSTANCE_COLUMNS;
+use super::sqlite_chain::{Link, NEW_REC_ID, SET_TRACE_BASE, TraceLinks, push_link};
 
 /// The JSON columns of an instance row, as text.
 fn instance_texts(i: &InstanceRow<'_>) -> Result<[String; 4], Refused> {
@@ -151,9 +152,32 @@ pub(super) async fn commit_bulk(
     written
 }
 
-/// Queues and sends the statements of `bulk`, from `BEGIN` to `COMMIT`.
+/// Queues and sends the statements of `bulk`, from `BEGIN` to `COMMIT`. Trace records go
+/// after new instances (which they refer to) and before instance updates (the first record
+/// of an instance links to the last one the instance names until it is updated).
 async fn write(conn: &mut SqliteConnection, bulk: &Bulk<'_>, trips: Trips) -> Result<(), Refused> {
+    let links = TraceLinks::new(bulk.traces.iter().map(|t| t.instance_id), |id| {
+        bulk.creates.iter().any(|i| i.id == id)
+    });
+    if links
+        .lasts()
+        .any(|(id, _)| !bulk.creates.iter().chain(&bulk.updates).any(|i| i.id == id))
+    {
+        // Without the instance's row in the batch its last record would not be recorded,
+        // nor its version checked.
+        return Err(Refused::Encoding(
+            "a trace record of an instance the batch does not write".into(),
+        ));
+    }
+    let linked: Vec<(&TraceRow<'_>, Link)> = bulk
+        .traces
+        .iter()
+        .zip(links.records.iter().copied())
+        .collect();
     let mut script = Script::begin(conn, trips);
+    if !linked.is_empty() {
+        script.query.push(SET_TRACE_BASE);
+    }
     script
         .push_chunks(
             "INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at) ",
@@ -179,7 +203,7 @@ async fn write(conn: &mut SqliteConnection, bulk: &Bulk<'_>, trips: Trips) -> Re
         .await?;
     script
         .push_chunks(
-            &format!("INSERT INTO instances ({INSTANCE_COLUMNS}, next_due_at) "),
+            &format!("INSERT INTO instances ({INSTANCE_COLUMNS}, next_due_at, last_rec_id) "),
             ("", None),
             true,
             &bulk.creates,
@@ -198,39 +222,9 @@ async fn write(conn: &mut SqliteConnection, bulk: &Bulk<'_>, trips: Trips) -> Re
                     .push_bind(slas)
                     .push_bind(timers)
                     .push_bind(i.trace_hash)
-                    .push_bind(i.next_due_at);
-            },
-        )
-        .await?;
-    script
-        .push_chunks(
-            "WITH j (id, definition_hash, state, data, version, previous, updated_at, votes, slas,
-             timers, next_due_at, trace_hash) AS (",
-            (
-                ") UPDATE instances SET definition_hash = j.definition_hash, state = j.state,
-                   data = j.data, version = j.version,
-                   updated_at = j.updated_at, votes = j.votes, slas = j.slas, timers = j.timers,
-                   next_due_at = j.next_due_at, claimed_by = NULL, claimed_until = NULL,
-                   trace_hash = j.trace_hash
-               FROM j WHERE instances.id = j.id AND instances.version = j.previous",
-                None,
-            ),
-            true,
-            &bulk.updates,
-            instance_texts,
-            |b, i, [data, votes, slas, timers]| {
-                b.push_bind(i.id)
-                    .push_bind(i.definition_hash)
-                    .push_bind(i.state)
-                    .push_bind(data)
-                    .push_bind(i.version)
-                    .push_bind(i.previous)
-                    .push_bind(i.updated_at)
-                    .push_bind(votes)
-                    .push_bind(slas)
-                    .push_bind(timers)
                     .push_bind(i.next_due_at)
-                    .push_bind(i.trace_hash);
+                    .push(NEW_REC_ID)
+                    .push_bind_unseparated(links.last_of(i.id));
             },
         )
         .await?;
@@ -265,13 +259,15 @@ async fn write(conn: &mut SqliteConnection, bulk: &Bulk<'_>, trips: Trips) -> Re
         .await?;
     script
         .push_chunks(
-            "INSERT INTO trace (instance_id, seq, at, actor, roles, channel, kind, transition,
-             from_state, to_state, data, detail, comment, definition_hash, prev_hash, hash) ",
+            "INSERT INTO trace (rec_id, prev_rec_id, instance_id, seq, at, actor, roles, channel,
+             kind, transition, from_state, to_state, data, detail, comment, definition_hash,
+             prev_hash, hash) ",
             ("", None),
             true,
-            &bulk.traces,
-            |t| Ok([json_text(&t.roles)?, json_text(t.data)?]),
-            |b, t, [roles, data]| {
+            &linked,
+            |(t, _)| Ok([json_text(&t.roles)?, json_text(t.data)?]),
+            |b, (t, link), [roles, data]| {
+                push_link(b, *link, t.instance_id);
                 b.push_bind(t.instance_id)
                     .push_bind(t.seq)
                     .push_bind(t.at)
@@ -288,6 +284,41 @@ async fn write(conn: &mut SqliteConnection, bulk: &Bulk<'_>, trips: Trips) -> Re
                     .push_bind(t.definition_hash)
                     .push_bind(t.prev_hash)
                     .push_bind(t.hash);
+            },
+        )
+        .await?;
+    script
+        .push_chunks(
+            "WITH j (id, definition_hash, state, data, version, previous, updated_at, votes, slas,
+             timers, next_due_at, trace_hash, last_new_rec) AS (",
+            (
+                ") UPDATE instances SET definition_hash = j.definition_hash, state = j.state,
+                   data = j.data, version = j.version,
+                   updated_at = j.updated_at, votes = j.votes, slas = j.slas, timers = j.timers,
+                   next_due_at = j.next_due_at, claimed_by = NULL, claimed_until = NULL,
+                   trace_hash = j.trace_hash,
+                   last_rec_id = coalesce((SELECT last FROM temp.trace_base) + j.last_new_rec,
+                                          instances.last_rec_id)
+               FROM j WHERE instances.id = j.id AND instances.version = j.previous",
+                None,
+            ),
+            true,
+            &bulk.updates,
+            instance_texts,
+            |b, i, [data, votes, slas, timers]| {
+                b.push_bind(i.id)
+                    .push_bind(i.definition_hash)
+                    .push_bind(i.state)
+                    .push_bind(data)
+                    .push_bind(i.version)
+                    .push_bind(i.previous)
+                    .push_bind(i.updated_at)
+                    .push_bind(votes)
+                    .push_bind(slas)
+                    .push_bind(timers)
+                    .push_bind(i.next_due_at)
+                    .push_bind(i.trace_hash)
+                    .push_bind(links.last_of(i.id));
             },
         )
         .await?;
