@@ -135,8 +135,8 @@ pub(super) async fn sqlite_store(dir: &tempfile::TempDir, name: &str) -> SqliteS
         .unwrap()
 }
 
-/// Instances `a`..`d` exist; `k-old` holds an expired answer.
-async fn prepare(store: &dyn Store) {
+/// The definition `h1` of process `p`, which the instances here run under, is stored.
+pub(super) async fn define(store: &dyn Store) {
     store
         .save_definition(&StoredDefinition {
             hash: "h1".into(),
@@ -145,6 +145,11 @@ async fn prepare(store: &dyn Store) {
         })
         .await
         .unwrap();
+}
+
+/// Instances `a`..`d` exist; `k-old` holds an expired answer.
+async fn prepare(store: &dyn Store) {
+    define(store).await;
     for id in ["a", "b", "c", "d"] {
         let step = with_clocks(create(id), &[("respond", 10), ("resolve", 20)]);
         store.commit(step).await.unwrap();

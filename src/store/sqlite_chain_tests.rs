@@ -6,9 +6,9 @@ use sqlx::SqlitePool;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqlitePoolOptions;
 
-use super::bulk_tests::{instance, record, sqlite_store};
+use super::bulk_tests::{create, define, instance, record, sqlite_store};
 use super::sqlite::{SqliteStore, connect_options};
-use super::{InstanceWrite, Step, Store, StoredDefinition, TraceKind};
+use super::{InstanceWrite, Step, Store, TraceKind};
 
 /// Records whose link is not the record before them of their instance, and instances whose
 /// last record is not the one they name.
@@ -144,16 +144,9 @@ async fn a_database_from_before_the_links_reads_back_its_traces_and_new_steps_fo
 async fn a_trace_whose_links_were_broken_by_hand_reads_back_every_record_left() {
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(&dir, "t.db").await;
-    store
-        .save_definition(&StoredDefinition {
-            hash: "h1".into(),
-            process: "p".into(),
-            source: "{}".into(),
-        })
-        .await
-        .unwrap();
+    define(&store).await;
     for id in ["a", "b"] {
-        store.commit(super::bulk_tests::create(id)).await.unwrap();
+        store.commit(create(id)).await.unwrap();
         for version in 2..=5 {
             store.commit(advance(id, version)).await.unwrap();
         }
