@@ -7,6 +7,8 @@
 //! [`EXPECTED_ROWS`]); `BEGIN` travels with the first statement and `COMMIT` with the last.
 //! A one-step commit is then a single round trip, where it took four.
 
+use std::collections::HashSet;
+
 use sqlx::SqliteConnection;
 use sqlx::query_builder::Separated;
 use sqlx::{QueryBuilder, Sqlite};
@@ -156,13 +158,12 @@ pub(super) async fn commit_bulk(
 /// after new instances (which they refer to) and before instance updates (the first record
 /// of an instance links to the last one the instance names until it is updated).
 async fn write(conn: &mut SqliteConnection, bulk: &Bulk<'_>, trips: Trips) -> Result<(), Refused> {
+    let created: HashSet<&str> = bulk.creates.iter().map(|i| i.id).collect();
     let links = TraceLinks::new(bulk.traces.iter().map(|t| t.instance_id), |id| {
-        bulk.creates.iter().any(|i| i.id == id)
+        created.contains(id)
     });
-    if links
-        .lasts()
-        .any(|(id, _)| !bulk.creates.iter().chain(&bulk.updates).any(|i| i.id == id))
-    {
+    let written: HashSet<&str> = bulk.updates.iter().map(|i| i.id).chain(created).collect();
+    if links.lasts().any(|(id, _)| !written.contains(id)) {
         // Without the instance's row in the batch its last record would not be recorded,
         // nor its version checked.
         return Err(Refused::Encoding(

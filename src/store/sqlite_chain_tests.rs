@@ -168,3 +168,25 @@ async fn a_trace_whose_links_were_broken_by_hand_reads_back_every_record_left() 
     let counts: Vec<(String, usize)> = facts.iter().map(|(id, r)| (id.clone(), r.len())).collect();
     assert_eq!(counts, [("a".to_owned(), 4), ("b".to_owned(), 4)]);
 }
+
+#[tokio::test]
+async fn a_batch_with_a_record_of_an_instance_it_does_not_write_goes_step_by_step_and_stays_linked()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir, "t.db").await;
+    define(&store).await;
+    for id in ["a", "b", "c"] {
+        store.commit(create(id)).await.unwrap();
+    }
+    // `a`'s step also records a step of `b` without writing `b`'s row: the set-based
+    // write cannot record `b`'s last record, so the batch is written step by step.
+    let mut odd = advance("a", 2);
+    odd.trace.push(record("b", 2, TraceKind::Transition, None));
+    for done in store.commit_batch(&[odd, advance("c", 2)]).await {
+        done.unwrap();
+    }
+    assert_eq!(broken_links(&store.pool).await, 0);
+    for id in ["a", "b", "c"] {
+        assert_eq!(steps_of(&store, id).await, [1, 2], "{id}");
+    }
+}
