@@ -110,21 +110,12 @@ pub(super) fn push_link<'q>(
         .push_unseparated("))");
 }
 
-/// A record as read, with its links.
-struct Linked {
-    record: TraceRecord,
-    rec_id: i64,
-    prev_rec_id: Option<i64>,
-}
-
-/// Whether `records` (by number) are a whole trace: from a first record, each following
-/// the one before, with steps 1, 2, 3...
-fn whole(records: &[Linked]) -> bool {
-    !records.is_empty()
-        && records.iter().enumerate().all(|(i, r)| {
-            r.record.seq == i as i64 + 1
-                && r.prev_rec_id == i.checked_sub(1).map(|before| records[before].rec_id)
-        })
+/// Whether the record at `position` (from 0) of the records reached by following an
+/// instance's links back, in the order written, fits a whole trace: it is step
+/// `position + 1`, and it links to no record exactly when it is the first. (Each record
+/// after the first was reached through its own link.)
+fn fits_whole_trace(position: usize, seq: i64, unlinked: bool) -> bool {
+    seq == position as i64 + 1 && unlinked == (position == 0)
 }
 
 /// `id`'s trace, in order.
@@ -136,23 +127,22 @@ pub(super) async fn trace(pool: &SqlitePool, id: &str) -> Result<Vec<TraceRecord
              UNION ALL
              SELECT t.* FROM chain c JOIN trace t ON t.rec_id = c.prev_rec_id
              WHERE c.prev_rec_id < c.rec_id AND t.instance_id = c.instance_id)
-         SELECT {TRACE_COLUMNS}, rec_id, prev_rec_id FROM chain ORDER BY rec_id"
+         SELECT {TRACE_COLUMNS}, prev_rec_id FROM chain ORDER BY rec_id"
     ))
     .bind(id)
     .fetch_all(pool)
     .await?;
-    let linked = rows
+    let records = rows
         .iter()
-        .map(|row| {
-            Ok(Linked {
-                record: trace_from_row(row)?,
-                rec_id: row.try_get("rec_id")?,
-                prev_rec_id: row.try_get("prev_rec_id")?,
-            })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    if whole(&linked) {
-        return Ok(linked.into_iter().map(|l| l.record).collect());
+        .map(trace_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut whole = !records.is_empty();
+    for (i, (row, record)) in rows.iter().zip(&records).enumerate() {
+        let prev: Option<i64> = row.try_get("prev_rec_id")?;
+        whole &= fits_whole_trace(i, record.seq, prev.is_none());
+    }
+    if whole {
+        return Ok(records);
     }
     every_record(pool, id).await
 }
@@ -225,7 +215,7 @@ pub(super) async fn facts(
     Ok(out)
 }
 
-/// Reads the JSON of a page's chained records: an array of `[instance_id, seq, first, at,
+/// Reads the JSON of a page's chained records: an array of `[instance_id, seq, unlinked, at,
 /// actor, kind, transition, to, data]` by instance and step, grouped by instance; an
 /// instance whose records are not a whole trace is left out.
 fn fact_groups(json: &str) -> Result<HashMap<String, Vec<FactRecord>>, StoreError> {
@@ -243,13 +233,13 @@ fn fact_groups(json: &str) -> Result<HashMap<String, Vec<FactRecord>>, StoreErro
     let rows: Vec<Row> =
         serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("trace page: {e}")))?;
     let mut groups: HashMap<String, (bool, Vec<FactRecord>)> = HashMap::new();
-    for (instance_id, seq, first, at, actor, kind, transition, to, data) in rows {
+    for (instance_id, seq, unlinked, at, actor, kind, transition, to, data) in rows {
         let kind = TraceKind::parse(&kind)
             .ok_or_else(|| StoreError::Corrupt(format!("trace kind `{kind}`")))?;
         let (is_whole, records) = groups
             .entry(instance_id.clone())
             .or_insert_with(|| (true, Vec::new()));
-        *is_whole &= seq == records.len() as i64 + 1 && (first == 1) == records.is_empty();
+        *is_whole &= fits_whole_trace(records.len(), seq, unlinked == 1);
         records.push(FactRecord {
             instance_id,
             at,
