@@ -41,6 +41,9 @@ pub enum StartError {
     /// A webhook URL in `OPSFLOW_WEBHOOKS` is not a URL.
     #[error("bad webhook URL `{0}`: {1}")]
     Webhook(String, String),
+    /// The group-commit writers could not be started.
+    #[error("cannot start the database writer")]
+    Writer(#[source] std::io::Error),
     /// The listen address could not be bound.
     #[error("cannot listen on {0}")]
     Bind(SocketAddr, #[source] std::io::Error),
@@ -154,10 +157,13 @@ impl Server {
             DatabaseKind::Sqlite => GroupCommitConfig::default(),
             DatabaseKind::Postgres => GroupCommitConfig::postgres(),
         };
-        let store: Arc<dyn Store> = Arc::new(GroupCommit::new(
-            open_store(&settings.db).await?,
-            settings.group_commit(defaults),
-        ));
+        let store: Arc<dyn Store> = Arc::new(
+            GroupCommit::new(
+                open_store(&settings.db).await?,
+                settings.group_commit(defaults),
+            )
+            .map_err(StartError::Writer)?,
+        );
         let webhooks: Vec<String> = settings
             .webhooks
             .iter()

@@ -36,6 +36,12 @@ pub struct GroupCommitConfig {
     /// writes, and the callers' next steps are better computed while a smaller batch is on
     /// its way to the disk: zero.
     pub rejoin_yields: u32,
+    /// Run each writer on a thread of its own rather than among the engine's tasks. Its
+    /// batch's statements are then sent the moment the database answers the one before,
+    /// not after the callers' tasks queued ahead of it on the engine's threads: on SQLite,
+    /// whose one writer is the ceiling, that shortens every batch. PostgreSQL's writers
+    /// share the connection pool, whose connections belong to the engine's runtime: off.
+    pub own_thread: bool,
 }
 
 impl GroupCommitConfig {
@@ -47,12 +53,14 @@ impl GroupCommitConfig {
         Self {
             shards: 2,
             rejoin_yields: 8,
+            own_thread: false,
             ..Self::default()
         }
     }
 }
 
-/// SQLite's: one writer (SQLite writes one transaction at a time) that never yields.
+/// SQLite's: one writer (SQLite writes one transaction at a time) on a thread of its own,
+/// that never yields.
 impl Default for GroupCommitConfig {
     fn default() -> Self {
         Self {
@@ -61,6 +69,7 @@ impl Default for GroupCommitConfig {
             queue: 4096,
             shards: 1,
             rejoin_yields: 0,
+            own_thread: true,
         }
     }
 }
@@ -88,18 +97,29 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 impl GroupCommit {
-    /// Wraps `inner`; spawns the writer on the current Tokio runtime. The writer ends when
-    /// the store is dropped.
-    pub fn new(inner: Arc<dyn Store>, config: GroupCommitConfig) -> Self {
+    /// Wraps `inner`; starts the writers, on threads of their own or on the current Tokio
+    /// runtime as `config` says. They end when the store is dropped. Fails only when the
+    /// system refuses a thread.
+    pub fn new(inner: Arc<dyn Store>, config: GroupCommitConfig) -> std::io::Result<Self> {
         let shards = config.shards.max(1);
         let queues = (0..shards)
-            .map(|_| {
+            .map(|shard| {
                 let (queue, rx) = mpsc::channel((config.queue / shards).max(1));
-                tokio::spawn(write_batches(inner.clone(), rx, config));
-                queue
+                let writer = write_batches(inner.clone(), rx, config);
+                if config.own_thread {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    std::thread::Builder::new()
+                        .name(format!("opsflow-writer-{shard}"))
+                        .spawn(move || runtime.block_on(writer))?;
+                } else {
+                    tokio::spawn(writer);
+                }
+                Ok(queue)
             })
-            .collect();
-        Self { inner, queues }
+            .collect::<std::io::Result<_>>()?;
+        Ok(Self { inner, queues })
     }
 
     /// The writer that owns the step's (first) instance.
@@ -396,6 +416,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_writer_on_a_thread_of_its_own_commits_while_the_engine_thread_is_busy() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Its commit waits on a timer, as a database's on its disk.
+        let inner = Arc::new(SlowStore::default());
+        runtime.block_on(async {
+            let store = GroupCommit::new(inner.clone(), GroupCommitConfig::default()).unwrap();
+            let caller = tokio::spawn(async move { store.commit(create("a")).await });
+            tokio::task::yield_now().await; // the caller queues its step
+            // The engine's only thread now blocks: a writer among its tasks could not run.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while futures::executor::block_on(inner.get_instance("a"))
+                .unwrap()
+                .is_none()
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the step was not written"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(caller.await.unwrap().is_ok());
+        });
+    }
+
     #[tokio::test]
     async fn a_full_queue_refuses_new_steps_and_keeps_every_accepted_one() {
         let inner = Arc::new(SlowStore::default());
@@ -404,7 +452,7 @@ mod tests {
             queue: 1,
             ..GroupCommitConfig::default()
         };
-        let store = Arc::new(GroupCommit::new(inner.clone(), config));
+        let store = Arc::new(GroupCommit::new(inner.clone(), config).unwrap());
         let first = tokio::spawn({
             let s = store.clone();
             async move { s.commit(create("a")).await }

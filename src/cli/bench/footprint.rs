@@ -32,7 +32,7 @@ pub(super) async fn footprint(
     let path = dir.join("footprint.db");
     let url = format!("sqlite://{}", path.display());
     let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await?);
-    let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::default()));
+    let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::default())?);
     let engine = Arc::new(engine_with(store, args)?);
     engine.register_definitions().await?;
     let before = current_rss_kib();

@@ -190,7 +190,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             for &c in &args.clients {
                 let inner: Arc<dyn Store> =
                     Arc::new(SqliteStore::open(&url(&format!("group-{c}.db"))).await?);
-                let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::default()));
+                let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::default())?);
                 let engine = Arc::new(engine_with(store, &args)?);
                 engine.register_definitions().await?;
                 f.put(
@@ -235,7 +235,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let n = args.kpi_instances.max(2);
         on_threads(sqlite_threads, async || {
             let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(&url("kpi.db")).await?);
-            let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::default()));
+            let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::default())?);
             let k = kpis::kpi_run(&args, store, n).await?;
             put_kpi(&mut f, "sqlite", k);
             Ok(())
@@ -248,7 +248,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     .await
                     .context("cannot create a database for the bench on PostgreSQL")?;
                 let inner: Arc<dyn Store> = Arc::new(PgStore::open(&url, 16).await?);
-                let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::postgres()));
+                let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::postgres())?);
                 let k = kpis::kpi_run(&args, store, n).await;
                 drop_database(server, &name).await?;
                 put_kpi(&mut f, "postgres", k?);
@@ -332,7 +332,7 @@ async fn postgres(
         for &c in &args.clients {
             let pool = u32::try_from(c.min(32)).unwrap_or(32).max(2);
             let inner: Arc<dyn Store> = Arc::new(PgStore::open(&fresh().await?, pool).await?);
-            let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::postgres()));
+            let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::postgres())?);
             let engine = Arc::new(engine_with(store, args)?);
             engine.register_definitions().await?;
             f.put(
