@@ -40,7 +40,8 @@ pub struct GroupCommitConfig {
     /// batch's statements are then sent the moment the database answers the one before,
     /// not after the callers' tasks queued ahead of it on the engine's threads: on SQLite,
     /// whose one writer is the ceiling, that shortens every batch. PostgreSQL's writers
-    /// share the connection pool, whose connections belong to the engine's runtime: off.
+    /// share the connection pool with the engine's reads and gave less on threads of their
+    /// own (3,700 – 5,400 transitions/s at 16 clients against 5,900 – 7,800): off.
     pub own_thread: bool,
 }
 
