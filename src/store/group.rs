@@ -83,7 +83,7 @@ struct Pending {
     reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
-/// A store whose steps are committed in groups by one writer task.
+/// A store whose steps are committed in groups by its writers (one per shard).
 pub struct GroupCommit {
     inner: Arc<dyn Store>,
     queues: Vec<mpsc::Sender<Pending>>,
