@@ -12,6 +12,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::store::WriterStats;
+
 /// Upper bounds of the latency buckets, in seconds.
 const LATENCY_BUCKETS: &[f64] = &[
     0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -254,6 +256,42 @@ impl Metrics {
             self.reload_failures.load(Ordering::Relaxed)
         );
         out
+    }
+}
+
+/// Appends the group-commit writers' counters, one series per writer (none for a store
+/// that commits in its callers): `opsflow_commits_total`, `opsflow_commit_steps_total`
+/// (divided by the commits: steps per commit) and `opsflow_commit_busy_seconds_total`
+/// (its rate near 1 means that writer is the ceiling).
+pub fn render_writers(out: &mut String, writers: &[WriterStats]) {
+    if writers.is_empty() {
+        return;
+    }
+    /// A counter family: its name, its help and a writer's value.
+    type Family = (&'static str, &'static str, fn(&WriterStats) -> String);
+    let families: [Family; 3] = [
+        (
+            "opsflow_commits_total",
+            "Transactions committed by each group-commit writer.",
+            |w| w.commits.to_string(),
+        ),
+        (
+            "opsflow_commit_steps_total",
+            "Steps those transactions carried.",
+            |w| w.steps.to_string(),
+        ),
+        (
+            "opsflow_commit_busy_seconds_total",
+            "Time each writer spent writing batches.",
+            |w| format!("{:.6}", w.busy.as_secs_f64()),
+        ),
+    ];
+    for (name, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (i, w) in writers.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{writer=\"{i}\"}} {}", value(w));
+        }
     }
 }
 

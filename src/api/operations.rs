@@ -82,19 +82,23 @@ async fn readyz(State(app): State<AppState>) -> Result<axum::Json<Ready>, Proble
 
 /// Counters in the Prometheus text format: `opsflow_http_requests_total`,
 /// `opsflow_steps_total`, `opsflow_rule_failures_total`, `opsflow_step_duration_seconds`,
-/// `opsflow_timer_lag_seconds`, `opsflow_reloads_total`, `opsflow_reload_failures_total`.
+/// `opsflow_timer_lag_seconds`, `opsflow_reloads_total`, `opsflow_reload_failures_total`,
+/// and per group-commit writer `opsflow_commits_total`, `opsflow_commit_steps_total`,
+/// `opsflow_commit_busy_seconds_total`.
 #[utoipa::path(
     get, operation_id = "metrics", path = "/metrics", tag = "operations", security(()),
     responses((status = 200, description = "Prometheus text format 0.0.4", body = String,
         content_type = "text/plain"))
 )]
 async fn metrics(State(app): State<AppState>) -> Response {
+    let mut text = app.engine.metrics().render();
+    crate::metrics::render_writers(&mut text, &app.engine.store().writer_stats());
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.engine.metrics().render(),
+        text,
     )
         .into_response()
 }

@@ -5,7 +5,8 @@
 //! full queue refuses new steps ([`StoreError::Busy`]) instead of dropping accepted ones.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
@@ -78,6 +79,64 @@ impl Default for GroupCommitConfig {
 /// Below this, a wait for more steps yields instead of setting a timer.
 const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
 
+/// What one writer has done since the store opened: with it an operator sees how many
+/// steps each commit carries and whether the writer is the ceiling (busy nearly all the
+/// time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions committed (or refused whole).
+    pub commits: u64,
+    /// Steps those transactions carried, refused ones included.
+    pub steps: u64,
+    /// Time spent writing batches, from the first statement to the last answer.
+    pub busy: Duration,
+}
+
+impl WriterStats {
+    /// Steps per commit on average (zero before the first).
+    pub fn steps_per_commit(&self) -> f64 {
+        if self.commits == 0 {
+            0.0
+        } else {
+            self.steps as f64 / self.commits as f64
+        }
+    }
+
+    /// The sum of several writers' figures.
+    pub fn total(all: &[WriterStats]) -> WriterStats {
+        all.iter().fold(WriterStats::default(), |a, w| WriterStats {
+            commits: a.commits + w.commits,
+            steps: a.steps + w.steps,
+            busy: a.busy + w.busy,
+        })
+    }
+}
+
+/// A writer's [`WriterStats`], updated by the writer after each batch.
+#[derive(Debug, Default)]
+struct WriterCounters {
+    commits: AtomicU64,
+    steps: AtomicU64,
+    busy_ns: AtomicU64,
+}
+
+impl WriterCounters {
+    fn add(&self, steps: usize, busy: Duration) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.steps.fetch_add(steps as u64, Ordering::Relaxed);
+        let ns = u64::try_from(busy.as_nanos()).unwrap_or(u64::MAX);
+        self.busy_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> WriterStats {
+        WriterStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            steps: self.steps.load(Ordering::Relaxed),
+            busy: Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed)),
+        }
+    }
+}
+
 struct Pending {
     step: Step,
     reply: oneshot::Sender<Result<(), StoreError>>,
@@ -87,6 +146,7 @@ struct Pending {
 pub struct GroupCommit {
     inner: Arc<dyn Store>,
     queues: Vec<mpsc::Sender<Pending>>,
+    counters: Vec<Arc<WriterCounters>>,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -103,10 +163,13 @@ impl GroupCommit {
     /// system refuses a thread.
     pub fn new(inner: Arc<dyn Store>, config: GroupCommitConfig) -> std::io::Result<Self> {
         let shards = config.shards.max(1);
-        let queues = (0..shards)
-            .map(|shard| {
+        let counters: Vec<Arc<WriterCounters>> = (0..shards).map(|_| Arc::default()).collect();
+        let queues = counters
+            .iter()
+            .enumerate()
+            .map(|(shard, counts)| {
                 let (queue, rx) = mpsc::channel((config.queue / shards).max(1));
-                let writer = write_batches(inner.clone(), rx, config);
+                let writer = write_batches(inner.clone(), rx, config, counts.clone());
                 if config.own_thread {
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -120,7 +183,11 @@ impl GroupCommit {
                 Ok(queue)
             })
             .collect::<std::io::Result<_>>()?;
-        Ok(Self { inner, queues })
+        Ok(Self {
+            inner,
+            queues,
+            counters,
+        })
     }
 
     /// The writer that owns the step's (first) instance.
@@ -139,6 +206,7 @@ async fn write_batches(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<Pending>,
     config: GroupCommitConfig,
+    counters: Arc<WriterCounters>,
 ) {
     let max = config.max_batch.max(1);
     // Size of the batch before: its callers are probably computing their next steps right
@@ -147,7 +215,7 @@ async fn write_batches(
     // (last = 1) never waits.
     let mut last = 1;
     while let Some(first) = rx.recv().await {
-        let opened = std::time::Instant::now();
+        let opened = Instant::now();
         let mut batch = vec![first];
         let mut yields = 0;
         while batch.len() < max {
@@ -175,6 +243,7 @@ async fn write_batches(
             }
         }
         last = batch.len();
+        let started = Instant::now();
         let (steps, replies): (Vec<Step>, Vec<_>) =
             batch.into_iter().map(|p| (p.step, p.reply)).unzip();
         let results = if steps.len() == 1 {
@@ -190,6 +259,7 @@ async fn write_batches(
             // A caller that went away still had its step written; nothing to undo.
             let _ = reply.send(result);
         }
+        counters.add(last, started.elapsed());
     }
 }
 
@@ -292,6 +362,10 @@ impl Store for GroupCommit {
 
     async fn commit_batch(&self, steps: &[Step]) -> Vec<Result<(), StoreError>> {
         self.inner.commit_batch(steps).await
+    }
+
+    fn writer_stats(&self) -> Vec<WriterStats> {
+        self.counters.iter().map(|c| c.read()).collect()
     }
 }
 
@@ -443,6 +517,40 @@ mod tests {
             }
             assert!(caller.await.unwrap().is_ok());
         });
+    }
+
+    #[tokio::test]
+    async fn the_writer_counts_its_commits_the_steps_they_carried_refused_ones_too_and_its_busy_time()
+     {
+        let inner = Arc::new(SlowStore::default());
+        let config = GroupCommitConfig::default();
+        let store = Arc::new(GroupCommit::new(inner.clone(), config).unwrap());
+        assert_eq!(store.writer_stats(), vec![WriterStats::default()]);
+        let started = Instant::now();
+        let commit = |id: &'static str| {
+            let s = store.clone();
+            tokio::spawn(async move { s.commit(create(id)).await })
+        };
+        let first = commit("a");
+        inner.1.notified().await; // the writer is writing `a` alone
+        // The next three wait for it and make one batch; `a` again loses its race.
+        let rest = [commit("b"), commit("c"), commit("a")];
+        while store.queues[0].capacity() > config.queue - 3 {
+            tokio::task::yield_now().await;
+        }
+        assert!(first.await.unwrap().is_ok());
+        let [b, c, again] = rest;
+        assert!(b.await.unwrap().is_ok());
+        assert!(c.await.unwrap().is_ok());
+        assert!(matches!(again.await.unwrap(), Err(StoreError::Conflict)));
+        let stats = store.writer_stats();
+        assert_eq!(stats.len(), 1);
+        let w = stats[0];
+        assert_eq!((w.commits, w.steps), (2, 4));
+        assert_eq!(w.steps_per_commit(), 2.0);
+        // Four commits of the inner store, 200 ms each, within the time the test took.
+        assert!(w.busy >= Duration::from_millis(800), "{w:?}");
+        assert!(w.busy <= started.elapsed(), "{w:?}");
     }
 
     #[tokio::test]

@@ -33,7 +33,7 @@ pub use chain::{
     ChainBreak, ChainReport, Checkpoint, CheckpointEntry, GENESIS, canonical_json, verify_chain,
     verify_store,
 };
-pub use group::{GroupCommit, GroupCommitConfig};
+pub use group::{GroupCommit, GroupCommitConfig, WriterStats};
 pub use memory::MemoryStore;
 pub use postgres::{PgStore, create_database, drop_database};
 pub use sla::{Delivery, DeliveryOutcome, OutboxMessage, SlaRecord, SlaStatus};
@@ -625,6 +625,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
             results.push(self.commit(step.clone()).await);
         }
         results
+    }
+    /// What each writer of a group-commit store has done (none for a store that commits
+    /// each step in its caller).
+    fn writer_stats(&self) -> Vec<WriterStats> {
+        Vec::new()
     }
 }
 

@@ -285,6 +285,48 @@ async fn metrics_count_requests_by_route_and_status_and_steps_by_process_and_out
     }
 }
 
+/// The sum of a family's series over its `writer` labels.
+fn over_writers(text: &str, family: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(family)?.strip_prefix("{writer=\""))
+        .filter_map(|rest| rest.split_once("} ")?.1.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_show_how_many_steps_each_commit_of_the_writers_carried_and_how_long_they_wrote() {
+    let app = spawn_app().await;
+    let id = app.event_at_l1().await;
+    app.fire(&id, "confirm", "req", json!({})).await; // refused before it reaches a writer
+    let text = app
+        .raw(app.client.get(format!("{}/metrics", app.base)))
+        .await
+        .text;
+    let done = metric(
+        &text,
+        r#"opsflow_steps_total{process="event",outcome="done"}"#,
+    );
+    let commits = over_writers(&text, "opsflow_commits_total");
+    let steps = over_writers(&text, "opsflow_commit_steps_total");
+    assert!(done >= 2.0, "{text}");
+    assert!(commits >= 1.0 && commits <= steps, "{text}");
+    assert_eq!(steps, done, "every step done went through a writer: {text}");
+    assert!(
+        over_writers(&text, "opsflow_commit_busy_seconds_total") > 0.0,
+        "{text}"
+    );
+    for family in [
+        "opsflow_commits_total",
+        "opsflow_commit_steps_total",
+        "opsflow_commit_busy_seconds_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} counter")),
+            "{family}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn every_answer_carries_a_request_id_and_keeps_a_sensible_one_from_the_caller() {
     let app = spawn_app().await;

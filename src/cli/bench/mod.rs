@@ -19,8 +19,8 @@ use anyhow::{Context as _, bail};
 use serde_json::{Map, Value, json};
 
 use crate::store::{
-    GroupCommit, GroupCommitConfig, MemoryStore, PgStore, SqliteStore, Store, create_database,
-    drop_database, raw_postgres_steps, raw_sqlite_steps,
+    GroupCommit, GroupCommitConfig, MemoryStore, PgStore, SqliteStore, Store, WriterStats,
+    create_database, drop_database, raw_postgres_steps, raw_sqlite_steps,
 };
 use footprint::Footprint;
 use http::{HttpFigures, http_run};
@@ -191,12 +191,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 let inner: Arc<dyn Store> =
                     Arc::new(SqliteStore::open(&url(&format!("group-{c}.db"))).await?);
                 let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::default())?);
-                let engine = Arc::new(engine_with(store, &args)?);
-                engine.register_definitions().await?;
-                f.put(
-                    format!("sqlite_engine_{c}_clients_tps"),
-                    rate(n, engine_run(engine, n, c).await?),
-                );
+                engine_point(&mut f, "sqlite", c, store, &args).await?;
                 let db = url(&format!("raw-{c}.db"));
                 let raw = raw_sqlite_steps(&db, n, c, &data_json, trace_rows).await?;
                 f.put(format!("sqlite_raw_batched_{c}_tps"), rate(n, raw));
@@ -311,6 +306,42 @@ fn on_threads(
     })
 }
 
+/// Drives the engine over `store` with `c` clients; records the rate and what the store's
+/// writers did meanwhile: steps per commit, and the share of the run they were busy (near
+/// 100 %: the writers are the ceiling), both over the run and the clients' set-up (two
+/// steps per client).
+async fn engine_point(
+    f: &mut Figures,
+    db: &str,
+    c: u64,
+    store: Arc<GroupCommit>,
+    args: &BenchArgs,
+) -> anyhow::Result<()> {
+    let n = args.transitions;
+    let engine = Arc::new(engine_with(store.clone(), args)?);
+    engine.register_definitions().await?;
+    let before = WriterStats::total(&store.writer_stats());
+    let wall = std::time::Instant::now();
+    let elapsed = engine_run(engine, n, c).await?;
+    let wall = wall.elapsed();
+    let writers = store.writer_stats();
+    let after = WriterStats::total(&writers);
+    let during = WriterStats {
+        commits: after.commits - before.commits,
+        steps: after.steps - before.steps,
+        busy: after.busy.saturating_sub(before.busy),
+    };
+    f.put(format!("{db}_engine_{c}_clients_tps"), rate(n, elapsed));
+    let tenths = (during.steps_per_commit() * 10.0).round() / 10.0;
+    f.0.insert(format!("{db}_engine_{c}_steps_per_commit"), json!(tenths));
+    let capacity = wall.as_secs_f64() * writers.len().max(1) as f64;
+    f.put(
+        format!("{db}_engine_{c}_writer_busy_pct"),
+        100.0 * during.busy.as_secs_f64() / capacity.max(1e-9),
+    );
+    Ok(())
+}
+
 /// The PostgreSQL figures, each on a database of its own on `server`.
 async fn postgres(
     args: &BenchArgs,
@@ -333,12 +364,7 @@ async fn postgres(
             let pool = u32::try_from(c.min(32)).unwrap_or(32).max(2);
             let inner: Arc<dyn Store> = Arc::new(PgStore::open(&fresh().await?, pool).await?);
             let store = Arc::new(GroupCommit::new(inner, GroupCommitConfig::postgres())?);
-            let engine = Arc::new(engine_with(store, args)?);
-            engine.register_definitions().await?;
-            f.put(
-                format!("postgres_engine_{c}_clients_tps"),
-                rate(n, engine_run(engine, n, c).await?),
-            );
+            engine_point(f, "postgres", c, store, args).await?;
             let conns = c.min(MAX_RAW_PG_CONNECTIONS);
             let url = fresh().await?;
             let raw = raw_postgres_steps(&url, n, conns, 1, data_json, trace_rows).await?;
@@ -390,8 +416,10 @@ fn report(f: &Figures, n: u64, sweep: &[u64]) -> String {
         }
         let _ = writeln!(
             out,
-            "  {label}, group commit (transitions/s; HTTP latency in ms):\n    \
-             clients    engine  raw 1/commit  raw batched      HTTP  p50/p99  /metrics steps/requests"
+            "  {label}, group commit (transitions/s; HTTP latency in ms; the engine's steps per \
+             commit and writers' busy share):\n    \
+             clients    engine  steps/commit  busy  raw 1/commit  raw batched      HTTP  p50/p99  \
+             /metrics steps/requests"
         );
         for &c in sweep {
             let raw = match db {
@@ -400,8 +428,11 @@ fn report(f: &Figures, n: u64, sweep: &[u64]) -> String {
             };
             let _ = writeln!(
                 out,
-                "    {c:>7} {:>9} {:>13} {:>12} {:>9}  {}/{}  +{}/+{}",
+                "    {c:>7} {:>9} {:>13.1} {:>4}% {:>13} {:>12} {:>9}  {}/{}  +{}/+{}",
                 num(&format!("{db}_engine_{c}_clients_tps")),
+                f.get(&format!("{db}_engine_{c}_steps_per_commit"))
+                    .unwrap_or(0.0),
+                num(&format!("{db}_engine_{c}_writer_busy_pct")),
                 raw,
                 num(&format!("{db}_raw_batched_{c}_tps")),
                 num(&format!("{db}_http_{c}_clients_tps")),
