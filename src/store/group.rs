@@ -88,7 +88,7 @@ pub struct WriterStats {
     pub commits: u64,
     /// Steps those transactions carried, refused ones included.
     pub steps: u64,
-    /// Time spent writing batches, from the first statement to the last answer.
+    /// Time spent writing batches, from the batch's close to the end of its commit.
     pub busy: Duration,
 }
 
@@ -99,6 +99,15 @@ impl WriterStats {
             0.0
         } else {
             self.steps as f64 / self.commits as f64
+        }
+    }
+
+    /// What was done between `before` (an earlier reading) and this reading.
+    pub fn since(&self, before: &WriterStats) -> WriterStats {
+        WriterStats {
+            commits: self.commits.saturating_sub(before.commits),
+            steps: self.steps.saturating_sub(before.steps),
+            busy: self.busy.saturating_sub(before.busy),
         }
     }
 
@@ -255,11 +264,12 @@ async fn write_batches(
             drop(steps); // the engine keeps what it wrote: let it own it alone
             results
         };
+        // Counted before anyone is answered: a caller that has its answer sees its commit.
+        counters.add(last, started.elapsed());
         for (reply, result) in replies.into_iter().zip(results) {
             // A caller that went away still had its step written; nothing to undo.
             let _ = reply.send(result);
         }
-        counters.add(last, started.elapsed());
     }
 }
 

@@ -325,12 +325,7 @@ async fn engine_point(
     let elapsed = engine_run(engine, n, c).await?;
     let wall = wall.elapsed();
     let writers = store.writer_stats();
-    let after = WriterStats::total(&writers);
-    let during = WriterStats {
-        commits: after.commits - before.commits,
-        steps: after.steps - before.steps,
-        busy: after.busy.saturating_sub(before.busy),
-    };
+    let during = WriterStats::total(&writers).since(&before);
     f.put(format!("{db}_engine_{c}_clients_tps"), rate(n, elapsed));
     let tenths = (during.steps_per_commit() * 10.0).round() / 10.0;
     f.0.insert(format!("{db}_engine_{c}_steps_per_commit"), json!(tenths));
