@@ -76,10 +76,72 @@ impl Clock for SimulatedClock {
 }
 
 /// Milliseconds since the epoch as an RFC 3339 UTC string with milliseconds.
+///
+/// Times from 1970 to 9999 (all a running engine writes) are formatted here directly, digit
+/// by digit, as `chrono` would write them: answers and SLA trace records format several
+/// per step. Others go through `chrono`.
 pub fn format_ms(ms: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    if !(0..YEAR_10000_MS).contains(&ms) {
+        return DateTime::<Utc>::from_timestamp_millis(ms)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    }
+    let (days, in_day) = (ms / DAY_MS, ms % DAY_MS);
+    let (year, month, day) = civil_date(days);
+    let mut text = [0u8; 24];
+    let mut put = |at: usize, value: i64, digits: usize| {
+        let mut v = value;
+        for i in (at..at + digits).rev() {
+            text[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, month, 2);
+    put(8, day, 2);
+    put(11, in_day / 3_600_000, 2);
+    put(14, in_day / 60_000 % 60, 2);
+    put(17, in_day / 1000 % 60, 2);
+    put(20, in_day % 1000, 3);
+    for (at, mark) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ] {
+        text[at] = mark;
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// 10000-01-01T00:00:00Z in milliseconds since the epoch.
+const YEAR_10000_MS: i64 = 253_402_300_800_000;
+
+/// The proleptic Gregorian (year, month, day) of a day counted from 1970-01-01 (day 0),
+/// for days on or after it. Counts in 400-year eras that start on 1 March, so that the
+/// leap day falls at the end of each counted year.
+fn civil_date(days: i64) -> (i64, i64, i64) {
+    // 1970-01-01 is 719_468 days after 0000-03-01.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153; // 0 = March
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Parses an RFC 3339 string into milliseconds since the epoch.
@@ -100,4 +162,57 @@ pub fn deserialize_ms<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Resu
 /// Serializes milliseconds since the epoch as an RFC 3339 UTC string.
 pub fn serialize_ms<S: serde::Serializer>(ms: &i64, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format_ms(*ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn by_chrono(ms: i64) -> String {
+        DateTime::<Utc>::from_timestamp_millis(ms)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
+    #[test]
+    fn times_are_formatted_as_chrono_formats_them() {
+        let mut samples = vec![
+            0,
+            1,
+            999,
+            DAY_MS - 1,
+            DAY_MS,
+            951_782_400_000,   // 2000-02-29
+            951_868_799_999,   // 2000-02-29T23:59:59.999
+            4_107_542_400_000, // 2100-03-01
+            1_798_761_599_999, // 2026-12-31T23:59:59.999
+            YEAR_10000_MS - 1,
+            YEAR_10000_MS,
+            -1,
+            -DAY_MS * 400,
+            i64::MIN,
+            i64::MAX,
+        ];
+        // Every day of 1970-2100 at a varying time of day, and spread steps to year 9999.
+        let mut ms = 0;
+        while ms < 4_102_444_800_000 {
+            samples.push(ms);
+            ms += DAY_MS + 3_723_457;
+        }
+        let mut ms = 0;
+        while ms < YEAR_10000_MS {
+            samples.push(ms);
+            ms += 7_919 * DAY_MS + 12_345_678;
+        }
+        for ms in samples {
+            assert_eq!(format_ms(ms), by_chrono(ms), "{ms}");
+        }
+    }
+
+    #[test]
+    fn a_formatted_time_reads_back_as_the_same_instant() {
+        for ms in [0, 1_764_806_400_123, YEAR_10000_MS - 1] {
+            assert_eq!(parse_ms(&format_ms(ms)), Some(ms));
+        }
+    }
 }

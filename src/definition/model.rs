@@ -1,5 +1,7 @@
 //! The checked model of a process: what the engine runs.
 
+use std::collections::HashMap;
+
 use indexmap::IndexMap;
 use serde::Serialize;
 
@@ -234,6 +236,9 @@ pub struct Definition {
     pub states: IndexMap<String, State>,
     /// Transitions, in file order (automatic transitions are tried in this order).
     pub transitions: IndexMap<String, Transition>,
+    /// For each state, the positions in `transitions` of those that may leave it, in file
+    /// order: every step asks, some several times.
+    pub(crate) outgoing: HashMap<String, Vec<usize>>,
     /// Timers, in file order.
     pub timers: IndexMap<String, super::timer::Timer>,
     /// Instances of other processes its timer rules read.
@@ -245,6 +250,22 @@ pub struct Definition {
     /// Positions in the YAML text, for errors found after parsing.
     pub source_map: SourceMap,
     pub(crate) graph: StateGraph,
+}
+
+/// The positions of the transitions that may leave each state (see
+/// [`Definition::outgoing`]).
+pub(crate) fn outgoing(transitions: &IndexMap<String, Transition>) -> HashMap<String, Vec<usize>> {
+    let mut outgoing: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, t) in transitions.values().enumerate() {
+        for state in &t.from {
+            let positions = outgoing.entry(state.clone()).or_default();
+            // A state listed twice in one `from` still yields the transition once.
+            if positions.last() != Some(&i) {
+                positions.push(i);
+            }
+        }
+    }
+    outgoing
 }
 
 impl Definition {
@@ -262,9 +283,11 @@ impl Definition {
 
     /// Transitions that may leave `state`, in file order.
     pub fn transitions_from<'a>(&'a self, state: &'a str) -> impl Iterator<Item = &'a Transition> {
-        self.transitions
-            .values()
-            .filter(move |t| t.from.iter().any(|f| f == state))
+        self.outgoing
+            .get(state)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.transitions.get_index(i).map(|(_, t)| t))
     }
 
     /// The state graph as Mermaid or Graphviz text.

@@ -229,6 +229,7 @@ pub fn parse(
         return Err(p.list);
     };
     let hash = content_hash(yaml, &rules);
+    let outgoing = super::model::outgoing(&transitions);
     Ok(Definition {
         id: raw.process,
         title: raw.title,
@@ -240,6 +241,7 @@ pub fn parse(
         fields,
         states,
         transitions,
+        outgoing,
         timers,
         lookups,
         tables,

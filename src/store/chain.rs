@@ -17,86 +17,88 @@ pub const GENESIS: &str = "";
 impl TraceRecord {
     /// The canonical text the hash is taken of.
     pub fn canonical(&self) -> String {
-        let mut out = Vec::with_capacity(512);
+        let mut out = Vec::with_capacity(CANONICAL_CAPACITY);
         self.write_canonical(&mut out);
         // Only JSON text and ASCII punctuation are written.
         String::from_utf8(out).unwrap_or_default()
     }
 
     /// Writes the canonical form to `out`.
-    fn write_canonical(&self, out: &mut impl Sink) {
-        out.put(b"[");
+    fn write_canonical(&self, out: &mut Vec<u8>) {
+        out.push(b'[');
         put_str(out, &self.instance_id);
-        out.put(b",");
+        out.push(b',');
         put_int(out, self.seq);
-        out.put(b",");
+        out.push(b',');
         put_int(out, self.at);
-        out.put(b",");
+        out.push(b',');
         put_str(out, &self.actor);
-        out.put(b",[");
+        out.extend_from_slice(b",[");
         for (i, r) in self.roles.iter().enumerate() {
             if i > 0 {
-                out.put(b",");
+                out.push(b',');
             }
             put_str(out, r);
         }
-        out.put(b"],");
+        out.extend_from_slice(b"],");
         put_str(out, self.channel.as_str());
-        out.put(b",");
+        out.push(b',');
         put_str(out, self.kind.as_str());
         for text in [
             self.transition.as_deref(),
             self.from.as_deref(),
             Some(&self.to),
         ] {
-            out.put(b",");
+            out.push(b',');
             put_opt(out, text);
         }
-        out.put(b",");
+        out.push(b',');
         put_object(out, &self.data);
-        out.put(b",");
+        out.push(b',');
         put_opt(out, self.comment.as_deref());
-        out.put(b",");
+        out.push(b',');
         put_str(out, &self.definition_hash);
-        out.put(b",");
+        out.push(b',');
         put_str(out, &self.prev_hash);
         // Records without before-values or rule decisions keep the 14-element form that
         // records had before traces carried them, so their hashes still hold.
         if !self.before.is_empty() || !self.rules.is_empty() {
-            out.put(b",{\"before\":");
+            out.extend_from_slice(b",{\"before\":");
             put_object(out, &self.before);
-            out.put(b",\"rules\":[");
+            out.extend_from_slice(b",\"rules\":[");
             for (i, d) in self.rules.iter().enumerate() {
                 if i > 0 {
-                    out.put(b",");
+                    out.push(b',');
                 }
                 // A decision's keys in sorted order; `function` only when there is one.
                 if let Some(f) = &d.function {
-                    out.put(b"{\"function\":");
+                    out.extend_from_slice(b"{\"function\":");
                     put_str(out, f);
-                    out.put(b",\"module\":");
+                    out.extend_from_slice(b",\"module\":");
                 } else {
-                    out.put(b"{\"module\":");
+                    out.extend_from_slice(b"{\"module\":");
                 }
                 put_str(out, &d.module);
-                out.put(b",\"result\":");
+                out.extend_from_slice(b",\"result\":");
                 put_value(out, &d.result);
-                out.put(b",\"rule\":");
+                out.extend_from_slice(b",\"rule\":");
                 put_str(out, &d.rule);
-                out.put(b",\"source_hash\":");
+                out.extend_from_slice(b",\"source_hash\":");
                 put_str(out, &d.source_hash);
-                out.put(b"}");
+                out.push(b'}');
             }
-            out.put(b"]}");
+            out.extend_from_slice(b"]}");
         }
-        out.put(b"]");
+        out.push(b']');
     }
 
-    /// The SHA-256 (hex) of its canonical form.
+    /// The SHA-256 (hex) of its canonical form. The text is written into a buffer and
+    /// hashed in one call: feeding the hash piece by piece, as the text is written, cost
+    /// more than the buffer.
     pub fn compute_hash(&self) -> String {
-        let mut hasher = Sha256::new();
-        self.write_canonical(&mut hasher);
-        lower_hex(&hasher.finalize())
+        let mut out = Vec::with_capacity(CANONICAL_CAPACITY);
+        self.write_canonical(&mut out);
+        lower_hex(&Sha256::digest(&out))
     }
 
     /// Chains it after a record whose hash is `prev_hash`: sets both hashes.
@@ -105,6 +107,9 @@ impl TraceRecord {
         self.hash = self.compute_hash();
     }
 }
+
+/// Room reserved for a record's canonical text: most records of the shipped processes fit.
+const CANONICAL_CAPACITY: usize = 1024;
 
 /// Bytes as lowercase hex, written straight into one string (every step hashes a few
 /// records, and `hex::encode` goes through a char iterator).
@@ -118,72 +123,50 @@ pub(super) fn lower_hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Where canonical text goes: a buffer, or straight into a hash.
-trait Sink {
-    fn put(&mut self, bytes: &[u8]);
+/// Appends a number, boolean or null (or a string that needs escapes) as `serde_json`
+/// writes it (writing into a buffer cannot fail).
+fn put_scalar(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
+    let _ = serde_json::to_writer(out, value);
 }
 
-impl Sink for Vec<u8> {
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
+/// Appends a JSON string. Text with no quote, backslash or control character is copied as
+/// it is, which is what `serde_json` writes for it too; other text goes through
+/// `serde_json`'s escaping.
+fn put_str(out: &mut Vec<u8>, text: &str) {
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        put_scalar(out, text);
     }
 }
 
-impl Sink for Sha256 {
-    fn put(&mut self, bytes: &[u8]) {
-        self.update(bytes);
-    }
-}
-
-/// A sink as an `io::Write`, so that `serde_json` writes strings and numbers into it
-/// (escaped and formatted as it does everywhere else).
-struct Writer<'s, S>(&'s mut S);
-
-impl<S: Sink> std::io::Write for Writer<'_, S> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.put(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Appends a string, number, boolean or null as `serde_json` writes it (writing into a
-/// buffer or a hash cannot fail).
-fn put_scalar(out: &mut impl Sink, value: &(impl serde::Serialize + ?Sized)) {
-    let _ = serde_json::to_writer(Writer(out), value);
-}
-
-fn put_str(out: &mut impl Sink, text: &str) {
-    put_scalar(out, text);
-}
-
-fn put_int(out: &mut impl Sink, n: i64) {
+fn put_int(out: &mut Vec<u8>, n: i64) {
     put_scalar(out, &n);
 }
 
-fn put_opt(out: &mut impl Sink, text: Option<&str>) {
+fn put_opt(out: &mut Vec<u8>, text: Option<&str>) {
     match text {
         Some(t) => put_str(out, t),
-        None => out.put(b"null"),
+        None => out.extend_from_slice(b"null"),
     }
 }
 
-fn put_object(out: &mut impl Sink, map: &Map<String, Value>) {
+fn put_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
     let mut entries: Vec<(&String, &Value)> = map.iter().collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    out.put(b"{");
+    out.push(b'{');
     for (i, (k, v)) in entries.into_iter().enumerate() {
         if i > 0 {
-            out.put(b",");
+            out.push(b',');
         }
         put_str(out, k);
-        out.put(b":");
+        out.push(b':');
         put_value(out, v);
     }
-    out.put(b"}");
+    out.push(b'}');
 }
 
 /// `value` as canonical JSON: every object's keys sorted, no spaces.
@@ -194,19 +177,20 @@ pub fn canonical_json(value: &Value) -> String {
 }
 
 /// Appends `value` as JSON with every object's keys sorted.
-fn put_value(out: &mut impl Sink, value: &Value) {
+fn put_value(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Object(m) => put_object(out, m),
         Value::Array(items) => {
-            out.put(b"[");
+            out.push(b'[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.put(b",");
+                    out.push(b',');
                 }
                 put_value(out, v);
             }
-            out.put(b"]");
+            out.push(b']');
         }
+        Value::String(s) => put_str(out, s),
         scalar => put_scalar(out, scalar),
     }
 }
