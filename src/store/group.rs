@@ -178,8 +178,11 @@ impl GroupCommit {
             .enumerate()
             .map(|(shard, counts)| {
                 let (queue, rx) = mpsc::channel((config.queue / shards).max(1));
-                let writer = write_batches(inner.clone(), rx, config, counts.clone());
                 if config.own_thread {
+                    // The callers' tasks are woken from the engine's runtime, not from
+                    // the writer's thread, which goes on to its next batch meanwhile.
+                    let answers = tokio::runtime::Handle::try_current().ok();
+                    let writer = write_batches(inner.clone(), rx, config, counts.clone(), answers);
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;
@@ -187,7 +190,13 @@ impl GroupCommit {
                         .name(format!("opsflow-writer-{shard}"))
                         .spawn(move || runtime.block_on(writer))?;
                 } else {
-                    tokio::spawn(writer);
+                    tokio::spawn(write_batches(
+                        inner.clone(),
+                        rx,
+                        config,
+                        counts.clone(),
+                        None,
+                    ));
                 }
                 Ok(queue)
             })
@@ -211,11 +220,14 @@ impl GroupCommit {
     }
 }
 
+/// One writer's loop: gathers a batch, commits it, answers its callers (on `answers`, a
+/// runtime of the callers', when given), and so on until the store is dropped.
 async fn write_batches(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<Pending>,
     config: GroupCommitConfig,
     counters: Arc<WriterCounters>,
+    answers: Option<tokio::runtime::Handle>,
 ) {
     let max = config.max_batch.max(1);
     // Size of the batch before: its callers are probably computing their next steps right
@@ -255,20 +267,29 @@ async fn write_batches(
         let started = Instant::now();
         let (steps, replies): (Vec<Step>, Vec<_>) =
             batch.into_iter().map(|p| (p.step, p.reply)).unzip();
-        let results = if steps.len() == 1 {
+        let (results, written) = if steps.len() == 1 {
             let step = steps.into_iter().next().unwrap_or_default();
-            vec![store.commit(step).await]
+            (vec![store.commit(step).await], Vec::new())
         } else {
             tracing::trace!(steps = steps.len(), "group commit");
-            let results = store.commit_batch(&steps).await;
-            drop(steps); // the engine keeps what it wrote: let it own it alone
-            results
+            (store.commit_batch(&steps).await, steps)
         };
         // Counted before anyone is answered: a caller that has its answer sees its commit.
         counters.add(last, started.elapsed());
-        for (reply, result) in replies.into_iter().zip(results) {
-            // A caller that went away still had its step written; nothing to undo.
-            let _ = reply.send(result);
+        let answer = move || {
+            // Dropped first: the engine keeps what it wrote, and should own it alone.
+            drop(written);
+            for (reply, result) in replies.into_iter().zip(results) {
+                // A caller that went away still had its step written; nothing to undo.
+                let _ = reply.send(result);
+            }
+        };
+        match &answers {
+            // Waking each caller from a foreign thread costs the writer a system call or
+            // more per caller, and freeing the batch's steps takes a while too: one task
+            // on the callers' runtime does both, while the writer goes on.
+            Some(runtime) if last > 1 => drop(runtime.spawn(async move { answer() })),
+            _ => answer(),
         }
     }
 }
