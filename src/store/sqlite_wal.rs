@@ -56,3 +56,63 @@ pub(super) async fn start_checkpoints(
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::store::Store;
+    use crate::store::bulk_tests::{create, define, sqlite_store};
+
+    #[tokio::test]
+    async fn committed_steps_reach_the_database_file_without_a_thousand_pages_of_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir, "wal.db").await;
+        define(&store).await;
+        let file = dir.path().join("wal.db");
+        let size = || std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        // A checkpoint may be under way from opening; let it end before measuring.
+        tokio::time::sleep(super::INTERVAL * 3).await;
+        let before = size();
+        for i in 0..200 {
+            store.commit(create(&format!("i-{i}"))).await.unwrap();
+        }
+        // 200 small steps are far below the writer's own checkpoint (4,000 pages): only
+        // the background checkpoints copy them into the file.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while size() <= before && Instant::now() < deadline {
+            tokio::time::sleep(super::INTERVAL).await;
+        }
+        assert!(
+            size() > before,
+            "the database file stayed at {before} bytes"
+        );
+    }
+
+    /// Files of this process open at `path` (or its `-wal` and `-shm` files).
+    fn open_files(path: &std::path::Path) -> usize {
+        let name = path.to_string_lossy().into_owned();
+        std::fs::read_dir("/proc/self/fd")
+            .map(|fds| {
+                fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                    .filter(|target| target.to_string_lossy().starts_with(&name))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn the_background_checkpoints_end_with_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite_store(&dir, "wal.db").await;
+        let file = dir.path().join("wal.db");
+        assert!(open_files(&file) > 0, "the store has its file open");
+        drop(store);
+        // Every connection closes, the background one at its next turn at the latest.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while open_files(&file) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(super::INTERVAL).await;
+        }
+        assert_eq!(open_files(&file), 0, "a connection kept the file open");
+    }
+}
