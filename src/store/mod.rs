@@ -21,7 +21,6 @@ mod sqlite_bulk;
 mod sqlite_chain;
 #[cfg(test)]
 mod sqlite_chain_tests;
-mod sqlite_wal;
 mod tokens;
 
 use async_trait::async_trait;

@@ -22,7 +22,6 @@ use super::rows::{
 };
 use super::sqlite_bulk::{EXPECTED_ROWS, Trips, commit_bulk};
 use super::sqlite_chain::{self, NEW_REC_ID, SET_TRACE_BASE, TRACE_BASE, TraceLinks, push_link};
-use super::sqlite_wal::{backstop_pragma, start_checkpoints};
 use super::{
     Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, FactRecord, GENESIS,
     InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError,
@@ -73,11 +72,7 @@ impl SqliteStore {
                 .await?;
         sqlx::raw_sql(EXPECTED_ROWS).execute(&mut writer).await?;
         sqlx::raw_sql(TRACE_BASE).execute(&mut writer).await?;
-        sqlx::raw_sql(&backstop_pragma())
-            .execute(&mut writer)
-            .await?;
         let writer = Arc::new(Mutex::new(writer));
-        start_checkpoints(url, Arc::downgrade(&writer)).await?;
         Ok(Self { pool, writer })
     }
 
