@@ -114,7 +114,7 @@ pub fn format_ms(ms: i64) -> String {
     ] {
         text[at] = mark;
     }
-    String::from_utf8_lossy(&text).into_owned()
+    text.into_iter().map(char::from).collect()
 }
 
 const DAY_MS: i64 = 86_400_000;

@@ -92,9 +92,8 @@ impl TraceRecord {
         out.push(b']');
     }
 
-    /// The SHA-256 (hex) of its canonical form. The text is written into a buffer and
-    /// hashed in one call: feeding the hash piece by piece, as the text is written, cost
-    /// more than the buffer.
+    /// The SHA-256 (hex) of its canonical form, written into a buffer and hashed in one
+    /// call.
     pub fn compute_hash(&self) -> String {
         let mut out = Vec::with_capacity(CANONICAL_CAPACITY);
         self.write_canonical(&mut out);

@@ -178,11 +178,14 @@ impl GroupCommit {
             .enumerate()
             .map(|(shard, counts)| {
                 let (queue, rx) = mpsc::channel((config.queue / shards).max(1));
+                // A writer on a thread of its own has the callers' tasks woken on the
+                // engine's runtime, and goes on to its next batch meanwhile.
+                let answers = config
+                    .own_thread
+                    .then(tokio::runtime::Handle::try_current)
+                    .and_then(Result::ok);
+                let writer = write_batches(inner.clone(), rx, config, counts.clone(), answers);
                 if config.own_thread {
-                    // The callers' tasks are woken from the engine's runtime, not from
-                    // the writer's thread, which goes on to its next batch meanwhile.
-                    let answers = tokio::runtime::Handle::try_current().ok();
-                    let writer = write_batches(inner.clone(), rx, config, counts.clone(), answers);
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;
@@ -190,13 +193,7 @@ impl GroupCommit {
                         .name(format!("opsflow-writer-{shard}"))
                         .spawn(move || runtime.block_on(writer))?;
                 } else {
-                    tokio::spawn(write_batches(
-                        inner.clone(),
-                        rx,
-                        config,
-                        counts.clone(),
-                        None,
-                    ));
+                    tokio::spawn(writer);
                 }
                 Ok(queue)
             })

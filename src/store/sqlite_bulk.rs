@@ -87,27 +87,24 @@ impl<'a> Script<'a> {
     }
 
     /// Waits for the statement on its way, if any, and takes the connection back.
-    async fn land(&mut self) -> Result<&mut SqliteConnection, Refused> {
+    async fn land(&mut self) -> Result<(), Refused> {
         if let Some(sent) = self.in_flight.take() {
             let (conn, result) = sent.await;
             self.conn = Some(conn);
             result?;
         }
-        self.conn
-            .as_deref_mut()
-            .ok_or_else(|| Refused::Encoding("the writer connection was lost".into()))
+        Ok(())
     }
 
     /// Sends the queued query text and returns once the connection's thread has it,
     /// without waiting for its outcome (see [`Script::land`]).
     async fn launch(&mut self) -> Result<(), Refused> {
         self.land().await?;
-        let (Some(conn), mut query) = (
-            self.conn.take(),
-            std::mem::replace(&mut self.query, QueryBuilder::new("")),
-        ) else {
+        // Only a statement on its way holds the connection, and none is now.
+        let Some(conn) = self.conn.take() else {
             return Err(Refused::Encoding("the writer connection was lost".into()));
         };
+        let mut query = std::mem::replace(&mut self.query, QueryBuilder::new(""));
         self.queued = 0;
         let mut sent: InFlight<'a> = Box::pin(async move {
             let result = query.build().execute(&mut *conn).await.map(|_| ());
@@ -128,7 +125,7 @@ impl<'a> Script<'a> {
     /// Sends the queued query text and waits for its outcome.
     async fn send(&mut self) -> Result<(), Refused> {
         self.launch().await?;
-        self.land().await.map(|_| ())
+        self.land().await
     }
 
     /// Makes room for a statement: one at a time, the one before is sent first, and runs
@@ -225,164 +222,170 @@ async fn write(conn: &mut SqliteConnection, bulk: &Bulk<'_>, trips: Trips) -> Re
         .zip(links.records.iter().copied())
         .collect();
     let mut script = Script::begin(conn, trips);
-    // Statements run while the next ones are built: when building one fails, the one
-    // on its way is waited for before the caller rolls back.
-    let queued = async {
-        if !linked.is_empty() {
-            script.query.push(SET_TRACE_BASE);
-        }
-        script
-            .push_chunks(
-                "INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at) ",
-                (
-                    " ON CONFLICT (actor, key) DO UPDATE SET fingerprint = excluded.fingerprint,
-                     status = excluded.status, response = excluded.response,
-                     created_at = excluded.created_at
-                 WHERE idempotency_keys.created_at < ",
-                    Some(bulk.replaces_before),
-                ),
-                true,
-                &bulk.answers,
-                |_| Ok([]),
-                |b, a, []| {
-                    b.push_bind(a.actor)
-                        .push_bind(a.key)
-                        .push_bind(a.fingerprint)
-                        .push_bind(i64::from(a.status))
-                        .push_bind(a.response)
-                        .push_bind(a.created_at);
-                },
-            )
-            .await?;
-        script
-            .push_chunks(
-                &format!("INSERT INTO instances ({INSTANCE_COLUMNS}, next_due_at, last_rec_id) "),
-                ("", None),
-                true,
-                &bulk.creates,
-                instance_texts,
-                |b, i, [data, votes, slas, timers]| {
-                    b.push_bind(i.id)
-                        .push_bind(i.process)
-                        .push_bind(i.definition_hash)
-                        .push_bind(i.state)
-                        .push_bind(data)
-                        .push_bind(i.version)
-                        .push_bind(i.created_by)
-                        .push_bind(i.created_at)
-                        .push_bind(i.updated_at)
-                        .push_bind(votes)
-                        .push_bind(slas)
-                        .push_bind(timers)
-                        .push_bind(i.trace_hash)
-                        .push_bind(i.next_due_at)
-                        .push(NEW_REC_ID)
-                        .push_bind_unseparated(links.last_of(i.id));
-                },
-            )
-            .await?;
-        script
-            .push_chunks(
-            "WITH j (from_id, relation) AS (",
-            (
-                ") DELETE FROM links WHERE (from_id, relation) IN (SELECT from_id, relation FROM j)",
-                None,
-            ),
-            false,
-            &bulk.link_clears,
-            |_| Ok([]),
-            |b, l, []| {
-                b.push_bind(l.from_id).push_bind(l.relation);
-            },
-        )
-        .await?;
-        script
-            .push_chunks(
-                "INSERT INTO links (from_id, relation, to_id) ",
-                ("", None),
-                true,
-                &bulk.link_adds,
-                |_| Ok([]),
-                |b, l, []| {
-                    b.push_bind(l.from_id)
-                        .push_bind(l.relation)
-                        .push_bind(l.to_id);
-                },
-            )
-            .await?;
-        script
-            .push_chunks(
-                "INSERT INTO trace (rec_id, prev_rec_id, instance_id, seq, at, actor, roles, channel,
-                 kind, transition, from_state, to_state, data, detail, comment, definition_hash,
-                 prev_hash, hash) ",
-                ("", None),
-                true,
-                &linked,
-                |(t, _)| Ok([json_text(&t.roles)?, json_text(t.data)?]),
-                |b, (t, link), [roles, data]| {
-                    push_link(b, *link, t.instance_id);
-                    b.push_bind(t.instance_id)
-                        .push_bind(t.seq)
-                        .push_bind(t.at)
-                        .push_bind(t.actor)
-                        .push_bind(roles)
-                        .push_bind(t.channel)
-                        .push_bind(t.kind)
-                        .push_bind(t.transition)
-                        .push_bind(t.from_state)
-                        .push_bind(t.to_state)
-                        .push_bind(data)
-                        .push_bind(t.detail.as_deref().map(serde_json::value::RawValue::get))
-                        .push_bind(t.comment)
-                        .push_bind(t.definition_hash)
-                        .push_bind(t.prev_hash)
-                        .push_bind(t.hash);
-                },
-            )
-            .await?;
-        script
-            .push_chunks(
-                "WITH j (id, definition_hash, state, data, version, previous, updated_at, votes, slas,
-                 timers, next_due_at, trace_hash, last_new_rec) AS (",
-                (
-                    ") UPDATE instances SET definition_hash = j.definition_hash, state = j.state,
-                       data = j.data, version = j.version,
-                       updated_at = j.updated_at, votes = j.votes, slas = j.slas, timers = j.timers,
-                       next_due_at = j.next_due_at, claimed_by = NULL, claimed_until = NULL,
-                       trace_hash = j.trace_hash,
-                       last_rec_id = coalesce((SELECT last FROM temp.trace_base) + j.last_new_rec,
-                                              instances.last_rec_id)
-                   FROM j WHERE instances.id = j.id AND instances.version = j.previous",
-                    None,
-                ),
-                true,
-                &bulk.updates,
-                instance_texts,
-                |b, i, [data, votes, slas, timers]| {
-                    b.push_bind(i.id)
-                        .push_bind(i.definition_hash)
-                        .push_bind(i.state)
-                        .push_bind(data)
-                        .push_bind(i.version)
-                        .push_bind(i.previous)
-                        .push_bind(i.updated_at)
-                        .push_bind(votes)
-                        .push_bind(slas)
-                        .push_bind(timers)
-                        .push_bind(i.next_due_at)
-                        .push_bind(i.trace_hash)
-                        .push_bind(links.last_of(i.id));
-                },
-            )
-            .await?;
-        Ok::<(), Refused>(())
-    }
-    .await;
-    match queued {
+    // Statements run while the next ones are built: when building one fails, the one on
+    // its way is waited for before the caller rolls back.
+    match queue(&mut script, bulk, &links, &linked).await {
         Ok(()) => script.commit().await,
         Err(why) => {
             let _ = script.land().await;
             Err(why)
         }
     }
+}
+
+/// Queues the statements of `bulk` after `BEGIN`, sending each as the next is queued.
+async fn queue<'a>(
+    script: &mut Script<'a>,
+    bulk: &'a Bulk<'_>,
+    links: &'a TraceLinks<'_>,
+    linked: &'a [(&'a TraceRow<'_>, Link)],
+) -> Result<(), Refused> {
+    if !linked.is_empty() {
+        script.query.push(SET_TRACE_BASE);
+    }
+    script
+        .push_chunks(
+            "INSERT INTO idempotency_keys (actor, key, fingerprint, status, response, created_at) ",
+            (
+                " ON CONFLICT (actor, key) DO UPDATE SET fingerprint = excluded.fingerprint,
+                 status = excluded.status, response = excluded.response,
+                 created_at = excluded.created_at
+             WHERE idempotency_keys.created_at < ",
+                Some(bulk.replaces_before),
+            ),
+            true,
+            &bulk.answers,
+            |_| Ok([]),
+            |b, a, []| {
+                b.push_bind(a.actor)
+                    .push_bind(a.key)
+                    .push_bind(a.fingerprint)
+                    .push_bind(i64::from(a.status))
+                    .push_bind(a.response)
+                    .push_bind(a.created_at);
+            },
+        )
+        .await?;
+    script
+        .push_chunks(
+            &format!("INSERT INTO instances ({INSTANCE_COLUMNS}, next_due_at, last_rec_id) "),
+            ("", None),
+            true,
+            &bulk.creates,
+            instance_texts,
+            |b, i, [data, votes, slas, timers]| {
+                b.push_bind(i.id)
+                    .push_bind(i.process)
+                    .push_bind(i.definition_hash)
+                    .push_bind(i.state)
+                    .push_bind(data)
+                    .push_bind(i.version)
+                    .push_bind(i.created_by)
+                    .push_bind(i.created_at)
+                    .push_bind(i.updated_at)
+                    .push_bind(votes)
+                    .push_bind(slas)
+                    .push_bind(timers)
+                    .push_bind(i.trace_hash)
+                    .push_bind(i.next_due_at)
+                    .push(NEW_REC_ID)
+                    .push_bind_unseparated(links.last_of(i.id));
+            },
+        )
+        .await?;
+    script
+        .push_chunks(
+        "WITH j (from_id, relation) AS (",
+        (
+            ") DELETE FROM links WHERE (from_id, relation) IN (SELECT from_id, relation FROM j)",
+            None,
+        ),
+        false,
+        &bulk.link_clears,
+        |_| Ok([]),
+        |b, l, []| {
+            b.push_bind(l.from_id).push_bind(l.relation);
+        },
+    )
+    .await?;
+    script
+        .push_chunks(
+            "INSERT INTO links (from_id, relation, to_id) ",
+            ("", None),
+            true,
+            &bulk.link_adds,
+            |_| Ok([]),
+            |b, l, []| {
+                b.push_bind(l.from_id)
+                    .push_bind(l.relation)
+                    .push_bind(l.to_id);
+            },
+        )
+        .await?;
+    script
+        .push_chunks(
+            "INSERT INTO trace (rec_id, prev_rec_id, instance_id, seq, at, actor, roles, channel,
+             kind, transition, from_state, to_state, data, detail, comment, definition_hash,
+             prev_hash, hash) ",
+            ("", None),
+            true,
+            linked,
+            |(t, _)| Ok([json_text(&t.roles)?, json_text(t.data)?]),
+            |b, (t, link), [roles, data]| {
+                push_link(b, *link, t.instance_id);
+                b.push_bind(t.instance_id)
+                    .push_bind(t.seq)
+                    .push_bind(t.at)
+                    .push_bind(t.actor)
+                    .push_bind(roles)
+                    .push_bind(t.channel)
+                    .push_bind(t.kind)
+                    .push_bind(t.transition)
+                    .push_bind(t.from_state)
+                    .push_bind(t.to_state)
+                    .push_bind(data)
+                    .push_bind(t.detail.as_deref().map(serde_json::value::RawValue::get))
+                    .push_bind(t.comment)
+                    .push_bind(t.definition_hash)
+                    .push_bind(t.prev_hash)
+                    .push_bind(t.hash);
+            },
+        )
+        .await?;
+    script
+        .push_chunks(
+            "WITH j (id, definition_hash, state, data, version, previous, updated_at, votes, slas,
+             timers, next_due_at, trace_hash, last_new_rec) AS (",
+            (
+                ") UPDATE instances SET definition_hash = j.definition_hash, state = j.state,
+                   data = j.data, version = j.version,
+                   updated_at = j.updated_at, votes = j.votes, slas = j.slas, timers = j.timers,
+                   next_due_at = j.next_due_at, claimed_by = NULL, claimed_until = NULL,
+                   trace_hash = j.trace_hash,
+                   last_rec_id = coalesce((SELECT last FROM temp.trace_base) + j.last_new_rec,
+                                          instances.last_rec_id)
+               FROM j WHERE instances.id = j.id AND instances.version = j.previous",
+                None,
+            ),
+            true,
+            &bulk.updates,
+            instance_texts,
+            |b, i, [data, votes, slas, timers]| {
+                b.push_bind(i.id)
+                    .push_bind(i.definition_hash)
+                    .push_bind(i.state)
+                    .push_bind(data)
+                    .push_bind(i.version)
+                    .push_bind(i.previous)
+                    .push_bind(i.updated_at)
+                    .push_bind(votes)
+                    .push_bind(slas)
+                    .push_bind(timers)
+                    .push_bind(i.next_due_at)
+                    .push_bind(i.trace_hash)
+                    .push_bind(links.last_of(i.id));
+            },
+        )
+        .await?;
+    Ok(())
 }
