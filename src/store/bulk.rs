@@ -1,9 +1,9 @@
 //! A batch of steps as a few set-based statements: the rows of every kind the batch writes
 //! (answers, new instances, instance updates, link changes, trace records) are gathered so
 //! that each kind is written at once: on PostgreSQL as one JSON array per kind, all passed
-//! to one call of `opsflow_write_batch`; on SQLite by a few multi-row statements per kind
-//! (where expanding JSON costs more than binding values). A batch then costs a handful of
-//! round trips, where writing step by step costs several per step.
+//! to one call of `opsflow_write_batch`; on SQLite by one prepared statement per kind, run
+//! per row on the writer's handle directly (see `sqlite_bulk`). A batch then costs one round
+//! trip, where writing step by step through the driver costs several per step.
 //!
 //! The set-based form is all or nothing for the whole batch. It is tried first; when any
 //! row is refused (a lost race, a live idempotency key), the caller rolls it back and
@@ -92,24 +92,6 @@ pub(super) struct TraceRow<'a> {
 /// Rows as one JSON array, for databases that expand it set-wise.
 pub(super) fn json_array(rows: &[impl Serialize]) -> Result<String, Refused> {
     serde_json::to_string(rows).map_err(|e| Refused::Encoding(e.to_string()))
-}
-
-/// `rows` cut into chunks whose sizes are powers of two, largest first, none above `max`:
-/// a statement per chunk size can then be prepared once and cached.
-pub(super) fn chunks<T>(mut rows: &[T], max: usize) -> impl Iterator<Item = &[T]> {
-    std::iter::from_fn(move || {
-        if rows.is_empty() {
-            return None;
-        }
-        let size = if rows.len() >= max {
-            max
-        } else {
-            1 << (usize::BITS - 1 - rows.len().leading_zeros())
-        };
-        let (chunk, rest) = rows.split_at(size);
-        rows = rest;
-        Some(chunk)
-    })
 }
 
 impl<'a> Bulk<'a> {
@@ -217,15 +199,21 @@ impl<'a> Bulk<'a> {
 pub(super) enum Refused {
     /// The rows could not be put in the database's batch form.
     Encoding(String),
+    /// A row was not written: a version or key check found nothing to write.
+    Row(&'static str),
     /// The database failed.
     Database(sqlx::Error),
+    /// The database failed, on SQLite's writer used directly (see `sqlite_writer`).
+    Sqlite(rusqlite::Error),
 }
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refused::Encoding(e) => write!(f, "rows not encodable: {e}"),
+            Refused::Row(why) => write!(f, "a row was refused: {why}"),
             Refused::Database(e) => write!(f, "{e}"),
+            Refused::Sqlite(e) => write!(f, "{e}"),
         }
     }
 }
@@ -233,5 +221,11 @@ impl std::fmt::Display for Refused {
 impl From<sqlx::Error> for Refused {
     fn from(e: sqlx::Error) -> Self {
         Refused::Database(e)
+    }
+}
+
+impl From<rusqlite::Error> for Refused {
+    fn from(e: rusqlite::Error) -> Self {
+        Refused::Sqlite(e)
     }
 }

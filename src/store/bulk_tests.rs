@@ -3,9 +3,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::bulk::Bulk;
+use super::bulk::{Bulk, Refused};
 use super::sqlite::commit_by_statements;
-use super::sqlite_bulk::{Trips, commit_bulk};
+use super::sqlite_bulk::commit_bulk;
 use super::sqlite_chain_tests::broken_links;
 use super::{
     AnswerWrite, Channel, Decision, InstanceRecord, InstanceWrite, LinkChange, PgStore,
@@ -248,32 +248,26 @@ async fn everything(store: &dyn Store) -> Vec<String> {
 
 #[tokio::test]
 async fn a_set_based_batch_on_sqlite_writes_what_the_steps_write_one_by_one() {
-    for trips in [Trips::One, Trips::PerStatement] {
-        let dir = tempfile::tempdir().unwrap();
-        let bulk_store = sqlite_store(&dir, "bulk.db").await;
-        let one_by_one = sqlite_store(&dir, "steps.db").await;
-        prepare(&bulk_store).await;
-        prepare(&one_by_one).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bulk_store = sqlite_store(&dir, "bulk.db").await;
+    let one_by_one = sqlite_store(&dir, "steps.db").await;
+    prepare(&bulk_store).await;
+    prepare(&one_by_one).await;
 
-        let steps = batch();
-        let bulk = Bulk::new(&steps).expect("distinct steps go set-wise");
-        commit_bulk(&mut *bulk_store.writer.lock().await, &bulk, trips)
+    let steps = batch();
+    let bulk = Bulk::new(&steps).expect("distinct steps go set-wise");
+    commit_bulk(&mut *bulk_store.writer.lock().await, &bulk)
+        .await
+        .expect("the set-based write succeeds");
+    for step in &steps {
+        commit_by_statements(one_by_one.writer.lock().await.conn(), step)
             .await
-            .expect("the set-based write succeeds");
-        for step in &steps {
-            commit_by_statements(&mut *one_by_one.writer.lock().await, step)
-                .await
-                .unwrap();
-        }
-        assert_eq!(
-            everything(&bulk_store).await,
-            everything(&one_by_one).await,
-            "{trips:?}"
-        );
-        // Both read through whole links, not the scan that stands in for broken ones.
-        assert_eq!(broken_links(&bulk_store.pool).await, 0, "{trips:?}");
-        assert_eq!(broken_links(&one_by_one.pool).await, 0, "{trips:?}");
+            .unwrap();
     }
+    assert_eq!(everything(&bulk_store).await, everything(&one_by_one).await);
+    // Both read through whole links, not the scan that stands in for broken ones.
+    assert_eq!(broken_links(&bulk_store.pool).await, 0);
+    assert_eq!(broken_links(&one_by_one.pool).await, 0);
 }
 
 /// The batch with one step computed from an old version of its instance.
@@ -286,32 +280,32 @@ fn stale_batch() -> Vec<Step> {
 #[tokio::test]
 async fn a_set_based_batch_on_sqlite_with_a_stale_step_writes_nothing_and_leaves_no_transaction_open()
  {
-    for trips in [Trips::One, Trips::PerStatement] {
-        let dir = tempfile::tempdir().unwrap();
-        let store = sqlite_store(&dir, "t.db").await;
-        prepare(&store).await;
-        let before = everything(&store).await;
-        let steps = stale_batch();
-        let bulk = Bulk::new(&steps).unwrap();
-        assert!(
-            commit_bulk(&mut *store.writer.lock().await, &bulk, trips)
-                .await
-                .is_err()
-        );
-        assert_eq!(everything(&store).await, before, "{trips:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(&dir, "t.db").await;
+    prepare(&store).await;
+    let before = everything(&store).await;
+    let steps = stale_batch();
+    let bulk = Bulk::new(&steps).unwrap();
+    let refused = commit_bulk(&mut *store.writer.lock().await, &bulk).await;
+    assert!(
+        matches!(refused, Err(Refused::Row(_))),
+        "the stale step refuses the batch: {refused:?}"
+    );
+    assert_eq!(everything(&store).await, before);
 
-        // The writer is out of the refused transaction: the next commit lands, and other
-        // connections see it.
-        let steps = batch();
-        commit_bulk(
-            &mut *store.writer.lock().await,
-            &Bulk::new(&steps).unwrap(),
-            trips,
-        )
+    // The writer is out of the refused transaction: the next commit lands, through the
+    // direct side and through sqlx alike, and other connections see it.
+    let steps = batch();
+    commit_bulk(&mut *store.writer.lock().await, &Bulk::new(&steps).unwrap())
         .await
         .expect("the writer takes the next batch");
-        assert_ne!(everything(&store).await, before, "{trips:?}");
-    }
+    let after_batch = everything(&store).await;
+    assert_ne!(after_batch, before);
+    sqlx::query("UPDATE instances SET updated_at = updated_at + 1")
+        .execute(store.writer.lock().await.conn())
+        .await
+        .expect("sqlx's side of the writer is in no transaction either");
+    assert_ne!(everything(&store).await, after_batch);
 }
 
 #[tokio::test]

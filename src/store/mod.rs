@@ -21,6 +21,7 @@ mod sqlite_bulk;
 mod sqlite_chain;
 #[cfg(test)]
 mod sqlite_chain_tests;
+mod sqlite_writer;
 mod tokens;
 
 use async_trait::async_trait;

@@ -20,8 +20,9 @@ use super::rows::{
     delivery_from_row, earliest_due_first, head_from_row, instance_from_row, links_from_rows,
     oldest_first, version_from_row,
 };
-use super::sqlite_bulk::{EXPECTED_ROWS, Trips, commit_bulk};
+use super::sqlite_bulk::commit_bulk;
 use super::sqlite_chain::{self, NEW_REC_ID, SET_TRACE_BASE, TRACE_BASE, TraceLinks, push_link};
+use super::sqlite_writer::Writer;
 use super::{
     Checkpoint, Claim, DefinitionVersion, Delivery, DeliveryOutcome, FactRecord, GENESIS,
     InstanceHead, InstanceQuery, InstanceRecord, InstanceWrite, Links, Step, Store, StoreError,
@@ -40,7 +41,7 @@ pub struct SqliteStore {
     /// commit makes SQLite drop a connection's whole cache. Held rather than pooled: a
     /// pool pings a connection each time it comes back, one more round trip to the
     /// connection's thread per commit.
-    pub(super) writer: Arc<Mutex<SqliteConnection>>,
+    pub(super) writer: Arc<Mutex<Writer>>,
 }
 
 /// The connection settings every opsflow SQLite connection uses.
@@ -65,14 +66,9 @@ impl SqliteStore {
             .connect_with(connect_options(url)?)
             .await?;
         MIGRATOR.run(&pool).await?;
-        // Room for every chunk size of every set-based statement, alone and with `BEGIN` or
-        // `COMMIT` (see `sqlite_bulk`), beside the one-step shapes.
-        let mut writer =
-            SqliteConnection::connect_with(&connect_options(url)?.statement_cache_capacity(512))
-                .await?;
-        sqlx::raw_sql(EXPECTED_ROWS).execute(&mut writer).await?;
+        let mut writer = SqliteConnection::connect_with(&connect_options(url)?).await?;
         sqlx::raw_sql(TRACE_BASE).execute(&mut writer).await?;
-        let writer = Arc::new(Mutex::new(writer));
+        let writer = Arc::new(Mutex::new(Writer::new(writer).await?));
         Ok(Self { pool, writer })
     }
 
@@ -114,7 +110,7 @@ impl Store for SqliteStore {
     async fn save_definition(&self, d: &StoredDefinition) -> Result<i64, StoreError> {
         // One writer at a time: the next number cannot be taken twice.
         let mut writer = self.writer.lock().await;
-        let mut tx = writer.begin().await?;
+        let mut tx = writer.conn().begin().await?;
         sqlx::query(
             "INSERT INTO definitions (hash, process, source, first_seen, version)
              SELECT ?, ?, ?, ?, COALESCE(MAX(version), 0) + 1 FROM definitions WHERE process = ?
@@ -137,7 +133,7 @@ impl Store for SqliteStore {
 
     async fn save_kpi_set(&self, hash: &str, source: &str) -> Result<i64, StoreError> {
         let mut writer = self.writer.lock().await;
-        let mut tx = writer.begin().await?;
+        let mut tx = writer.conn().begin().await?;
         sqlx::query(
             "INSERT INTO kpi_sets (hash, version, source, first_seen)
              SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ? FROM kpi_sets WHERE true
@@ -174,7 +170,7 @@ impl Store for SqliteStore {
         .bind(&snapshot.instance_id)
         .bind(&snapshot.body)
         .bind(snapshot.created_at)
-        .execute(&mut *self.writer.lock().await)
+        .execute(self.writer.lock().await.conn())
         .await?;
         Ok(())
     }
@@ -216,7 +212,7 @@ impl Store for SqliteStore {
     }
 
     async fn save_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        super::tokens::sqlite::save(&mut *self.writer.lock().await, token).await
+        super::tokens::sqlite::save(self.writer.lock().await.conn(), token).await
     }
     async fn token_by_digest(&self, digest: &str) -> Result<Option<TokenRecord>, StoreError> {
         super::tokens::sqlite::by_digest(&self.pool, digest).await
@@ -225,7 +221,7 @@ impl Store for SqliteStore {
         super::tokens::sqlite::list(&self.pool).await
     }
     async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, StoreError> {
-        super::tokens::sqlite::revoke(&mut *self.writer.lock().await, id, at).await
+        super::tokens::sqlite::revoke(self.writer.lock().await.conn(), id, at).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -327,7 +323,7 @@ impl Store for SqliteStore {
     async fn purge_answers(&self, before: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
             .bind(before)
-            .execute(&mut *self.writer.lock().await)
+            .execute(self.writer.lock().await.conn())
             .await?;
         Ok(done.rows_affected())
     }
@@ -346,7 +342,7 @@ impl Store for SqliteStore {
         .bind(c.until)
         .bind(c.now)
         .bind(i64::from(c.limit))
-        .fetch_all(&mut *self.writer.lock().await)
+        .fetch_all(self.writer.lock().await.conn())
         .await?;
         Ok(earliest_due_first(
             rows.iter()
@@ -357,7 +353,7 @@ impl Store for SqliteStore {
 
     async fn write_checkpoint(&self, at: i64) -> Result<Option<Checkpoint>, StoreError> {
         let mut writer = self.writer.lock().await;
-        let mut tx = writer.begin().await?;
+        let mut tx = writer.conn().begin().await?;
         let last = sqlx::query("SELECT seq, at, hash FROM checkpoints ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;
@@ -430,7 +426,7 @@ impl Store for SqliteStore {
         .bind(c.until)
         .bind(c.now)
         .bind(i64::from(c.limit))
-        .fetch_all(&mut *self.writer.lock().await)
+        .fetch_all(self.writer.lock().await.conn())
         .await?;
         Ok(oldest_first(
             rows.iter()
@@ -454,7 +450,7 @@ impl Store for SqliteStore {
             .bind(error.as_str())
             .bind(*retry_at),
         };
-        q.bind(id).execute(&mut *self.writer.lock().await).await?;
+        q.bind(id).execute(self.writer.lock().await.conn()).await?;
         Ok(())
     }
 
@@ -463,25 +459,25 @@ impl Store for SqliteStore {
         // One round trip to the writer's thread when the step goes through; a refused one
         // is written again statement by statement, which says why.
         if let Some(bulk) = Bulk::new(std::slice::from_ref(&step)) {
-            match commit_bulk(&mut writer, &bulk, Trips::One).await {
+            match commit_bulk(&mut writer, &bulk).await {
                 Ok(()) => return Ok(()),
                 Err(why) => {
                     tracing::debug!(%why, "one-trip commit refused; statement by statement")
                 }
             }
         }
-        commit_by_statements(&mut writer, &step).await
+        commit_by_statements(writer.conn(), &step).await
     }
 
     async fn commit_batch(&self, steps: &[Step]) -> Vec<Result<(), StoreError>> {
         let mut writer = self.writer.lock().await;
         if let Some(bulk) = Bulk::new(steps) {
-            match commit_bulk(&mut writer, &bulk, Trips::PerStatement).await {
+            match commit_bulk(&mut writer, &bulk).await {
                 Ok(()) => return steps.iter().map(|_| Ok(())).collect(),
                 Err(why) => tracing::debug!(%why, "set-based batch refused; step by step"),
             }
         }
-        commit_in_savepoints!(writer, steps, apply_step)
+        commit_in_savepoints!(writer.conn(), steps, apply_step)
     }
 }
 
