@@ -256,11 +256,9 @@ async fn a_set_based_batch_on_sqlite_writes_what_the_steps_write_one_by_one() {
 
     let steps = batch();
     let bulk = Bulk::new(&steps).expect("distinct steps go set-wise");
-    commit_bulk(&mut *bulk_store.writer.lock().await, &bulk)
-        .await
-        .expect("the set-based write succeeds");
+    commit_bulk(&mut *bulk_store.writer.lock().await, &bulk).expect("the set-based write succeeds");
     for step in &steps {
-        commit_by_statements(one_by_one.writer.lock().await.conn(), step)
+        commit_by_statements(one_by_one.writer.lock().await.conn().unwrap(), step)
             .await
             .unwrap();
     }
@@ -286,7 +284,7 @@ async fn a_set_based_batch_on_sqlite_with_a_stale_step_writes_nothing_and_leaves
     let before = everything(&store).await;
     let steps = stale_batch();
     let bulk = Bulk::new(&steps).unwrap();
-    let refused = commit_bulk(&mut *store.writer.lock().await, &bulk).await;
+    let refused = commit_bulk(&mut *store.writer.lock().await, &bulk);
     assert!(
         matches!(refused, Err(Refused::Row(_))),
         "the stale step refuses the batch: {refused:?}"
@@ -297,12 +295,11 @@ async fn a_set_based_batch_on_sqlite_with_a_stale_step_writes_nothing_and_leaves
     // direct side and through sqlx alike, and other connections see it.
     let steps = batch();
     commit_bulk(&mut *store.writer.lock().await, &Bulk::new(&steps).unwrap())
-        .await
         .expect("the writer takes the next batch");
     let after_batch = everything(&store).await;
     assert_ne!(after_batch, before);
     sqlx::query("UPDATE instances SET updated_at = updated_at + 1")
-        .execute(store.writer.lock().await.conn())
+        .execute(store.writer.lock().await.conn().unwrap())
         .await
         .expect("sqlx's side of the writer is in no transaction either");
     assert_ne!(everything(&store).await, after_batch);
@@ -408,4 +405,27 @@ async fn a_one_step_commit_on_sqlite_that_loses_its_race_or_its_key_is_refused_f
         .await
         .expect("the writer takes the next step");
     assert_ne!(everything(&store).await, after_first);
+}
+
+#[tokio::test]
+async fn a_sqlite_store_closes_cleanly_whichever_side_of_its_writer_used_the_connection_last() {
+    let dir = tempfile::tempdir().unwrap();
+    // `prepare` commits through the direct side and defines through sqlx, in turns.
+    for (i, last) in ["direct", "sqlx", "direct"].into_iter().enumerate() {
+        let name = format!("t{i}.db");
+        let store = sqlite_store(&dir, &name).await;
+        prepare(&store).await;
+        match last {
+            "sqlx" => {
+                store.save_kpi_set("k", "{}").await.unwrap();
+            }
+            _ => store.commit(batch().swap_remove(2)).await.unwrap(),
+        }
+        let expected = everything(&store).await;
+        // Closing finalizes the direct side's statements before sqlx closes the handle
+        // (sqlx panics otherwise); what was written is all there on reopening.
+        drop(store);
+        let reopened = sqlite_store(&dir, &name).await;
+        assert_eq!(everything(&reopened).await, expected, "last used: {last}");
+    }
 }

@@ -110,7 +110,7 @@ impl Store for SqliteStore {
     async fn save_definition(&self, d: &StoredDefinition) -> Result<i64, StoreError> {
         // One writer at a time: the next number cannot be taken twice.
         let mut writer = self.writer.lock().await;
-        let mut tx = writer.conn().begin().await?;
+        let mut tx = writer.conn()?.begin().await?;
         sqlx::query(
             "INSERT INTO definitions (hash, process, source, first_seen, version)
              SELECT ?, ?, ?, ?, COALESCE(MAX(version), 0) + 1 FROM definitions WHERE process = ?
@@ -133,7 +133,7 @@ impl Store for SqliteStore {
 
     async fn save_kpi_set(&self, hash: &str, source: &str) -> Result<i64, StoreError> {
         let mut writer = self.writer.lock().await;
-        let mut tx = writer.conn().begin().await?;
+        let mut tx = writer.conn()?.begin().await?;
         sqlx::query(
             "INSERT INTO kpi_sets (hash, version, source, first_seen)
              SELECT ?, COALESCE(MAX(version), 0) + 1, ?, ? FROM kpi_sets WHERE true
@@ -170,7 +170,7 @@ impl Store for SqliteStore {
         .bind(&snapshot.instance_id)
         .bind(&snapshot.body)
         .bind(snapshot.created_at)
-        .execute(self.writer.lock().await.conn())
+        .execute(self.writer.lock().await.conn()?)
         .await?;
         Ok(())
     }
@@ -212,7 +212,7 @@ impl Store for SqliteStore {
     }
 
     async fn save_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        super::tokens::sqlite::save(self.writer.lock().await.conn(), token).await
+        super::tokens::sqlite::save(self.writer.lock().await.conn()?, token).await
     }
     async fn token_by_digest(&self, digest: &str) -> Result<Option<TokenRecord>, StoreError> {
         super::tokens::sqlite::by_digest(&self.pool, digest).await
@@ -221,7 +221,7 @@ impl Store for SqliteStore {
         super::tokens::sqlite::list(&self.pool).await
     }
     async fn revoke_token(&self, id: &str, at: i64) -> Result<bool, StoreError> {
-        super::tokens::sqlite::revoke(self.writer.lock().await.conn(), id, at).await
+        super::tokens::sqlite::revoke(self.writer.lock().await.conn()?, id, at).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -323,7 +323,7 @@ impl Store for SqliteStore {
     async fn purge_answers(&self, before: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
             .bind(before)
-            .execute(self.writer.lock().await.conn())
+            .execute(self.writer.lock().await.conn()?)
             .await?;
         Ok(done.rows_affected())
     }
@@ -342,7 +342,7 @@ impl Store for SqliteStore {
         .bind(c.until)
         .bind(c.now)
         .bind(i64::from(c.limit))
-        .fetch_all(self.writer.lock().await.conn())
+        .fetch_all(self.writer.lock().await.conn()?)
         .await?;
         Ok(earliest_due_first(
             rows.iter()
@@ -353,7 +353,7 @@ impl Store for SqliteStore {
 
     async fn write_checkpoint(&self, at: i64) -> Result<Option<Checkpoint>, StoreError> {
         let mut writer = self.writer.lock().await;
-        let mut tx = writer.conn().begin().await?;
+        let mut tx = writer.conn()?.begin().await?;
         let last = sqlx::query("SELECT seq, at, hash FROM checkpoints ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *tx)
             .await?;
@@ -426,7 +426,7 @@ impl Store for SqliteStore {
         .bind(c.until)
         .bind(c.now)
         .bind(i64::from(c.limit))
-        .fetch_all(self.writer.lock().await.conn())
+        .fetch_all(self.writer.lock().await.conn()?)
         .await?;
         Ok(oldest_first(
             rows.iter()
@@ -450,34 +450,40 @@ impl Store for SqliteStore {
             .bind(error.as_str())
             .bind(*retry_at),
         };
-        q.bind(id).execute(self.writer.lock().await.conn()).await?;
+        q.bind(id).execute(self.writer.lock().await.conn()?).await?;
         Ok(())
     }
 
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
         let mut writer = self.writer.lock().await;
-        // One round trip to the writer's thread when the step goes through; a refused one
-        // is written again statement by statement, which says why.
+        // Written on the writer's handle directly when the step goes through; a refused one
+        // is written again statement by statement through sqlx, which says why.
         if let Some(bulk) = Bulk::new(std::slice::from_ref(&step)) {
-            match commit_bulk(&mut writer, &bulk).await {
+            match commit_bulk(&mut writer, &bulk) {
                 Ok(()) => return Ok(()),
                 Err(why) => {
                     tracing::debug!(%why, "one-trip commit refused; statement by statement")
                 }
             }
         }
-        commit_by_statements(writer.conn(), &step).await
+        commit_by_statements(writer.conn()?, &step).await
     }
 
     async fn commit_batch(&self, steps: &[Step]) -> Vec<Result<(), StoreError>> {
         let mut writer = self.writer.lock().await;
         if let Some(bulk) = Bulk::new(steps) {
-            match commit_bulk(&mut writer, &bulk).await {
+            match commit_bulk(&mut writer, &bulk) {
                 Ok(()) => return steps.iter().map(|_| Ok(())).collect(),
                 Err(why) => tracing::debug!(%why, "set-based batch refused; step by step"),
             }
         }
-        commit_in_savepoints!(writer.conn(), steps, apply_step)
+        match writer.conn() {
+            Ok(conn) => commit_in_savepoints!(conn, steps, apply_step),
+            Err(e) => {
+                let failure = super::batch::shared_failure(&e);
+                steps.iter().map(|_| Err(failure.clone_kind())).collect()
+            }
+        }
     }
 }
 

@@ -43,21 +43,20 @@ struct Prepared<'b, 'a> {
 }
 
 /// Writes a whole batch, all or nothing. The rows' JSON is made before the writer's handle
-/// is taken from sqlx's thread, so that the handle is held only for the statements.
-pub(super) async fn commit_bulk(writer: &mut Writer, bulk: &Bulk<'_>) -> Result<(), Refused> {
+/// is taken from sqlx's thread. Not `async`: the statements and the commit's sync run on the
+/// calling thread (see [`Writer::direct`]).
+pub(super) fn commit_bulk(writer: &mut Writer, bulk: &Bulk<'_>) -> Result<(), Refused> {
     let prepared = prepare(bulk)?;
-    writer
-        .direct(|db| {
-            let written = write(db, &prepared);
-            if written.is_err() && !db.is_autocommit() {
-                // A refused row ends its statement, not the transaction: end it.
-                if let Err(e) = db.execute_batch("ROLLBACK") {
-                    tracing::warn!(%e, "a refused batch could not be rolled back");
-                }
+    writer.direct(|db| {
+        let written = write(db, &prepared);
+        if written.is_err() && !db.is_autocommit() {
+            // A refused row ends its statement, not the transaction: end it.
+            if let Err(e) = db.execute_batch("ROLLBACK") {
+                tracing::warn!(%e, "a refused batch could not be rolled back");
             }
-            written
-        })
-        .await?
+        }
+        written
+    })?
 }
 
 /// Checks that the batch can be written set-wise and makes its rows' JSON texts.
