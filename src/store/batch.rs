@@ -9,12 +9,8 @@ use super::StoreError;
 /// while the steps are the same.)
 macro_rules! commit_in_savepoints {
     ($pool:expr, $steps:expr, $apply:path) => {{
-        use $crate::store::batch::shared_failure;
         let steps: &[Step] = $steps;
-        let everyone = |e: &sqlx::Error| -> Vec<Result<(), StoreError>> {
-            let failure = shared_failure(e);
-            steps.iter().map(|_| Err(failure.clone_kind())).collect()
-        };
+        let everyone = |e: &sqlx::Error| $crate::store::batch::all_failed(steps.len(), e);
         match $pool.begin().await {
             Err(e) => everyone(&e),
             Ok(mut tx) => {
@@ -51,19 +47,10 @@ macro_rules! commit_in_savepoints {
 }
 pub(super) use commit_in_savepoints;
 
-/// The error every step of a batch gets when the batch's transaction itself failed.
-pub(super) fn shared_failure(e: &sqlx::Error) -> StoreError {
-    StoreError::Batch(e.to_string())
-}
-
-impl StoreError {
-    /// A copy of this error for another step of the same failed batch.
-    pub(super) fn clone_kind(&self) -> StoreError {
-        match self {
-            StoreError::Conflict => StoreError::Conflict,
-            StoreError::KeyTaken => StoreError::KeyTaken,
-            StoreError::Busy => StoreError::Busy,
-            other => StoreError::Batch(other.to_string()),
-        }
-    }
+/// The outcomes of a batch of `steps` steps whose transaction itself failed: each step gets
+/// the failure.
+pub(super) fn all_failed(steps: usize, e: &sqlx::Error) -> Vec<Result<(), StoreError>> {
+    (0..steps)
+        .map(|_| Err(StoreError::Batch(e.to_string())))
+        .collect()
 }

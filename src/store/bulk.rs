@@ -3,7 +3,8 @@
 //! that each kind is written at once: on PostgreSQL as one JSON array per kind, all passed
 //! to one call of `opsflow_write_batch`; on SQLite by one prepared statement per kind, run
 //! per row on the writer's handle directly (see `sqlite_bulk`). A batch then costs one round
-//! trip, where writing step by step through the driver costs several per step.
+//! trip to the server or none to the driver's thread, where writing step by step through the
+//! driver costs several per step.
 //!
 //! The set-based form is all or nothing for the whole batch. It is tried first; when any
 //! row is refused (a lost race, a live idempotency key), the caller rolls it back and

@@ -479,10 +479,7 @@ impl Store for SqliteStore {
         }
         match writer.conn() {
             Ok(conn) => commit_in_savepoints!(conn, steps, apply_step),
-            Err(e) => {
-                let failure = super::batch::shared_failure(&e);
-                steps.iter().map(|_| Err(failure.clone_kind())).collect()
-            }
+            Err(e) => super::batch::all_failed(steps.len(), &e),
         }
     }
 }
