@@ -8,8 +8,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Row as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection as _, Row as _};
 use sqlx::{Postgres, QueryBuilder};
 
 use super::batch::commit_in_savepoints;
@@ -25,6 +25,13 @@ use super::{
     StoredAnswer, StoredDefinition, StoredSnapshot, TokenRecord, TraceRecord,
 };
 
+/// A pooled connection idle this long is pinged before use, and replaced if the server no
+/// longer answers on it (restarted, or the connection was cut while idle). One in steady use
+/// is not: a ping on every acquire costs a round trip per batch and per read. Without it,
+/// HTTP at 16 clients went from 3,900 – 4,900 to 5,000 – 5,800 transitions/s (three
+/// alternating runs); the engine's own rate moved less than the runs' noise.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Instances and traces in a PostgreSQL database.
@@ -39,6 +46,15 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_AFTER_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
@@ -732,4 +748,45 @@ pub async fn drop_database(server_url: &str, name: &str) -> Result<(), StoreErro
         .await?;
     admin.close().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pooled_connection_cut_while_idle_is_replaced_before_use() {
+        let Ok(server) = std::env::var("OPSFLOW_TEST_POSTGRES_URL") else {
+            eprintln!("skipped: OPSFLOW_TEST_POSTGRES_URL is not set");
+            return;
+        };
+        let name = format!("opsflow_u_{}_idle", uuid::Uuid::now_v7().simple());
+        let url = create_database(&server, &name).await.unwrap();
+        let store = PgStore::open(&url, 1).await.unwrap();
+        let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        let admin = PgStore::open(&url, 1).await.unwrap();
+        let cut: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(backend)
+            .fetch_one(&admin.pool)
+            .await
+            .unwrap();
+        tokio::time::sleep(PING_AFTER_IDLE + Duration::from_millis(200)).await;
+        let after = store.get_instance("none").await;
+        let replaced: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        store.pool.close().await;
+        admin.pool.close().await;
+        drop_database(&server, &name).await.unwrap();
+        assert!(cut, "the idle connection's backend was terminated");
+        assert!(
+            matches!(after, Ok(None)),
+            "the read after the cut: {after:?}"
+        );
+        assert_ne!(replaced, backend);
+    }
 }
