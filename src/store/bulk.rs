@@ -1,8 +1,8 @@
 //! A batch of steps as a few set-based statements: the rows of every kind the batch writes
 //! (answers, new instances, instance updates, link changes, trace records) are gathered so
-//! that each kind is written at once: on PostgreSQL as one JSON array per kind, all passed
-//! to one call of `opsflow_write_batch`; on SQLite by one prepared statement per kind, run
-//! per row on the writer's handle directly (see `sqlite_bulk`). A batch then costs one round
+//! that each kind is written at once: on PostgreSQL as one array per column, all passed
+//! to one call of `opsflow_write_rows` (see `postgres_bulk`); on SQLite by one prepared
+//! statement per kind, run per row on the writer's handle directly (see `sqlite_bulk`). A batch then costs one round
 //! trip to the server or none to the driver's thread, where writing step by step through the
 //! driver costs several per step.
 //!
@@ -10,7 +10,6 @@
 //! row is refused (a lost race, a live idempotency key), the caller rolls it back and
 //! writes the batch again step by step in savepoints, so that only the refused steps fail.
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{SlaRecord, Step, TimerState, Vote};
@@ -30,7 +29,7 @@ pub(super) struct Bulk<'a> {
 }
 
 /// A stored answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub(super) struct AnswerRow<'a> {
     pub(super) actor: &'a str,
     pub(super) key: &'a str,
@@ -41,7 +40,7 @@ pub(super) struct AnswerRow<'a> {
 }
 
 /// An instance to create, or to update from version `previous`.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub(super) struct InstanceRow<'a> {
     pub(super) id: &'a str,
     pub(super) process: &'a str,
@@ -61,7 +60,7 @@ pub(super) struct InstanceRow<'a> {
 }
 
 /// A link field to clear (no `to_id`) or one of its targets.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub(super) struct LinkRow<'a> {
     pub(super) from_id: &'a str,
     pub(super) relation: &'a str,
@@ -69,7 +68,7 @@ pub(super) struct LinkRow<'a> {
 }
 
 /// A trace record.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub(super) struct TraceRow<'a> {
     pub(super) instance_id: &'a str,
     pub(super) seq: i64,
@@ -88,11 +87,6 @@ pub(super) struct TraceRow<'a> {
     pub(super) definition_hash: &'a str,
     pub(super) prev_hash: &'a str,
     pub(super) hash: &'a str,
-}
-
-/// Rows as one JSON array, for databases that expand it set-wise.
-pub(super) fn json_array(rows: &[impl Serialize]) -> Result<String, Refused> {
-    serde_json::to_string(rows).map_err(|e| Refused::Encoding(e.to_string()))
 }
 
 impl<'a> Bulk<'a> {

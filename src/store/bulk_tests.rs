@@ -323,7 +323,7 @@ async fn a_set_based_batch_on_postgres_writes_what_the_steps_write_one_by_one() 
     }
     let steps = batch();
     let bulk = Bulk::new(&steps).unwrap();
-    let written = super::postgres::commit_bulk(&stores[0].pool, &bulk).await;
+    let written = super::postgres_bulk::commit_bulk(&stores[0].pool, &bulk).await;
     for step in steps {
         stores[1].commit(step).await.unwrap();
     }
@@ -352,7 +352,7 @@ async fn a_set_based_batch_on_postgres_with_a_stale_step_writes_nothing() {
     let before = everything(&store).await;
     let steps = stale_batch();
     let bulk = Bulk::new(&steps).unwrap();
-    let written = super::postgres::commit_bulk(&store.pool, &bulk).await;
+    let written = super::postgres_bulk::commit_bulk(&store.pool, &bulk).await;
     let after = everything(&store).await;
     store.pool.close().await;
     super::drop_database(&server, &name).await.unwrap();

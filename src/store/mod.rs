@@ -14,6 +14,7 @@ mod group;
 mod memory;
 mod memory_trace;
 mod postgres;
+mod postgres_bulk;
 mod rows;
 mod sla;
 mod sqlite;

@@ -13,7 +13,8 @@ use sqlx::{Connection as _, Row as _};
 use sqlx::{Postgres, QueryBuilder};
 
 use super::batch::commit_in_savepoints;
-use super::bulk::{Bulk, Refused, json_array};
+use super::bulk::Bulk;
+use super::postgres_bulk::commit_bulk;
 use super::rows::{
     answer_from_row, checkpoint_entries, checkpoints_from_rows, definition_from_row,
     delivery_from_row, earliest_due_first, head_from_row, instance_from_row, links_from_rows,
@@ -523,27 +524,6 @@ impl Store for PgStore {
         }
         commit_in_savepoints!(self.pool, steps, apply_step)
     }
-}
-
-/// Writes a whole batch, all or nothing, with one call of `opsflow_write_batch` (see its
-/// migration): one round trip to the server, whose single statement commits on its own.
-/// Instances are locked in id order first, so that two nodes' batches never wait on each
-/// other in a cycle.
-pub(super) async fn commit_bulk(pool: &PgPool, bulk: &Bulk<'_>) -> Result<(), Refused> {
-    sqlx::query(
-        "SELECT opsflow_write_batch($1::jsonb, $2, $3::jsonb, $4::jsonb, $5::jsonb, $6::jsonb,
-             $7::jsonb)",
-    )
-    .bind(json_array(&bulk.answers)?)
-    .bind(bulk.replaces_before)
-    .bind(json_array(&bulk.creates)?)
-    .bind(json_array(&bulk.updates)?)
-    .bind(json_array(&bulk.link_clears)?)
-    .bind(json_array(&bulk.link_adds)?)
-    .bind(json_array(&bulk.traces)?)
-    .execute(pool)
-    .await?;
-    Ok(())
 }
 
 /// Writes one step inside an open transaction: its answer first (a live one under the same
