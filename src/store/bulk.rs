@@ -2,9 +2,9 @@
 //! (answers, new instances, instance updates, link changes, trace records) are gathered so
 //! that each kind is written at once: on PostgreSQL as one array per column, all passed
 //! to one call of `opsflow_write_rows` (see `postgres_bulk`); on SQLite by one prepared
-//! statement per kind, run per row on the writer's handle directly (see `sqlite_bulk`). A batch then costs one round
-//! trip to the server or none to the driver's thread, where writing step by step through the
-//! driver costs several per step.
+//! statement per kind, run per row on the writer's handle directly (see `sqlite_bulk`). A
+//! batch then costs one round trip to the server or none to the driver's thread, where
+//! writing step by step through the driver costs several per step.
 //!
 //! The set-based form is all or nothing for the whole batch. It is tried first; when any
 //! row is refused (a lost race, a live idempotency key), the caller rolls it back and

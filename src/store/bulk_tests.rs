@@ -307,8 +307,7 @@ async fn a_set_based_batch_on_sqlite_with_a_stale_step_writes_nothing_and_leaves
 
 #[tokio::test]
 async fn a_set_based_batch_on_postgres_writes_what_the_steps_write_one_by_one() {
-    let Ok(server) = std::env::var("OPSFLOW_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: OPSFLOW_TEST_POSTGRES_URL is not set");
+    let Some(server) = super::postgres::test_server() else {
         return;
     };
     let tag = uuid::Uuid::now_v7().simple().to_string();
@@ -340,8 +339,7 @@ async fn a_set_based_batch_on_postgres_writes_what_the_steps_write_one_by_one() 
 
 #[tokio::test]
 async fn a_set_based_batch_on_postgres_with_a_stale_step_writes_nothing() {
-    let Ok(server) = std::env::var("OPSFLOW_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: OPSFLOW_TEST_POSTGRES_URL is not set");
+    let Some(server) = super::postgres::test_server() else {
         return;
     };
     let name = format!("opsflow_u_{}_r", uuid::Uuid::now_v7().simple());

@@ -730,16 +730,24 @@ pub async fn drop_database(server_url: &str, name: &str) -> Result<(), StoreErro
     Ok(())
 }
 
+/// The PostgreSQL server the unit tests use (`OPSFLOW_TEST_POSTGRES_URL`), or `None`, said
+/// on stderr, when none is set and the test is skipped.
+#[cfg(test)]
+pub(super) fn test_server() -> Option<String> {
+    let server = std::env::var("OPSFLOW_TEST_POSTGRES_URL").ok();
+    if server.is_none() {
+        eprintln!("skipped: OPSFLOW_TEST_POSTGRES_URL is not set");
+    }
+    server
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn a_pooled_connection_cut_while_idle_is_replaced_before_use() {
-        let Ok(server) = std::env::var("OPSFLOW_TEST_POSTGRES_URL") else {
-            eprintln!("skipped: OPSFLOW_TEST_POSTGRES_URL is not set");
-            return;
-        };
+        let Some(server) = test_server() else { return };
         let name = format!("opsflow_u_{}_idle", uuid::Uuid::now_v7().simple());
         let url = create_database(&server, &name).await.unwrap();
         let store = PgStore::open(&url, 1).await.unwrap();
