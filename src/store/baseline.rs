@@ -1,11 +1,11 @@
 //! The raw baselines of the benchmark: the rows one engine step writes (an instance update
-//! and its trace rows), written with plain SQL, one statement per row, and the same
+//! and its trace rows), written with plain SQL in their cheapest form and the same
 //! connection settings, one transaction per step or per `depth` steps, so the engine's
 //! overhead can be stated as a ratio. The rows are leaner than the engine's (no hashes, no
 //! SLA records or clocks in the instance's JSON), so the limits are on the generous side.
 //! On SQLite the statements go through SQLite's own interface on the calling thread, the
 //! cheapest path there is (and the one the engine's writer takes), not through sqlx's
-//! connection thread.
+//! connection thread; on PostgreSQL a transaction is one statement over arrays.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -90,7 +90,7 @@ fn write_raw_steps(
             } else {
                 "a"
             };
-            update.execute(params![
+            let updated = update.execute(params![
                 state,
                 data_json,
                 version + rows,
@@ -98,6 +98,9 @@ fn write_raw_steps(
                 id,
                 version
             ])?;
+            if updated != 1 {
+                return Err(rusqlite::Error::StatementChangedRows(updated));
+            }
             for r in 0..rows {
                 insert.execute(params![
                     id,
@@ -124,10 +127,11 @@ fn write_raw_steps(
 
 /// The PostgreSQL baseline: `clients` connections, each writing its share of `steps` steps
 /// to `depth` instances of its own, `depth` steps per transaction, with the rows of the
-/// SQLite baseline. Each transaction is the cheapest honest form of its rows: one update of
-/// all its instances and one insert of all its trace rows, from arrays (a statement per row
-/// would cost a round trip each, and make the limit a measure of round trips). `url` must
-/// name an empty database; the schema is migrated first.
+/// SQLite baseline. Each transaction is the cheapest honest form of its rows: one statement
+/// that updates all its instances and inserts all their trace rows, from arrays, and
+/// commits on its own, one round trip as the engine's batch is (a statement per row, or
+/// BEGIN and COMMIT of their own, would make the limit a measure of round trips). `url`
+/// must name an empty database; the schema is migrated first.
 pub async fn raw_postgres_steps(
     url: &str,
     steps: u64,
@@ -174,17 +178,21 @@ pub async fn raw_postgres_steps(
                     .map(|d| format!("raw-{}", c * depth + d as u64))
                     .collect();
                 let previous = versions[..n].to_vec();
-                let (trace_ids, seqs): (Vec<&str>, Vec<i64>) = ids
-                    .iter()
-                    .zip(&previous)
-                    .flat_map(|(id, v)| (1..=rows).map(move |r| (id.as_str(), v + r)))
-                    .unzip();
-                let mut tx = pool.begin().await?;
-                let updated = sqlx::query(
-                    "UPDATE instances i SET state = $1, data = $2::jsonb,
-                         version = u.previous + $3, updated_at = $4
-                     FROM unnest($5::text[], $6::int8[]) AS u(id, previous)
-                     WHERE i.id = u.id AND i.version = u.previous",
+                // One statement, committed on its own: a single round trip, as the engine's
+                // batch is. Trace rows are written only for the instances updated.
+                let written = sqlx::query(
+                    "WITH done AS (
+                         UPDATE instances i SET state = $1, data = $2::jsonb,
+                             version = u.previous + $3, updated_at = $4
+                         FROM unnest($5::text[], $6::int8[]) AS u(id, previous)
+                         WHERE i.id = u.id AND i.version = u.previous
+                         RETURNING i.id, u.previous)
+                     INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
+                         from_state, to_state, data, comment, definition_hash)
+                     SELECT done.id, done.previous + r, $4, 'bench', '[\"service_desk\"]',
+                         'transition', 't', 'a', 'b',
+                         '{\"pending_reason\":\"awaiting_customer\"}', NULL, 'raw'
+                     FROM done CROSS JOIN generate_series(1, $3) AS r",
                 )
                 .bind(if round.is_multiple_of(2) { "b" } else { "a" })
                 .bind(&data)
@@ -192,24 +200,11 @@ pub async fn raw_postgres_steps(
                 .bind(i as i64)
                 .bind(&ids)
                 .bind(&previous)
-                .execute(&mut *tx)
+                .execute(&pool)
                 .await?;
-                if updated.rows_affected() != n as u64 {
+                if written.rows_affected() != n as u64 * rows as u64 {
                     return Err(StoreError::Conflict);
                 }
-                sqlx::query(
-                    "INSERT INTO trace (instance_id, seq, at, actor, roles, kind, transition,
-                         from_state, to_state, data, comment, definition_hash)
-                     SELECT u.id, u.seq, $1, 'bench', '[\"service_desk\"]', 'transition', 't',
-                         'a', 'b', '{\"pending_reason\":\"awaiting_customer\"}', NULL, 'raw'
-                     FROM unnest($2::text[], $3::int8[]) AS u(id, seq)",
-                )
-                .bind(i as i64)
-                .bind(&trace_ids)
-                .bind(&seqs)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
                 for v in &mut versions[..n] {
                     *v += rows;
                 }
@@ -225,4 +220,66 @@ pub async fn raw_postgres_steps(
     let elapsed = started.elapsed();
     pool.close().await;
     Ok(elapsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Trace rows per step for the tests: 1, 2, 3, 1, ... by round.
+    fn rows(round: u64) -> u64 {
+        1 + round % 3
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_sqlite_baseline_writes_every_row_of_every_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("raw.db").display());
+        // Ten steps over four instances: rounds of 4, 4 and 2 steps, 1, 2 and 3 rows each.
+        raw_sqlite_steps(&url, 10, 4, "{}", rows).await.unwrap();
+        let db = Connection::open(dir.path().join("raw.db")).unwrap();
+        let count: i64 = db
+            .query_row("SELECT COUNT(*) FROM trace", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 4 + 4 * 2 + 2 * 3);
+        let versions: i64 = db
+            .query_row("SELECT SUM(version) FROM instances", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(versions, count, "each instance's version counts its rows");
+    }
+
+    #[tokio::test]
+    async fn the_postgres_baseline_writes_every_row_of_every_step() {
+        let Some(server) = super::super::postgres::test_server() else {
+            return;
+        };
+        let name = format!("opsflow_u_{}_raw", uuid::Uuid::now_v7().simple());
+        let url = super::super::postgres::create_database(&server, &name)
+            .await
+            .unwrap();
+        // Two connections, five steps each over four instances of their own: a round of
+        // 4 steps of 1 row, then one step of 2 rows.
+        let outcome = raw_postgres_steps(&url, 10, 2, 4, "{}", rows).await;
+        let counted = async {
+            let pool = sqlx::PgPool::connect(&url).await?;
+            let trace: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM trace")
+                .fetch_one(&pool)
+                .await?;
+            let versions: i64 = sqlx::query_scalar(
+                "SELECT SUM(version)::int8 FROM instances WHERE id LIKE 'raw-%'",
+            )
+            .fetch_one(&pool)
+            .await?;
+            pool.close().await;
+            Ok::<_, sqlx::Error>((trace, versions))
+        }
+        .await;
+        super::super::postgres::drop_database(&server, &name)
+            .await
+            .unwrap();
+        outcome.unwrap();
+        let (trace, versions) = counted.unwrap();
+        assert_eq!(trace, 2 * (4 + 2));
+        assert_eq!(versions, trace, "each instance's version counts its rows");
+    }
 }
