@@ -2,7 +2,8 @@
 //! tests of the engine.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
@@ -19,10 +20,6 @@ struct Tables {
     definitions: HashMap<String, (StoredDefinition, DefinitionVersion)>,
     /// Kept as the engine handed them over: a write stores the record without copying it.
     instances: BTreeMap<String, Arc<InstanceRecord>>,
-    /// Keyed by instance id, hashed by foldhash: looked up for every record written.
-    trace: foldhash::HashMap<String, TraceLog>,
-    /// The texts trace records share.
-    shared: Shared,
     links: BTreeSet<(String, String, String)>,
     answers: HashMap<(String, String), StoredAnswer>,
     /// Claims on instances with a clock due: instance → (claimant, until).
@@ -47,17 +44,54 @@ struct StoredMessage {
     claim_until: Option<i64>,
 }
 
-/// Keeps everything in process memory, behind one lock.
+/// The trace logs of some instances, and the texts their records share.
 #[derive(Debug, Default)]
+struct TraceShard {
+    /// Keyed by instance id, hashed by foldhash: looked up for every record written.
+    logs: foldhash::HashMap<String, TraceLog>,
+    shared: Shared,
+}
+
+/// Shards of the trace logs. Keeping a record (interning its texts, allocating its room)
+/// is most of a commit's work here; done under the one lock of the tables, it made
+/// concurrent steps wait for each other (measured: see README, "In-memory trace shards").
+const TRACE_SHARDS: usize = 16;
+
+/// Keeps everything in process memory: the tables behind one lock, the trace logs in
+/// shards by instance behind a lock each. A commit takes the tables, then the shards of its
+/// records (in shard order) before it lets the tables go, so a reader that sees a step's
+/// instance also sees its records.
+#[derive(Debug)]
 pub struct MemoryStore {
     tables: Mutex<Tables>,
+    traces: Box<[Mutex<TraceShard>]>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            tables: Mutex::default(),
+            traces: (0..TRACE_SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+}
+
+/// Takes `lock` even if a panic poisoned it. A panic while holding a lock of this store
+/// cannot leave a half-written step: every write checks first and then mutates without
+/// failing.
+fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl MemoryStore {
-    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
-        // A panic while holding the lock cannot leave a half-written step: every write
-        // below checks first and then mutates without failing.
-        self.tables.lock().unwrap_or_else(|e| e.into_inner())
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        lock(&self.tables)
+    }
+
+    /// The shard holding the trace log of `instance_id`.
+    fn shard_of(instance_id: &str) -> usize {
+        let hash = foldhash::fast::FixedState::with_seed(0).hash_one(instance_id);
+        (hash % TRACE_SHARDS as u64) as usize
     }
 }
 
@@ -182,9 +216,8 @@ impl Store for MemoryStore {
     }
 
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
-        Ok(self
-            .tables()
-            .trace
+        Ok(lock(&self.traces[Self::shard_of(id)])
+            .logs
             .get(id)
             .map(|log| log.records(id))
             .unwrap_or_default())
@@ -270,16 +303,6 @@ impl Store for MemoryStore {
                 t.links.insert((c.from.clone(), c.relation.clone(), to));
             }
         }
-        let Tables { trace, shared, .. } = &mut *t;
-        for r in step.trace {
-            match trace.get_mut(&r.instance_id) {
-                Some(log) => log.push(r, shared),
-                None => {
-                    let id = r.instance_id.clone();
-                    trace.entry(id).or_default().push(r, shared);
-                }
-            }
-        }
         for m in step.outbox {
             let stored = StoredMessage {
                 next_attempt_at: m.created_at,
@@ -288,6 +311,31 @@ impl Store for MemoryStore {
                 claim_until: None,
             };
             t.outbox.insert(stored.message.id.clone(), stored);
+        }
+        // Records by shard, the shards taken in order before the tables are let go.
+        let mut by_shard: BTreeMap<usize, Vec<TraceRecord>> = BTreeMap::new();
+        for r in step.trace {
+            by_shard
+                .entry(Self::shard_of(&r.instance_id))
+                .or_default()
+                .push(r);
+        }
+        let held: Vec<_> = by_shard
+            .into_iter()
+            .map(|(s, records)| (lock(&self.traces[s]), records))
+            .collect();
+        drop(t);
+        for (mut shard, records) in held {
+            let TraceShard { logs, shared } = &mut *shard;
+            for r in records {
+                match logs.get_mut(&r.instance_id) {
+                    Some(log) => log.push(r, shared),
+                    None => {
+                        let id = r.instance_id.clone();
+                        logs.entry(id).or_default().push(r, shared);
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -374,7 +422,7 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{InstanceWrite, TimerState};
+    use crate::store::{Channel, InstanceWrite, TimerState, TraceKind};
 
     fn instance(id: &str, version: i64, due: &[i64]) -> InstanceRecord {
         InstanceRecord {
@@ -459,5 +507,80 @@ mod tests {
             ["early"],
             "the write released b's claim; `late` is still b's"
         );
+    }
+
+    fn traced(id: &str, seq: i64) -> TraceRecord {
+        TraceRecord {
+            instance_id: id.into(),
+            seq,
+            at: seq,
+            actor: "a".into(),
+            roles: vec!["r".into()],
+            channel: Channel::Api,
+            kind: TraceKind::Transition,
+            transition: Some("t".into()),
+            from: Some("s".into()),
+            to: "s".into(),
+            data: serde_json::Map::new(),
+            before: serde_json::Map::new(),
+            rules: Vec::new(),
+            comment: None,
+            definition_hash: "h".into(),
+            prev_hash: format!("{id}-{}", seq - 1),
+            hash: format!("{id}-{seq}"),
+        }
+    }
+
+    fn seqs(records: Vec<TraceRecord>) -> Vec<i64> {
+        records.into_iter().map(|r| r.seq).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn steps_committed_at_once_on_many_instances_keep_every_record_in_order() {
+        let store = Arc::new(MemoryStore::default());
+        let tasks: Vec<_> = (0..8)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let id = format!("i{n}");
+                    for v in 1..=50 {
+                        let mut step = write(instance(&id, v, &[]), (v > 1).then_some(v - 1));
+                        step.trace = vec![traced(&id, v)];
+                        store.commit(step).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for n in 0..8 {
+            let id = format!("i{n}");
+            assert_eq!(
+                seqs(store.trace(&id).await.unwrap()),
+                (1..=50).collect::<Vec<_>>()
+            );
+            let kept = store.get_instance(&id).await.unwrap().unwrap();
+            assert_eq!(kept.version, 50);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_step_on_instances_of_two_trace_shards_keeps_the_records_of_both() {
+        let ids: Vec<String> = (0..64).map(|n| format!("i{n}")).collect();
+        let a = &ids[0];
+        let b = ids
+            .iter()
+            .find(|b| MemoryStore::shard_of(b) != MemoryStore::shard_of(a))
+            .unwrap();
+        let store = MemoryStore::default();
+        let mut step = write(instance(a, 1, &[]), None);
+        step.writes.extend(write(instance(b, 1, &[]), None).writes);
+        step.trace = vec![traced(a, 1), traced(b, 1)];
+        store.commit(step).await.unwrap();
+        assert_eq!(seqs(store.trace(a).await.unwrap()), [1]);
+        assert_eq!(seqs(store.trace(b).await.unwrap()), [1]);
+        assert_eq!(store.trace(a).await.unwrap()[0].hash, format!("{a}-1"));
+        assert_eq!(store.trace(b).await.unwrap()[0].hash, format!("{b}-1"));
     }
 }
