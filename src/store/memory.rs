@@ -54,7 +54,8 @@ struct TraceShard {
 
 /// Shards of the trace logs. Keeping a record (interning its texts, allocating its room)
 /// is most of a commit's work here; done under the one lock of the tables, it made
-/// concurrent steps wait for each other (measured: see README, "In-memory trace shards").
+/// concurrent steps wait for each other (measured: README, "Trace shards and a
+/// one-statement raw baseline").
 const TRACE_SHARDS: usize = 16;
 
 /// Keeps everything in process memory: the tables behind one lock, the trace logs in
