@@ -224,6 +224,7 @@ pub async fn raw_postgres_steps(
 
 #[cfg(test)]
 mod tests {
+    use super::super::postgres::{create_database, drop_database, test_server};
     use super::*;
 
     /// Trace rows per step for the tests: 1, 2, 3, 1, ... by round.
@@ -250,13 +251,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_postgres_baseline_writes_every_row_of_every_step() {
-        let Some(server) = super::super::postgres::test_server() else {
+        let Some(server) = test_server() else {
             return;
         };
         let name = format!("opsflow_u_{}_raw", uuid::Uuid::now_v7().simple());
-        let url = super::super::postgres::create_database(&server, &name)
-            .await
-            .unwrap();
+        let url = create_database(&server, &name).await.unwrap();
         // Two connections, five steps each over four instances of their own: a round of
         // 4 steps of 1 row, then one step of 2 rows.
         let outcome = raw_postgres_steps(&url, 10, 2, 4, "{}", rows).await;
@@ -274,9 +273,7 @@ mod tests {
             Ok::<_, sqlx::Error>((trace, versions))
         }
         .await;
-        super::super::postgres::drop_database(&server, &name)
-            .await
-            .unwrap();
+        drop_database(&server, &name).await.unwrap();
         outcome.unwrap();
         let (trace, versions) = counted.unwrap();
         assert_eq!(trace, 2 * (4 + 2));

@@ -77,11 +77,11 @@ impl Default for MemoryStore {
     }
 }
 
-/// Takes `lock` even if a panic poisoned it. A panic while holding a lock of this store
+/// Takes `mutex` even if a panic poisoned it. A panic while holding a lock of this store
 /// cannot leave a half-written step: every write checks first and then mutates without
 /// failing.
-fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
-    lock.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl MemoryStore {
