@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::memory_trace::{Shared, TraceLog};
+use super::memory_trace::TraceLogs;
 use super::{
     Checkpoint, CheckpointEntry, Claim, DefinitionVersion, Delivery, DeliveryOutcome, GENESIS,
     InstanceHead, InstanceQuery, InstanceRecord, LinkedInstance, Links, OutboxMessage, Step, Store,
@@ -44,14 +44,6 @@ struct StoredMessage {
     claim_until: Option<i64>,
 }
 
-/// The trace logs of some instances, and the texts their records share.
-#[derive(Debug, Default)]
-struct TraceShard {
-    /// Keyed by instance id, hashed by foldhash: looked up for every record written.
-    logs: foldhash::HashMap<String, TraceLog>,
-    shared: Shared,
-}
-
 /// Shards of the trace logs. Keeping a record (interning its texts, allocating its room)
 /// is most of a commit's work here; done under the one lock of the tables, it made
 /// concurrent steps wait for each other (measured: README, "Trace shards and a
@@ -65,7 +57,7 @@ const TRACE_SHARDS: usize = 16;
 #[derive(Debug)]
 pub struct MemoryStore {
     tables: Mutex<Tables>,
-    traces: Box<[Mutex<TraceShard>]>,
+    traces: Box<[Mutex<TraceLogs>]>,
 }
 
 impl Default for MemoryStore {
@@ -217,11 +209,7 @@ impl Store for MemoryStore {
     }
 
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
-        Ok(lock(&self.traces[Self::shard_of(id)])
-            .logs
-            .get(id)
-            .map(|log| log.records(id))
-            .unwrap_or_default())
+        lock(&self.traces[Self::shard_of(id)]).records(id)
     }
 
     async fn links(&self, id: &str) -> Result<Links, StoreError> {
@@ -327,15 +315,8 @@ impl Store for MemoryStore {
             .collect();
         drop(t);
         for (mut shard, records) in held {
-            let TraceShard { logs, shared } = &mut *shard;
-            for r in records {
-                match logs.get_mut(&r.instance_id) {
-                    Some(log) => log.push(r, shared),
-                    None => {
-                        let id = r.instance_id.clone();
-                        logs.entry(id).or_default().push(r, shared);
-                    }
-                }
+            for r in &records {
+                shard.push(r);
             }
         }
         Ok(())

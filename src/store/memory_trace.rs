@@ -1,48 +1,149 @@
-//! How the in-memory store keeps trace records: compactly, since it keeps every one for
-//! the life of the process. The texts that repeat from record to record (actors, roles,
-//! states, transitions, field names, definition and rule-source hashes) are kept once and
-//! shared; a record's own hashes are kept as their 32 bytes. A record read back is the
-//! record written, field for field.
+//! How the in-memory store keeps trace records: encoded into bytes, since it keeps every
+//! one for the life of the process. Texts that repeat from record to record (actors, roles,
+//! states, transitions, field names, kinds, definition and rule-source hashes) are kept
+//! once and named by number; numbers are varints; a SHA-256 is kept as its 32 bytes, and a
+//! record's `prev_hash` that is the hash of the record before it is not kept twice. The
+//! records of one shard are packed one after another into chunks that never move. A record
+//! read back is the record written, field for field.
+//!
+//! Kept as Rust values, a record of the bench's workload took about 800 bytes in a dozen
+//! allocations, and handing out fresh pages for them was the largest part of a step; packed,
+//! it takes about a hundred.
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 
-use super::{Channel, RuleDecision, TraceKind, TraceRecord};
+use super::{Channel, RuleDecision, StoreError, TraceKind, TraceRecord};
 
-/// Texts kept once for all records. It only grows, as the store's records do: it never
-/// holds a text that no kept record holds.
+/// Bytes of a chunk; a record longer than that gets a chunk of its own size.
+const CHUNK: usize = 64 * 1024;
+
+/// Where a record starts: its chunk in the high 32 bits, its offset in the low ones.
+type Position = u64;
+
+/// The trace logs of some instances.
 #[derive(Debug, Default)]
-pub(super) struct Shared {
-    texts: foldhash::HashSet<Arc<str>>,
-    roles: foldhash::HashMap<Vec<String>, Arc<[String]>>,
+pub(super) struct TraceLogs {
+    /// The last record of each instance's log, by instance id.
+    heads: foldhash::HashMap<String, Head>,
+    chunks: Vec<Vec<u8>>,
+    texts: Texts,
+    /// Where a record is encoded before it is placed (reused).
+    scratch: Vec<u8>,
 }
 
-impl Shared {
-    fn text(&mut self, s: &str) -> Arc<str> {
-        if let Some(t) = self.texts.get(s) {
-            return t.clone();
+#[derive(Debug)]
+struct Head {
+    last: Position,
+    /// The last record's hash, when it is a SHA-256.
+    hash: Option<[u8; 32]>,
+}
+
+impl TraceLogs {
+    /// Appends `r` to the log of its instance.
+    pub(super) fn push(&mut self, r: &TraceRecord) {
+        let head = self.heads.get(r.instance_id.as_str());
+        let chained = head
+            .and_then(|h| h.hash)
+            .is_some_and(|h| sha256(&r.prev_hash) == Some(h));
+        let previous = head.map(|h| h.last);
+        self.scratch.clear();
+        let mut w = Writer {
+            out: &mut self.scratch,
+            texts: &mut self.texts,
+        };
+        w.record(r, chained);
+        let at = self.place(previous);
+        let head = Head {
+            last: at,
+            hash: sha256(&r.hash),
+        };
+        match self.heads.get_mut(r.instance_id.as_str()) {
+            Some(h) => *h = head,
+            None => {
+                self.heads.insert(r.instance_id.clone(), head);
+            }
         }
-        let t: Arc<str> = Arc::from(s);
-        self.texts.insert(t.clone());
-        t
     }
 
-    fn opt_text(&mut self, s: Option<&str>) -> Option<Arc<str>> {
-        s.map(|s| self.text(s))
-    }
-
-    fn roles(&mut self, roles: Vec<String>) -> Arc<[String]> {
-        if let Some(r) = self.roles.get(roles.as_slice()) {
-            return r.clone();
+    /// Copies the encoded record in `scratch` into a chunk, preceded by the distance back
+    /// to `previous`, the instance's record before it; returns where it starts.
+    fn place(&mut self, previous: Option<Position>) -> Position {
+        let room = self.scratch.len() + 10;
+        let fits = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.capacity() - c.len() >= room);
+        if !fits {
+            self.chunks.push(Vec::with_capacity(room.max(CHUNK)));
         }
-        let r: Arc<[String]> = Arc::from(roles.as_slice());
-        self.roles.insert(roles, r.clone());
-        r
+        let index = self.chunks.len() - 1;
+        let chunk = &mut self.chunks[index];
+        let at = ((index as u64) << 32) | chunk.len() as u64;
+        put_varint(chunk, previous.map_or(0, |p| at - p));
+        chunk.extend_from_slice(&self.scratch);
+        at
     }
 
-    fn fields(&mut self, map: Map<String, Value>) -> Box<[(Arc<str>, Value)]> {
-        map.into_iter().map(|(k, v)| (self.text(&k), v)).collect()
+    /// The records of `instance_id` in order.
+    pub(super) fn records(&self, instance_id: &str) -> Result<Vec<TraceRecord>, StoreError> {
+        let Some(head) = self.heads.get(instance_id) else {
+            return Ok(Vec::new());
+        };
+        let corrupt = || StoreError::Corrupt(format!("kept trace of {instance_id}"));
+        let mut starts = Vec::new();
+        let mut at = head.last;
+        loop {
+            let mut r = self.reader(at).ok_or_else(corrupt)?;
+            let back = r.varint().ok_or_else(corrupt)?;
+            starts.push(r);
+            if back == 0 {
+                break;
+            }
+            at = at.checked_sub(back).ok_or_else(corrupt)?;
+        }
+        let mut records: Vec<TraceRecord> = Vec::with_capacity(starts.len());
+        for mut r in starts.into_iter().rev() {
+            let last_hash = records.last().map(|p| p.hash.as_str());
+            let record = r.record(instance_id, last_hash).ok_or_else(corrupt)?;
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    fn reader(&self, at: Position) -> Option<Reader<'_>> {
+        let chunk = self.chunks.get(usize::try_from(at >> 32).ok()?)?;
+        Some(Reader {
+            bytes: chunk,
+            at: usize::try_from(at & u64::from(u32::MAX)).ok()?,
+            texts: &self.texts,
+        })
+    }
+}
+
+/// Texts kept once for all records of a shard, named by number. It only grows, as the
+/// records do: it never holds a text that no kept record holds.
+#[derive(Debug, Default)]
+struct Texts {
+    ids: foldhash::HashMap<Arc<str>, u32>,
+    all: Vec<Arc<str>>,
+}
+
+impl Texts {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = u32::try_from(self.all.len()).unwrap_or(u32::MAX);
+        let text: Arc<str> = Arc::from(s);
+        self.ids.insert(text.clone(), id);
+        self.all.push(text);
+        id
+    }
+
+    fn get(&self, id: u64) -> Option<&str> {
+        self.all.get(usize::try_from(id).ok()?).map(|t| &**t)
     }
 }
 
@@ -57,175 +158,344 @@ static NIBBLE: [u8; 256] = {
     table
 };
 
-/// A SHA-256 in hex kept as its bytes; any other text as it is.
-#[derive(Debug)]
-enum Hash {
-    Sha256([u8; 32]),
-    Text(Box<str>),
+/// The bytes of `s` if it is a SHA-256 in lowercase hex.
+fn sha256(s: &str) -> Option<[u8; 32]> {
+    let digits = s.as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    // Any byte that is not a lowercase hex digit sets a high bit in `bad`.
+    let mut bad = 0u8;
+    for (b, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        let (hi, lo) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
+        bad |= hi | lo;
+        *b = (hi << 4) | (lo & 15);
+    }
+    (bad & 0xf0 == 0).then_some(bytes)
 }
 
-impl Hash {
-    fn new(s: String) -> Hash {
-        let digits = s.as_bytes();
-        if digits.len() != 64 {
-            return Hash::Text(s.into_boxed_str());
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Tags of the kept forms of a hash and of a JSON value.
+mod tag {
+    pub(super) const SHA256: u8 = 0;
+    pub(super) const TEXT: u8 = 1;
+    /// `prev_hash` only: the hash of the instance's record before.
+    pub(super) const CHAINED: u8 = 2;
+
+    pub(super) const NULL: u8 = 0;
+    pub(super) const FALSE: u8 = 1;
+    pub(super) const TRUE: u8 = 2;
+    pub(super) const INT: u8 = 3;
+    pub(super) const UINT: u8 = 4;
+    pub(super) const FLOAT: u8 = 5;
+    pub(super) const STRING: u8 = 6;
+    pub(super) const ARRAY: u8 = 7;
+    pub(super) const OBJECT: u8 = 8;
+}
+
+struct Writer<'a> {
+    out: &'a mut Vec<u8>,
+    texts: &'a mut Texts,
+}
+
+impl Writer<'_> {
+    /// `r` without its instance id (its log's key); `chained`: its `prev_hash` is the hash
+    /// of the log's last record.
+    fn record(&mut self, r: &TraceRecord, chained: bool) {
+        self.int(r.seq);
+        self.int(r.at);
+        self.text(&r.actor);
+        self.uint(r.roles.len());
+        for role in &r.roles {
+            self.text(role);
         }
-        let mut bytes = [0u8; 32];
-        // Any byte that is not a lowercase hex digit sets a high bit in `bad`.
-        let mut bad = 0u8;
-        for (b, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
-            let (hi, lo) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
-            bad |= hi | lo;
-            *b = (hi << 4) | (lo & 15);
+        self.text(r.channel.as_str());
+        self.text(r.kind.as_str());
+        self.opt_text(r.transition.as_deref());
+        self.opt_text(r.from.as_deref());
+        self.text(&r.to);
+        self.object(&r.data);
+        self.object(&r.before);
+        self.uint(r.rules.len());
+        for d in &r.rules {
+            self.text(&d.rule);
+            self.text(&d.module);
+            self.opt_text(d.function.as_deref());
+            self.text(&d.source_hash);
+            self.value(&d.result);
         }
-        if bad & 0xf0 == 0 {
-            Hash::Sha256(bytes)
+        match &r.comment {
+            None => self.out.push(0),
+            Some(c) => {
+                self.uint(c.len() + 1);
+                self.out.extend_from_slice(c.as_bytes());
+            }
+        }
+        self.text(&r.definition_hash);
+        if chained {
+            self.out.push(tag::CHAINED);
         } else {
-            Hash::Text(s.into_boxed_str())
+            self.hash(&r.prev_hash);
+        }
+        self.hash(&r.hash);
+    }
+
+    fn uint(&mut self, n: usize) {
+        put_varint(self.out, n as u64);
+    }
+
+    /// Zigzag, so that small negative numbers stay short.
+    fn int(&mut self, n: i64) {
+        put_varint(self.out, ((n << 1) ^ (n >> 63)) as u64);
+    }
+
+    fn text(&mut self, s: &str) {
+        let id = self.texts.id(s);
+        put_varint(self.out, u64::from(id));
+    }
+
+    fn opt_text(&mut self, s: Option<&str>) {
+        match s {
+            None => self.out.push(0),
+            Some(s) => put_varint(self.out, u64::from(self.texts.id(s)) + 1),
         }
     }
 
-    fn to_text(&self) -> String {
-        match self {
-            Hash::Sha256(bytes) => super::chain::lower_hex(bytes),
-            Hash::Text(s) => s.to_string(),
-        }
-    }
-}
-
-/// A rule decision, its names and source hash shared.
-#[derive(Debug)]
-struct KeptDecision {
-    rule: Arc<str>,
-    module: Arc<str>,
-    function: Option<Arc<str>>,
-    source_hash: Arc<str>,
-    result: Value,
-}
-
-/// A trace record without its instance id (its log's key).
-#[derive(Debug)]
-struct Kept {
-    seq: i64,
-    at: i64,
-    actor: Arc<str>,
-    roles: Arc<[String]>,
-    channel: Channel,
-    kind: TraceKind,
-    transition: Option<Arc<str>>,
-    from: Option<Arc<str>>,
-    to: Arc<str>,
-    data: Box<[(Arc<str>, Value)]>,
-    before: Box<[(Arc<str>, Value)]>,
-    rules: Box<[KeptDecision]>,
-    comment: Option<Box<str>>,
-    definition_hash: Arc<str>,
-    prev_hash: Hash,
-    hash: Hash,
-}
-
-impl Kept {
-    fn new(r: TraceRecord, shared: &mut Shared) -> Kept {
-        let rules = r
-            .rules
-            .into_iter()
-            .map(|d| KeptDecision {
-                rule: shared.text(&d.rule),
-                module: shared.text(&d.module),
-                function: shared.opt_text(d.function.as_deref()),
-                source_hash: shared.text(&d.source_hash),
-                result: d.result,
-            })
-            .collect();
-        Kept {
-            seq: r.seq,
-            at: r.at,
-            actor: shared.text(&r.actor),
-            roles: shared.roles(r.roles),
-            channel: r.channel,
-            kind: r.kind,
-            transition: shared.opt_text(r.transition.as_deref()),
-            from: shared.opt_text(r.from.as_deref()),
-            to: shared.text(&r.to),
-            data: shared.fields(r.data),
-            before: shared.fields(r.before),
-            rules,
-            comment: r.comment.map(String::into_boxed_str),
-            definition_hash: shared.text(&r.definition_hash),
-            prev_hash: Hash::new(r.prev_hash),
-            hash: Hash::new(r.hash),
-        }
+    fn bytes(&mut self, s: &str) {
+        self.uint(s.len());
+        self.out.extend_from_slice(s.as_bytes());
     }
 
-    fn record(&self, instance_id: &str) -> TraceRecord {
-        let fields = |f: &[(Arc<str>, Value)]| -> Map<String, Value> {
-            f.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
-        };
-        let text = |t: &Option<Arc<str>>| t.as_deref().map(str::to_owned);
-        TraceRecord {
-            instance_id: instance_id.to_owned(),
-            seq: self.seq,
-            at: self.at,
-            actor: self.actor.to_string(),
-            roles: self.roles.to_vec(),
-            channel: self.channel,
-            kind: self.kind,
-            transition: text(&self.transition),
-            from: text(&self.from),
-            to: self.to.to_string(),
-            data: fields(&self.data),
-            before: fields(&self.before),
-            rules: self
-                .rules
-                .iter()
-                .map(|d| RuleDecision {
-                    rule: d.rule.to_string(),
-                    module: d.module.to_string(),
-                    function: text(&d.function),
-                    source_hash: d.source_hash.to_string(),
-                    result: d.result.clone(),
-                })
-                .collect(),
-            comment: self.comment.as_deref().map(str::to_owned),
-            definition_hash: self.definition_hash.to_string(),
-            prev_hash: self.prev_hash.to_text(),
-            hash: self.hash.to_text(),
-        }
-    }
-}
-
-/// An instance's trace records in order, kept in chunks that are never regrown: the first
-/// holds [`FIRST_CHUNK`] records, each next one twice as many up to [`LAST_CHUNK`]. An
-/// append never moves a record, and a short trace takes little room.
-#[derive(Debug, Default)]
-pub(super) struct TraceLog(Vec<Vec<Kept>>);
-
-/// Records in the first chunk of a [`TraceLog`].
-const FIRST_CHUNK: usize = 4;
-
-/// Records in a [`TraceLog`]'s largest chunks.
-const LAST_CHUNK: usize = 64;
-
-impl TraceLog {
-    pub(super) fn push(&mut self, r: TraceRecord, shared: &mut Shared) {
-        let kept = Kept::new(r, shared);
-        match self.0.last_mut() {
-            Some(chunk) if chunk.len() < chunk.capacity() => chunk.push(kept),
-            last => {
-                let size = last.map_or(FIRST_CHUNK, |c| (c.capacity() * 2).min(LAST_CHUNK));
-                let mut chunk = Vec::with_capacity(size);
-                chunk.push(kept);
-                self.0.push(chunk);
+    fn hash(&mut self, h: &str) {
+        match sha256(h) {
+            Some(bytes) => {
+                self.out.push(tag::SHA256);
+                self.out.extend_from_slice(&bytes);
+            }
+            None => {
+                self.out.push(tag::TEXT);
+                self.bytes(h);
             }
         }
     }
 
-    pub(super) fn records(&self, instance_id: &str) -> Vec<TraceRecord> {
-        self.0
-            .iter()
-            .flatten()
-            .map(|k| k.record(instance_id))
-            .collect()
+    fn object(&mut self, map: &Map<String, Value>) {
+        self.uint(map.len());
+        for (k, v) in map {
+            self.text(k);
+            self.value(v);
+        }
+    }
+
+    fn value(&mut self, v: &Value) {
+        match v {
+            Value::Null => self.out.push(tag::NULL),
+            Value::Bool(false) => self.out.push(tag::FALSE),
+            Value::Bool(true) => self.out.push(tag::TRUE),
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    self.out.push(tag::INT);
+                    self.int(i);
+                } else if let Some(u) = n.as_u64() {
+                    self.out.push(tag::UINT);
+                    put_varint(self.out, u);
+                } else {
+                    self.out.push(tag::FLOAT);
+                    let f = n.as_f64().unwrap_or_default();
+                    self.out.extend_from_slice(&f.to_le_bytes());
+                }
+            }
+            Value::String(s) => {
+                self.out.push(tag::STRING);
+                self.bytes(s);
+            }
+            Value::Array(items) => {
+                self.out.push(tag::ARRAY);
+                self.uint(items.len());
+                for item in items {
+                    self.value(item);
+                }
+            }
+            Value::Object(map) => {
+                self.out.push(tag::OBJECT);
+                self.object(map);
+            }
+        }
+    }
+}
+
+/// Reads a record back; `None` where the bytes are not what [`Writer`] wrote.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    texts: &'a Texts,
+}
+
+impl Reader<'_> {
+    fn record(&mut self, instance_id: &str, last_hash: Option<&str>) -> Option<TraceRecord> {
+        let seq = self.int()?;
+        let at = self.int()?;
+        let actor = self.text()?;
+        let roles = (0..self.len()?)
+            .map(|_| self.text())
+            .collect::<Option<_>>()?;
+        let channel = Channel::parse(self.texts.get(self.varint()?)?)?;
+        let kind = TraceKind::parse(self.texts.get(self.varint()?)?)?;
+        let transition = self.opt_text()?;
+        let from = self.opt_text()?;
+        let to = self.text()?;
+        let data = self.object()?;
+        let before = self.object()?;
+        let rules = (0..self.len()?)
+            .map(|_| {
+                Some(RuleDecision {
+                    rule: self.text()?,
+                    module: self.text()?,
+                    function: self.opt_text()?,
+                    source_hash: self.text()?,
+                    result: self.value()?,
+                })
+            })
+            .collect::<Option<_>>()?;
+        let comment = match self.len()? {
+            0 => None,
+            n => Some(self.str(n - 1)?),
+        };
+        let definition_hash = self.text()?;
+        let prev_hash = match self.peek()? {
+            tag::CHAINED => {
+                self.at += 1;
+                last_hash?.to_owned()
+            }
+            _ => self.hash()?,
+        };
+        let hash = self.hash()?;
+        Some(TraceRecord {
+            instance_id: instance_id.to_owned(),
+            seq,
+            at,
+            actor,
+            roles,
+            channel,
+            kind,
+            transition,
+            from,
+            to,
+            data,
+            before,
+            rules,
+            comment,
+            definition_hash,
+            prev_hash,
+            hash,
+        })
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn byte(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            n |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Some(n);
+            }
+        }
+        None
+    }
+
+    fn len(&mut self) -> Option<usize> {
+        usize::try_from(self.varint()?).ok()
+    }
+
+    fn int(&mut self) -> Option<i64> {
+        let z = self.varint()?;
+        Some(((z >> 1) as i64) ^ -((z & 1) as i64))
+    }
+
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        let end = self.at.checked_add(n)?;
+        let bytes = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(bytes)
+    }
+
+    fn str(&mut self, n: usize) -> Option<String> {
+        std::str::from_utf8(self.take(n)?).ok().map(str::to_owned)
+    }
+
+    fn text(&mut self) -> Option<String> {
+        let id = self.varint()?;
+        self.texts.get(id).map(str::to_owned)
+    }
+
+    fn opt_text(&mut self) -> Option<Option<String>> {
+        match self.varint()? {
+            0 => Some(None),
+            id => self.texts.get(id - 1).map(|t| Some(t.to_owned())),
+        }
+    }
+
+    fn hash(&mut self) -> Option<String> {
+        match self.byte()? {
+            tag::SHA256 => Some(super::chain::lower_hex(self.take(32)?)),
+            tag::TEXT => {
+                let n = self.len()?;
+                self.str(n)
+            }
+            _ => None,
+        }
+    }
+
+    fn object(&mut self) -> Option<Map<String, Value>> {
+        let n = self.len()?;
+        let mut map = Map::with_capacity(n);
+        for _ in 0..n {
+            let key = self.text()?;
+            map.insert(key, self.value()?);
+        }
+        Some(map)
+    }
+
+    fn value(&mut self) -> Option<Value> {
+        Some(match self.byte()? {
+            tag::NULL => Value::Null,
+            tag::FALSE => Value::Bool(false),
+            tag::TRUE => Value::Bool(true),
+            tag::INT => Value::from(self.int()?),
+            tag::UINT => Value::from(self.varint()?),
+            tag::FLOAT => {
+                let bytes: [u8; 8] = self.take(8)?.try_into().ok()?;
+                Value::Number(Number::from_f64(f64::from_le_bytes(bytes))?)
+            }
+            tag::STRING => {
+                let n = self.len()?;
+                Value::String(self.str(n)?)
+            }
+            tag::ARRAY => {
+                let n = self.len()?;
+                Value::Array((0..n).map(|_| self.value()).collect::<Option<_>>()?)
+            }
+            tag::OBJECT => Value::Object(self.object()?),
+            _ => return None,
+        })
     }
 }
 
@@ -234,15 +504,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn record(seq: i64, hash: &str, prev_hash: &str) -> TraceRecord {
-        let Value::Object(data) = json!({"pending_reason": "awaiting_customer", "n": 3}) else {
-            unreachable!()
-        };
-        let Value::Object(before) = json!({"pending_reason": null}) else {
-            unreachable!()
-        };
+    fn object(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!("an object"),
+        }
+    }
+
+    fn record(id: &str, seq: i64, prev_hash: &str, hash: &str) -> TraceRecord {
         TraceRecord {
-            instance_id: "i-1".into(),
+            instance_id: id.into(),
             seq,
             at: 1_700_000_000_123,
             actor: "dana".into(),
@@ -252,8 +523,8 @@ mod tests {
             transition: Some("await".into()),
             from: Some("l1".into()),
             to: "pending".into(),
-            data,
-            before,
+            data: object(json!({"pending_reason": "awaiting_customer", "n": 3})),
+            before: object(json!({"pending_reason": null})),
             rules: vec![RuleDecision {
                 rule: "transitions.await.guard".into(),
                 module: "event".into(),
@@ -268,46 +539,104 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_kept_record_reads_back_field_for_field() {
-        let mut shared = Shared::default();
-        let mut log = TraceLog::default();
-        let written = vec![
-            record(1, &"0f".repeat(32), "genesis"),
-            record(2, "not-hex", &"0f".repeat(32)),
-            record(3, &"AB".repeat(32), "not-hex"),
-        ];
-        for r in written.clone() {
-            log.push(r, &mut shared);
+    fn hash(n: u8) -> String {
+        format!("{n:02x}").repeat(32)
+    }
+
+    fn kept(records: &[TraceRecord]) -> TraceLogs {
+        let mut logs = TraceLogs::default();
+        for r in records {
+            logs.push(r);
         }
-        assert_eq!(log.records("i-1"), written);
+        logs
     }
 
     #[test]
-    fn a_long_trace_keeps_its_order_across_chunks() {
-        let mut shared = Shared::default();
-        let mut log = TraceLog::default();
-        for seq in 1..=(LAST_CHUNK as i64 * 3 + 5) {
-            log.push(record(seq, &"0f".repeat(32), "genesis"), &mut shared);
+    fn a_kept_record_reads_back_field_for_field() {
+        let mut odd = record("i-1", 4, "not-hex", &"AB".repeat(32));
+        odd.channel = Channel::System;
+        odd.kind = TraceKind::Sla;
+        odd.transition = None;
+        odd.from = None;
+        odd.comment = None;
+        odd.rules[0].function = None;
+        odd.data = object(json!({
+            "big": u64::MAX, "neg": -7, "pi": 3.25, "ok": false, "no": null,
+            "list": [1, "two", {"z": 1, "a": [true]}], "text": "ünïcode \"quoted\"",
+        }));
+        odd.before = Map::new();
+        odd.rules.push(RuleDecision {
+            rule: "sla.resolution".into(),
+            module: "event.yaml".into(),
+            function: None,
+            source_hash: "short".into(),
+            result: json!({"fields": {"b": 2, "a": 1}}),
+        });
+        let written = vec![
+            record("i-1", 1, "", &hash(1)),
+            record("i-1", 2, &hash(1), &hash(2)),
+            record("i-1", 3, &hash(9), "not-hex"),
+            odd,
+            record("i-1", 5, &"AB".repeat(32), &hash(5)),
+            record("i-1", i64::MIN, &hash(5), &hash(6)),
+        ];
+        let logs = kept(&written);
+        assert_eq!(logs.records("i-1").expect("readable"), written);
+    }
+
+    #[test]
+    fn the_logs_of_interleaved_instances_keep_their_own_records_in_order() {
+        let mut logs = TraceLogs::default();
+        let mut written: Vec<Vec<TraceRecord>> = vec![Vec::new(); 3];
+        for seq in 1..=2_000i64 {
+            let i = (seq % 3) as usize;
+            let prev = written[i].last().map_or(String::new(), |r| r.hash.clone());
+            let r = record(&format!("i-{i}"), seq, &prev, &hash((seq % 251) as u8));
+            logs.push(&r);
+            written[i].push(r);
         }
-        let seqs: Vec<i64> = log.records("i-1").iter().map(|r| r.seq).collect();
-        assert_eq!(seqs, (1..=(LAST_CHUNK as i64 * 3 + 5)).collect::<Vec<_>>());
-        let sizes: Vec<usize> = log.0.iter().map(Vec::capacity).collect();
-        assert_eq!(sizes[..6], [4, 8, 16, 32, 64, 64]);
-        assert!(log.0.iter().all(|c| c.capacity() <= LAST_CHUNK));
+        assert!(logs.chunks.len() > 1, "the records span several chunks");
+        for (i, records) in written.iter().enumerate() {
+            assert_eq!(logs.records(&format!("i-{i}")).expect("readable"), *records);
+        }
+        assert_eq!(logs.records("i-3").expect("readable"), Vec::new());
+    }
+
+    #[test]
+    fn a_record_longer_than_a_chunk_gets_a_chunk_of_its_own() {
+        let mut long = record("i-1", 2, &hash(1), &hash(2));
+        long.comment = Some("x".repeat(CHUNK * 2));
+        let written = vec![
+            record("i-1", 1, "", &hash(1)),
+            long,
+            record("i-1", 3, &hash(2), &hash(3)),
+        ];
+        let logs = kept(&written);
+        assert_eq!(logs.records("i-1").expect("readable"), written);
+        assert!(logs.chunks.iter().all(|c| c.len() <= c.capacity()));
+    }
+
+    #[test]
+    fn a_chained_record_with_a_comment_and_a_rule_decision_takes_under_128_bytes() {
+        let mut logs = kept(&[record("i-1", 1, "", &hash(1))]);
+        let before = logs.chunks[0].len();
+        logs.push(&record("i-1", 2, &hash(1), &hash(2)));
+        let size = logs.chunks[0].len() - before;
+        assert!(size < 128, "{size} bytes");
     }
 
     #[test]
     fn texts_that_repeat_are_kept_once() {
-        let mut shared = Shared::default();
-        let mut log = TraceLog::default();
-        for seq in 1..=10 {
-            log.push(record(seq, &"0f".repeat(32), "genesis"), &mut shared);
-        }
-        let first = log.0.first().and_then(|c| c.first()).expect("a record");
-        let last = log.0.last().and_then(|c| c.last()).expect("a record");
-        assert!(Arc::ptr_eq(&first.definition_hash, &last.definition_hash));
-        assert!(Arc::ptr_eq(&first.roles, &last.roles));
-        assert!(Arc::ptr_eq(&first.data[0].0, &last.data[0].0));
+        let logs = kept(&[
+            record("i-1", 1, "", &hash(1)),
+            record("i-2", 1, "", &hash(1)),
+            record("i-1", 2, &hash(1), &hash(2)),
+        ]);
+        let mut texts: Vec<&str> = logs.texts.all.iter().map(|t| &**t).collect();
+        let count = texts.len();
+        texts.sort_unstable();
+        texts.dedup();
+        assert_eq!(texts.len(), count);
+        assert!(texts.contains(&"pending_reason"));
     }
 }
