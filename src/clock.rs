@@ -114,7 +114,8 @@ pub fn format_ms(ms: i64) -> String {
     ] {
         text[at] = mark;
     }
-    text.into_iter().map(char::from).collect()
+    // Only ASCII digits and marks were written.
+    String::from_utf8(text.to_vec()).unwrap_or_default()
 }
 
 const DAY_MS: i64 = 86_400_000;

@@ -1,7 +1,5 @@
 //! The checked model of a process: what the engine runs.
 
-use std::collections::HashMap;
-
 use indexmap::IndexMap;
 use serde::Serialize;
 
@@ -237,8 +235,9 @@ pub struct Definition {
     /// Transitions, in file order (automatic transitions are tried in this order).
     pub transitions: IndexMap<String, Transition>,
     /// For each state, the positions in `transitions` of those that may leave it, in file
-    /// order: every step asks, some several times.
-    pub(crate) outgoing: HashMap<String, Vec<usize>>,
+    /// order: every step asks, some several times (so hashed by foldhash; the names come
+    /// from the process file).
+    pub(crate) outgoing: foldhash::HashMap<String, Vec<usize>>,
     /// Timers, in file order.
     pub timers: IndexMap<String, super::timer::Timer>,
     /// Instances of other processes its timer rules read.
@@ -254,8 +253,10 @@ pub struct Definition {
 
 /// The positions of the transitions that may leave each state (see
 /// [`Definition::outgoing`]).
-pub(crate) fn outgoing(transitions: &IndexMap<String, Transition>) -> HashMap<String, Vec<usize>> {
-    let mut outgoing: HashMap<String, Vec<usize>> = HashMap::new();
+pub(crate) fn outgoing(
+    transitions: &IndexMap<String, Transition>,
+) -> foldhash::HashMap<String, Vec<usize>> {
+    let mut outgoing: foldhash::HashMap<String, Vec<usize>> = foldhash::HashMap::default();
     for (i, t) in transitions.values().enumerate() {
         for state in &t.from {
             let positions = outgoing.entry(state.clone()).or_default();

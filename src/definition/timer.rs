@@ -58,6 +58,9 @@ pub struct Timer {
 /// A warning a timer gives when part of its time has passed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Warning {
+    /// The stored name of its clock: the timer's name with [`WARNING_SUFFIX`].
+    #[serde(skip)]
+    pub name: String,
     /// The share of the timer's time after which it warns, in percent (1 to 99).
     pub at_percent: u8,
     /// The transition fired then (typically one that stays in the state), if any.
@@ -92,18 +95,12 @@ pub enum TimerStatus {
 }
 
 impl Timer {
-    /// The stored name of its warning.
-    pub fn warning_name(&self) -> String {
-        format!("{}{WARNING_SUFFIX}", self.name)
-    }
-
-    /// Its clocks for a run of `after_ms`: the warning (if any) and the due time, with
-    /// `warning_name` as the warning's stored name.
-    pub fn clocks<'t>(&'t self, warning_name: &'t str, after_ms: i64) -> Vec<Clock<'t>> {
+    /// Its clocks for a run of `after_ms`: the warning (if any) and the due time.
+    pub fn clocks(&self, after_ms: i64) -> Vec<Clock<'_>> {
         let mut clocks = Vec::with_capacity(2);
         if let Some(w) = &self.warn {
             clocks.push(Clock {
-                name: warning_name,
+                name: &w.name,
                 after_ms: after_ms * i64::from(w.at_percent) / 100,
                 warning: true,
             });
@@ -300,6 +297,7 @@ pub(crate) fn check_timers(
                     (transitions, roles),
                 );
                 percent.map(|at_percent| Warning {
+                    name: format!("{name}{WARNING_SUFFIX}"),
                     at_percent,
                     fire: w.fire.clone(),
                     notify: w.notify.clone(),

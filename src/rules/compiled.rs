@@ -109,9 +109,9 @@ impl RuleEngine {
         }
 
         let template = scope_template();
-        let mut scripts = HashMap::new();
-        let mut labels = HashMap::new();
-        let mut origins = HashMap::new();
+        let mut scripts = foldhash::HashMap::default();
+        let mut labels = foldhash::HashMap::default();
+        let mut origins = foldhash::HashMap::default();
         for (label, script) in def.scripts() {
             let at = def.source_map.value_position(&script.path);
             labels.insert(
@@ -469,11 +469,13 @@ enum Compiled {
 /// The compiled scripts of one definition version.
 pub struct CompiledRules {
     functions: AST,
-    scripts: HashMap<YamlPath, Compiled>,
+    /// By place in the process file, hashed by foldhash (looked up for every script run;
+    /// the keys come from process files, not from callers).
+    scripts: foldhash::HashMap<YamlPath, Compiled>,
     /// Each script in words with its position (`transition `close` guard at event.yaml:9:5`).
-    labels: HashMap<YamlPath, String>,
+    labels: foldhash::HashMap<YamlPath, String>,
     /// Where each script comes from, for the rule decisions of trace records.
-    origins: HashMap<YamlPath, Origin>,
+    origins: foldhash::HashMap<YamlPath, Origin>,
     tables: Dynamic,
 }
 

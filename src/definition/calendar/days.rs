@@ -2,7 +2,6 @@
 //! local date and minute into an instant goes through the time zone's rules, which costs
 //! far more than a lookup, and every timer of every step asks for the same few dates.
 
-use std::collections::HashMap;
 use std::sync::RwLock;
 
 use chrono::NaiveDate;
@@ -14,9 +13,10 @@ const MAX_DATES: usize = 20_000;
 /// A day's working periods as `[start, end)` instants (ms), in order.
 type Periods = Box<[(i64, i64)]>;
 
-/// Local date → its working periods.
+/// Local date → its working periods; hashed by foldhash, since every SLA step looks a
+/// few dates up.
 #[derive(Debug, Default)]
-pub(super) struct DayCache(RwLock<HashMap<NaiveDate, Periods>>);
+pub(super) struct DayCache(RwLock<foldhash::HashMap<NaiveDate, Periods>>);
 
 impl DayCache {
     /// Calls `f` with the periods of `date`, working them out with `compute` the first time.

@@ -111,10 +111,9 @@ impl Working<'_> {
             } else {
                 0
             };
-            let warning_name = t.warning_name();
             let mut due = None;
             if after != TimerStatus::Off {
-                for clock in t.clocks(&warning_name, duration) {
+                for clock in t.clocks(duration) {
                     let stored = self
                         .record
                         .timers
