@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::decision::RuleDecision;
 use super::error::{RuleError, RuleFailure, classify};
+use super::reads::{CONTEXT_NAMES, Reads};
 use super::sandbox::{Limits, build_engine};
 use crate::clock::Clock;
 use crate::definition::{Definition, DefinitionError, Position, Script, ScriptRef, YamlPath};
@@ -35,11 +36,6 @@ pub struct Context<'a> {
     /// of `{id, state, data}` (an empty map elsewhere).
     pub lookups: &'a Value,
 }
-
-/// Names visible to inline scripts, and the keys of the map passed to rule functions.
-const CONTEXT_NAMES: [&str; 10] = [
-    "data", "input", "state", "actor", "roles", "instance", "tables", "process", "links", "lookups",
-];
 
 /// The sandboxed Rhai engine shared by every definition.
 #[derive(Debug)]
@@ -176,7 +172,7 @@ impl RuleEngine {
                         Ok(ast) => {
                             scripts.insert(
                                 script.path.clone(),
-                                Compiled::Inline(functions.merge(&ast), names_used(source)),
+                                Compiled::Inline(functions.merge(&ast), Reads::of(source)),
                             );
                         }
                         Err(e) => {
@@ -335,10 +331,10 @@ impl RuleEngine {
             }
         };
         match rules.scripts.get(&script.path) {
-            Some(Compiled::Inline(ast, used)) => {
-                let values = context_values(ctx, &rules.tables, used);
+            Some(Compiled::Inline(ast, reads)) => {
+                let values = context_values(ctx, &rules.tables, reads);
                 let mut scope = Scope::with_capacity(CONTEXT_NAMES.len());
-                for ((name, value), used) in CONTEXT_NAMES.iter().zip(values).zip(used) {
+                for ((name, value), used) in CONTEXT_NAMES.iter().zip(values).zip(&reads.names) {
                     if *used {
                         scope.push_dynamic(*name, value);
                     }
@@ -348,7 +344,7 @@ impl RuleEngine {
                     .map_err(|e| fail(&e))
             }
             Some(Compiled::Function(name)) => {
-                let values = context_values(ctx, &rules.tables, &[true; CONTEXT_NAMES.len()]);
+                let values = context_values(ctx, &rules.tables, &Reads::all());
                 let mut map = rhai::Map::new();
                 for (key, value) in CONTEXT_NAMES.iter().zip(values) {
                     map.insert((*key).into(), value);
@@ -387,30 +383,24 @@ fn scope_template() -> Scope<'static> {
     scope
 }
 
-/// Which of [`CONTEXT_NAMES`] an inline script names. A script reaches a variable only by
-/// its name (`eval` is disabled, and functions it calls do not see its variables), so one
-/// that never spells a name, even in a comment or a string, cannot read it: its value need
-/// not be made.
-fn names_used(source: &str) -> [bool; CONTEXT_NAMES.len()] {
-    let word = |c: char| c.is_alphanumeric() || c == '_';
-    CONTEXT_NAMES.map(|name| {
-        source.match_indices(name).any(|(at, _)| {
-            let before = source[..at].chars().next_back();
-            let after = source[at + name.len()..].chars().next();
-            !before.is_some_and(word) && !after.is_some_and(word)
-        })
-    })
-}
-
-/// The values of [`CONTEXT_NAMES`]; those not `wanted` are left `()`.
+/// The values of [`CONTEXT_NAMES`]; those not read are left `()`, and `data` holds only
+/// the fields read.
 fn context_values(
     ctx: &Context<'_>,
     tables: &Dynamic,
-    wanted: &[bool; CONTEXT_NAMES.len()],
+    reads: &Reads,
 ) -> [Dynamic; CONTEXT_NAMES.len()] {
     let make = |i: usize| -> Dynamic {
         match i {
-            0 => map_to_dynamic(ctx.data),
+            0 => match &reads.data {
+                None => map_to_dynamic(ctx.data),
+                Some(fields) => Dynamic::from_map(
+                    fields
+                        .iter()
+                        .filter_map(|f| Some((f.as_str().into(), to_dynamic(ctx.data.get(f)?))))
+                        .collect(),
+                ),
+            },
             1 => map_to_dynamic(ctx.input),
             2 => ctx.state.into(),
             3 => ctx.actor.into(),
@@ -433,7 +423,13 @@ fn context_values(
             _ => to_dynamic(ctx.lookups),
         }
     };
-    std::array::from_fn(|i| if wanted[i] { make(i) } else { Dynamic::UNIT })
+    std::array::from_fn(|i| {
+        if reads.names[i] {
+            make(i)
+        } else {
+            Dynamic::UNIT
+        }
+    })
 }
 
 /// A JSON value as scripts see it; the same as `rhai::serde::to_dynamic`, built directly:
@@ -462,7 +458,7 @@ fn map_to_dynamic(m: &Map<String, Value>) -> Dynamic {
 
 enum Compiled {
     /// An inline script, and which context names it uses.
-    Inline(AST, [bool; CONTEXT_NAMES.len()]),
+    Inline(AST, Reads),
     Function(String),
 }
 
@@ -554,27 +550,5 @@ mod tests {
         let through_serde = rhai::serde::to_dynamic(&value).expect("converts");
         assert_eq!(format!("{direct:?}"), format!("{through_serde:?}"));
         assert_eq!(direct.type_name(), through_serde.type_name());
-    }
-
-    #[test]
-    fn an_inline_script_is_given_the_context_names_it_spells_and_only_those() {
-        let used = |source: &str| {
-            let flags = super::names_used(source);
-            super::CONTEXT_NAMES
-                .iter()
-                .zip(flags)
-                .filter(|(_, u)| *u)
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(used(r#"data.tier == "L1""#), ["data"]);
-        assert_eq!(used("#{ pending_reason: () }"), Vec::<&str>::new());
-        assert_eq!(
-            used("input.x + tables.p[state]"),
-            ["input", "state", "tables"]
-        );
-        // Parts of longer words are not names; strings and comments count (to be safe).
-        assert_eq!(used("metadata.x + data_2 + my_roles"), Vec::<&str>::new());
-        assert_eq!(used(r#"`${actor}` // roles"#), ["actor", "roles"]);
     }
 }

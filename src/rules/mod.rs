@@ -8,6 +8,7 @@
 mod compiled;
 mod decision;
 mod error;
+mod reads;
 mod sandbox;
 
 pub(crate) use compiled::to_dynamic;
@@ -19,5 +20,7 @@ pub(crate) use sandbox::build_engine;
 
 #[cfg(test)]
 mod limits_tests;
+#[cfg(test)]
+mod reads_tests;
 #[cfg(test)]
 mod tables_tests;
