@@ -272,9 +272,14 @@ pub(crate) fn outgoing(
 impl Definition {
     /// Some field links to other instances.
     pub fn has_link_fields(&self) -> bool {
+        self.link_fields().next().is_some()
+    }
+
+    /// Its fields that link to instances of another process, in file order.
+    pub fn link_fields(&self) -> impl Iterator<Item = &super::field::Field> {
         self.fields
             .values()
-            .any(|f| f.field_type.linked_process().is_some())
+            .filter(|f| f.field_type.linked_process().is_some())
     }
 
     /// The initial state's name.

@@ -21,8 +21,7 @@ impl Engine {
         data: &Map<String, Value>,
     ) -> Result<Value, EngineError> {
         let fields: Vec<_> = def
-            .fields
-            .values()
+            .link_fields()
             .filter_map(|f| Some((f, f.field_type.linked_process()?)))
             .collect();
         let ids: Vec<String> = fields

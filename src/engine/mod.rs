@@ -383,7 +383,11 @@ impl Engine {
         let t = admission::admit(def, &record, actor, transition, request)?;
         let writes = request.writes();
         let links = if def.has_link_fields() {
-            let mut merged = record.data.clone();
+            // The link fields as this step leaves them: all that `rule_links` reads.
+            let mut merged: Map<String, Value> = def
+                .link_fields()
+                .filter_map(|f| Some((f.name.clone(), record.data.get(&f.name)?.clone())))
+                .collect();
             data::apply(&mut merged, &writes);
             self.rule_links(def, &merged).await?
         } else {
