@@ -138,14 +138,21 @@ impl Metrics {
     /// took `elapsed` from its start to its answer.
     pub fn step(&self, process: &str, outcome: StepOutcome, elapsed: Duration) {
         let mut map = self.processes.lock().unwrap_or_else(|e| e.into_inner());
-        let c = map
-            .entry(process.to_owned())
-            .or_insert_with(|| ProcessCounts {
-                done: 0,
-                refused: 0,
-                rule_failures: 0,
-                latency: Histogram::new(LATENCY_BUCKETS),
-            });
+        // Looked up by `&str` first: the process's name is copied once, not for every step.
+        if !map.contains_key(process) {
+            map.insert(
+                process.to_owned(),
+                ProcessCounts {
+                    done: 0,
+                    refused: 0,
+                    rule_failures: 0,
+                    latency: Histogram::new(LATENCY_BUCKETS),
+                },
+            );
+        }
+        let Some(c) = map.get_mut(process) else {
+            return;
+        };
         match outcome {
             StepOutcome::Done => {
                 c.done += 1;
