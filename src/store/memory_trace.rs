@@ -126,16 +126,16 @@ impl TraceLogs {
 /// records do: it never holds a text that no kept record holds.
 #[derive(Debug, Default)]
 struct Texts {
-    ids: foldhash::HashMap<Arc<str>, u32>,
+    ids: foldhash::HashMap<Arc<str>, u64>,
     all: Vec<Arc<str>>,
 }
 
 impl Texts {
-    fn id(&mut self, s: &str) -> u32 {
+    fn id(&mut self, s: &str) -> u64 {
         if let Some(&id) = self.ids.get(s) {
             return id;
         }
-        let id = u32::try_from(self.all.len()).unwrap_or(u32::MAX);
+        let id = self.all.len() as u64;
         let text: Arc<str> = Arc::from(s);
         self.ids.insert(text.clone(), id);
         self.all.push(text);
@@ -259,13 +259,13 @@ impl Writer<'_> {
 
     fn text(&mut self, s: &str) {
         let id = self.texts.id(s);
-        put_varint(self.out, u64::from(id));
+        put_varint(self.out, id);
     }
 
     fn opt_text(&mut self, s: Option<&str>) {
         match s {
             None => self.out.push(0),
-            Some(s) => put_varint(self.out, u64::from(self.texts.id(s)) + 1),
+            Some(s) => put_varint(self.out, self.texts.id(s) + 1),
         }
     }
 
