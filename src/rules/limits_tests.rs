@@ -5,24 +5,9 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde_json::Map;
 
-use super::{Context, Limits, RuleEngine, RuleFailure};
+use super::{Limits, RuleEngine, RuleFailure, test_context as context};
 use crate::clock::ManualClock;
 use crate::definition::{self, RuleSource};
-
-/// A context with no data, in state `a`.
-fn context(data: &Map<String, serde_json::Value>) -> Context<'_> {
-    Context {
-        instance_id: "i",
-        process: "t",
-        state: "a",
-        actor: "x",
-        roles: &[],
-        data,
-        input: data,
-        links: &serde_json::Value::Null,
-        lookups: &serde_json::Value::Null,
-    }
-}
 
 /// Compiles a one-transition process whose guard is `guard`, with `module` as rule module,
 /// and runs the guard.

@@ -18,6 +18,23 @@ pub use error::{RuleError, RuleFailure};
 pub use sandbox::Limits;
 pub(crate) use sandbox::build_engine;
 
+/// A context for the rule tests: instance `i` of process `t` in state `a`, with `data` as
+/// both its data and the step's input.
+#[cfg(test)]
+fn test_context(data: &serde_json::Map<String, serde_json::Value>) -> Context<'_> {
+    Context {
+        instance_id: "i",
+        process: "t",
+        state: "a",
+        actor: "x",
+        roles: &[],
+        data,
+        input: data,
+        links: &serde_json::Value::Null,
+        lookups: &serde_json::Value::Null,
+    }
+}
+
 #[cfg(test)]
 mod limits_tests;
 #[cfg(test)]

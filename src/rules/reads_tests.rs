@@ -1,9 +1,9 @@
 //! Scripts given only the fields of `data` they name decide as they would with all of it.
 
 use indexmap::IndexMap;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{Context, Limits, RuleEngine};
+use super::{Limits, RuleEngine, test_context};
 use crate::clock::ManualClock;
 use crate::definition;
 
@@ -23,18 +23,7 @@ fn guards(sources: &[&str]) -> Vec<Option<bool>> {
     let Value::Object(data) = json!({"tier": "L1", "impact": "high", "list": [1, 2]}) else {
         unreachable!()
     };
-    let input = Map::new();
-    let ctx = Context {
-        instance_id: "i",
-        process: "t",
-        state: "a",
-        actor: "x",
-        roles: &[],
-        data: &data,
-        input: &input,
-        links: &Value::Null,
-        lookups: &Value::Null,
-    };
+    let ctx = test_context(&data);
     (0..sources.len())
         .map(|i| {
             let guard = def.transitions[&format!("t{i}")].guard.as_ref().unwrap();

@@ -4,7 +4,7 @@
 use indexmap::IndexMap;
 use serde_json::Map;
 
-use super::{Context, Limits, RuleEngine};
+use super::{Limits, RuleEngine, test_context};
 use crate::clock::ManualClock;
 use crate::definition::{self, RuleSource};
 
@@ -32,17 +32,7 @@ fn tables_survive(attempt: &str) {
     let engine = RuleEngine::new(ManualClock::at(1_700_000_000_000), Limits::default());
     let compiled = engine.compile(&def).expect("scripts compile");
     let data = Map::new();
-    let ctx = Context {
-        instance_id: "i",
-        process: "t",
-        state: "a",
-        actor: "x",
-        roles: &[],
-        data: &data,
-        input: &data,
-        links: &serde_json::Value::Null,
-        lookups: &serde_json::Value::Null,
-    };
+    let ctx = test_context(&data);
     let guard = |t: &str| engine.guard(&compiled, def.transitions[t].guard.as_ref().unwrap(), &ctx);
     let _ = guard("try");
     assert_eq!(guard("check").ok(), Some(true), "after `{attempt}`");
