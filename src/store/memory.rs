@@ -44,7 +44,7 @@ struct StoredMessage {
     claim_until: Option<i64>,
 }
 
-/// Shards of the trace logs. Keeping a record (interning its texts, allocating its room)
+/// Shards of the trace logs. Keeping a record (numbering its texts, packing it into bytes)
 /// is most of a commit's work here; done under the one lock of the tables, it made
 /// concurrent steps wait for each other (measured: README, "Trace shards and a
 /// one-statement raw baseline").
