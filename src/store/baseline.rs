@@ -154,7 +154,7 @@ pub async fn raw_postgres_steps(
     for c in 0..clients * depth {
         sqlx::query(
             "INSERT INTO instances (id, process, definition_hash, state, data, version, created_by, created_at, updated_at)
-             VALUES ($1, 'raw', 'raw', 'a', $2::jsonb, 0, 'bench', 0, 0)",
+             VALUES ($1, 'raw', 'raw', 'a', $2::json, 0, 'bench', 0, 0)",
         )
         .bind(format!("raw-{c}"))
         .bind(data_json)
@@ -182,7 +182,7 @@ pub async fn raw_postgres_steps(
                 // batch is. Trace rows are written only for the instances updated.
                 let written = sqlx::query(
                     "WITH done AS (
-                         UPDATE instances i SET state = $1, data = $2::jsonb,
+                         UPDATE instances i SET state = $1, data = $2::json,
                              version = u.previous + $3, updated_at = $4
                          FROM unnest($5::text[], $6::int8[]) AS u(id, previous)
                          WHERE i.id = u.id AND i.version = u.previous

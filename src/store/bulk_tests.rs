@@ -359,6 +359,54 @@ async fn a_set_based_batch_on_postgres_with_a_stale_step_writes_nothing() {
     assert_eq!(after, before);
 }
 
+#[tokio::test]
+async fn a_trace_record_without_its_instance_is_refused_on_postgres_set_wise_and_step_by_step() {
+    let Some(server) = super::postgres::test_server() else {
+        return;
+    };
+    let name = format!("opsflow_u_{}_o", uuid::Uuid::now_v7().simple());
+    let store = PgStore::open(&super::create_database(&server, &name).await.unwrap(), 2)
+        .await
+        .unwrap();
+    prepare(&store).await;
+    let before = everything(&store).await;
+    // The trace has no foreign key to instances (migration 0017): the batch checks it.
+    let mut steps = batch();
+    steps[1]
+        .trace
+        .push(record("nowhere", 1, TraceKind::Created, None));
+    let set_wise = match Bulk::new(&steps) {
+        Some(bulk) => super::postgres_bulk::commit_bulk(&store.pool, &bulk)
+            .await
+            .map_err(|e| e.to_string()),
+        None => Err("not set-wise".into()),
+    };
+    let after_set_wise = everything(&store).await;
+    let outcomes = store.commit_batch(&steps).await;
+    let orphans = store.trace("nowhere").await.unwrap();
+    let written = everything(&store).await;
+    store.pool.close().await;
+    super::drop_database(&server, &name).await.unwrap();
+
+    let why = set_wise.expect_err("the set-based write refuses the whole batch");
+    assert!(why.contains("trace without its instance"), "{why}");
+    assert_eq!(after_set_wise, before);
+    assert!(
+        matches!(&outcomes[1], Err(StoreError::Corrupt(m)) if m.contains("without its instance")),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(
+        outcomes
+            .iter()
+            .enumerate()
+            .all(|(i, o)| i == 1 || o.is_ok()),
+        "{outcomes:?}"
+    );
+    assert!(orphans.is_empty());
+    assert_ne!(written, before, "the other steps land");
+}
+
 #[test]
 fn a_batch_writing_one_instance_twice_goes_step_by_step() {
     let steps = vec![create("x"), create("x")];

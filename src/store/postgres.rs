@@ -1,8 +1,9 @@
 //! The PostgreSQL store: for teams and for several engine nodes sharing one database.
 //!
-//! Same tables as SQLite, with JSONB for JSON values (selected as text, so rows decode the
-//! same way on both). A step is one transaction; concurrent steps on one instance are
-//! serialized by the row lock of `UPDATE ... WHERE version = $n`, and the loser sees no row.
+//! Same tables as SQLite, with `json` for JSON values (written and selected as text, so
+//! rows decode the same way on both). A step is one transaction; concurrent steps on one
+//! instance are serialized by the row lock of `UPDATE ... WHERE version = $n`, and the
+//! loser sees no row.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use sqlx::{Postgres, QueryBuilder};
 
 use super::batch::commit_in_savepoints;
 use super::bulk::Bulk;
+use super::pg_json::JsonText;
 use super::postgres_bulk::commit_bulk;
 use super::rows::{
     answer_from_row, checkpoint_entries, checkpoints_from_rows, definition_from_row,
@@ -595,6 +597,15 @@ async fn apply_step(
         .map_err(conflict_on_unique)?;
     }
     if !step.trace.is_empty() {
+        // In place of a foreign key (see migration 0017): a trace record belongs to an
+        // instance this step writes.
+        let written = |id: &str| step.writes.iter().any(|w| w.instance.id == id);
+        if let Some(t) = step.trace.iter().find(|t| !written(&t.instance_id)) {
+            return Err(StoreError::Corrupt(format!(
+                "trace record {} of {} without its instance",
+                t.seq, t.instance_id
+            )));
+        }
         let mut q = QueryBuilder::<Postgres>::new(
             "INSERT INTO trace (instance_id, seq, at, actor, roles, channel, kind, transition,
                  from_state, to_state, data, detail, comment, definition_hash, prev_hash, hash) ",
@@ -604,15 +615,14 @@ async fn apply_step(
                 .push_bind(t.seq)
                 .push_bind(t.at)
                 .push_bind(&t.actor)
-                .push_bind(sqlx::types::Json(&t.roles))
+                .push_bind(JsonText(&t.roles))
                 .push_bind(t.channel.as_str())
                 .push_bind(t.kind.as_str())
                 .push_bind(&t.transition)
                 .push_bind(&t.from)
                 .push_bind(&t.to)
-                .push_bind(sqlx::types::Json(&t.data))
-                .push_bind(super::rows::detail_json(t).map(|d| d.get().to_owned()))
-                .push_unseparated("::jsonb")
+                .push_bind(JsonText(&t.data))
+                .push_bind(super::rows::detail_json(t).map(JsonText))
                 .push_bind(&t.comment)
                 .push_bind(&t.definition_hash)
                 .push_bind(&t.prev_hash)
@@ -632,10 +642,10 @@ async fn write_instance(
     w: &InstanceWrite,
 ) -> Result<(), StoreError> {
     let i = &w.instance;
-    let data = sqlx::types::Json(&i.data);
-    let votes = sqlx::types::Json(&i.votes);
-    let slas = sqlx::types::Json(&i.slas);
-    let timers = sqlx::types::Json(&i.timers);
+    let data = JsonText(&i.data);
+    let votes = JsonText(&i.votes);
+    let slas = JsonText(&i.slas);
+    let timers = JsonText(&i.timers);
     match w.previous_version {
         None => {
             sqlx::query(
