@@ -53,6 +53,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             }
             &body
         };
+        if super::nul::json_has_nul(text) {
+            return Err(Problem::new(
+                "malformed-request",
+                "the body contains \\u0000 (U+0000), which opsflow refuses in any text",
+            ));
+        }
         let mut de = serde_json::Deserializer::from_slice(text);
         match serde_path_to_error::deserialize::<_, T>(&mut de) {
             Ok(v) => match de.end() {

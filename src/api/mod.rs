@@ -7,6 +7,7 @@ mod clock;
 mod instances;
 mod json;
 mod kpis;
+mod nul;
 mod observe;
 mod openapi;
 mod operations;
@@ -107,6 +108,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(axum::middleware::from_fn(nul::refuse_in_address))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::observe,

@@ -400,3 +400,56 @@ async fn a_bad_query_parameter_is_a_bad_request() {
         .await
         .assert_problem(400, "malformed-request");
 }
+
+#[tokio::test]
+async fn u_0000_anywhere_in_a_request_is_a_bad_request_and_changes_nothing() {
+    let app = spawn_app().await;
+    let id = app.event_at_l1().await;
+    let listed = |a: crate::helpers::Answer| a.body["items"].as_array().unwrap().len();
+    let instances = listed(app.get("/api/v1/instances", "desk").await);
+    let trace = app.trace(&id).await.len();
+    let nul = "a\u{0}b";
+
+    let fire = format!("/api/v1/instances/{id}/transitions/await");
+    let bodies = [
+        json!({"data": {"pending_reason": "awaiting_customer", "note": nul}}),
+        json!({"data": {"pending_reason": "awaiting_customer"}, "comment": nul}),
+        json!({"data": {"pending_reason": "awaiting_customer", nul: 1}}),
+    ];
+    for body in bodies {
+        let a = app.post(&fire, "desk", body).await;
+        a.assert_problem(400, "malformed-request");
+        assert!(
+            a.body["detail"].as_str().unwrap().contains("U+0000"),
+            "{}",
+            a.text
+        );
+    }
+    let create = json!({"process": "event", "data": {"kind": "incident", "channel": "phone", "summary": nul}});
+    app.post("/api/v1/instances", "req", create)
+        .await
+        .assert_problem(400, "malformed-request");
+    for path in [
+        format!("/api/v1/instances/{id}%00"),
+        format!("/api/v1/instances/{id}/trace?format=json%00"),
+        "/api/v1/instances?state=l1%00".to_owned(),
+    ] {
+        app.get(&path, "desk")
+            .await
+            .assert_problem(400, "malformed-request");
+    }
+
+    assert_eq!(
+        listed(app.get("/api/v1/instances", "desk").await),
+        instances
+    );
+    assert_eq!(app.trace(&id).await.len(), trace);
+    // An escaped backslash before `u0000` is six characters of text, kept as sent.
+    let text = r"C:\u0000\temp";
+    let body = json!({"data": {"pending_reason": "awaiting_customer"}, "comment": text});
+    let a = app.post(&fire, "desk", body).await;
+    assert_eq!(a.status, reqwest::StatusCode::OK, "{}", a.text);
+    let records = app.trace(&id).await;
+    let fired = records.iter().rev().find(|r| r["kind"] == "transition");
+    assert_eq!(fired.unwrap()["comment"], text);
+}
