@@ -55,7 +55,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         };
         if super::nul::json_has_nul(text) {
             return Err(Problem::new(
-                "malformed-request",
+                "nul-character",
                 "the body contains \\u0000 (U+0000), which opsflow refuses in any text",
             ));
         }

@@ -1,7 +1,8 @@
 //! The character U+0000 is refused anywhere in a request: PostgreSQL cannot keep it in a
 //! text column, and no id, name or comment needs it. Refusing it at the door gives the same
-//! answer on every store (400 `malformed-request`), where it would otherwise be stored by
-//! SQLite and fail as a database error on PostgreSQL.
+//! answer on every store (422 `nul-character`: the request is well-formed, its content is
+//! what cannot be taken), where it would otherwise be stored by SQLite and fail as a
+//! database error on PostgreSQL.
 
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -15,7 +16,7 @@ pub(crate) async fn refuse_in_address(req: Request, next: Next) -> Response {
     let raw = [uri.path(), uri.query().unwrap_or("")];
     if raw.iter().any(|part| part.contains("%00")) {
         return Problem::new(
-            "malformed-request",
+            "nul-character",
             "the address contains %00 (U+0000), which opsflow refuses in any text",
         )
         .into_response();

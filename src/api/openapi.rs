@@ -183,8 +183,11 @@ fn complete(op: &mut Operation) {
         common.push(("415", "`unsupported-media-type`"));
         common.push((
             "422",
-            "`invalid-data`: the body does not have the documented shape",
+            "`invalid-data`: the body does not have the documented shape; `nul-character`: \
+             U+0000 in the address or the body",
         ));
+    } else {
+        common.push(("422", "`nul-character`: U+0000 (`%00`) in the address"));
     }
     if !public {
         common.push(("401", "`unauthorized`: no or an unknown bearer token"));

@@ -107,6 +107,11 @@ pub const PROBLEM_TYPES: &[(&str, u16, &str)] = &[
         "The idempotency key was used for another request",
     ),
     (
+        "nul-character",
+        422,
+        "The request holds the character U+0000, which is refused in any text",
+    ),
+    (
         "too-many-requests",
         429,
         "Too many requests of this kind; retry later",

@@ -402,7 +402,7 @@ async fn a_bad_query_parameter_is_a_bad_request() {
 }
 
 #[tokio::test]
-async fn u_0000_anywhere_in_a_request_is_a_bad_request_and_changes_nothing() {
+async fn u_0000_anywhere_in_a_request_is_refused_and_changes_nothing() {
     let app = spawn_app().await;
     let id = app.event_at_l1().await;
     let listed = |a: crate::helpers::Answer| a.body["items"].as_array().unwrap().len();
@@ -418,7 +418,7 @@ async fn u_0000_anywhere_in_a_request_is_a_bad_request_and_changes_nothing() {
     ];
     for body in bodies {
         let a = app.post(&fire, "desk", body).await;
-        a.assert_problem(400, "malformed-request");
+        a.assert_problem(422, "nul-character");
         assert!(
             a.body["detail"].as_str().unwrap().contains("U+0000"),
             "{}",
@@ -428,7 +428,7 @@ async fn u_0000_anywhere_in_a_request_is_a_bad_request_and_changes_nothing() {
     let create = json!({"process": "event", "data": {"kind": "incident", "channel": "phone", "summary": nul}});
     app.post("/api/v1/instances", "req", create)
         .await
-        .assert_problem(400, "malformed-request");
+        .assert_problem(422, "nul-character");
     for path in [
         format!("/api/v1/instances/{id}%00"),
         format!("/api/v1/instances/{id}/trace?format=json%00"),
@@ -436,7 +436,7 @@ async fn u_0000_anywhere_in_a_request_is_a_bad_request_and_changes_nothing() {
     ] {
         app.get(&path, "desk")
             .await
-            .assert_problem(400, "malformed-request");
+            .assert_problem(422, "nul-character");
     }
 
     assert_eq!(
