@@ -7,10 +7,10 @@
 --
 -- The trace's foreign key to instances goes too. Its check ran per trace row, took a key
 -- share lock on the instance row the same transaction had just written, and logged that
--- lock: a batch's trace rows took over three times as long to insert with it. Every trace row is written in
--- the same statement or transaction as its instance (created, or updated at its previous
--- version), and no instance is ever deleted; opsflow_write_steps and the step-by-step
--- path check the first.
+-- lock: a batch's trace rows took over three times as long to insert with it. Every
+-- trace row is written in the same statement or transaction as its instance (created,
+-- or updated at its previous version), and no instance is ever deleted;
+-- opsflow_write_steps and the step-by-step path check the first.
 ALTER TABLE trace DROP CONSTRAINT trace_instance_id_fkey;
 
 ALTER TABLE instances
