@@ -59,31 +59,39 @@ impl PgStore {
                 })
             })
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        MIGRATOR.run(&pool).await?;
+        run_migrations(&options).await?;
         Ok(Self { pool })
     }
 
     /// Applies pending migrations to the database at `url`; returns how many were applied.
     pub async fn migrate(url: &str) -> Result<usize, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(1)
-            .connect_with(PgConnectOptions::from_str(url)?)
-            .await?;
-        let count = |pool: PgPool| async move {
-            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&pool)
-                .await
-                .map(|n| n as usize)
-                .unwrap_or(0)
-        };
-        let before = count(pool.clone()).await;
-        MIGRATOR.run(&pool).await?;
-        let after = count(pool.clone()).await;
-        pool.close().await;
-        Ok(after.saturating_sub(before))
+        run_migrations(&PgConnectOptions::from_str(url)?).await
     }
+}
+
+/// Applies pending migrations on a connection of their own, whose statements are not
+/// logged: a migration that rewrites a table is slow on purpose, and sqlx's warning would
+/// print its whole text. Returns how many were applied.
+async fn run_migrations(options: &PgConnectOptions) -> Result<usize, StoreError> {
+    use sqlx::ConnectOptions as _;
+    let mut conn = options
+        .clone()
+        .disable_statement_logging()
+        .connect()
+        .await?;
+    let applied = async |conn: &mut sqlx::PgConnection| {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(conn)
+            .await
+            .map_or(0, |n| n as usize)
+    };
+    let before = applied(&mut conn).await;
+    MIGRATOR.run(&mut conn).await?;
+    let after = applied(&mut conn).await;
+    conn.close().await?;
+    Ok(after.saturating_sub(before))
 }
 
 fn conflict_on_unique(e: sqlx::Error) -> StoreError {
