@@ -337,23 +337,34 @@ async fn a_set_based_batch_on_postgres_writes_what_the_steps_write_one_by_one() 
     assert_eq!(got, want);
 }
 
+/// A prepared store on a database of its own on the test server (`None` without one):
+/// the server, the database's name and the store.
+async fn prepared_postgres(tag: &str) -> Option<(String, String, PgStore)> {
+    let server = super::postgres::test_server()?;
+    let name = format!("opsflow_u_{}_{tag}", uuid::Uuid::now_v7().simple());
+    let url = super::create_database(&server, &name).await.unwrap();
+    let store = PgStore::open(&url, 2).await.unwrap();
+    prepare(&store).await;
+    Some((server, name, store))
+}
+
+/// Closes `store` and drops its database.
+async fn dropped(server: &str, name: &str, store: PgStore) {
+    store.pool.close().await;
+    super::drop_database(server, name).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_set_based_batch_on_postgres_with_a_stale_step_writes_nothing() {
-    let Some(server) = super::postgres::test_server() else {
+    let Some((server, name, store)) = prepared_postgres("r").await else {
         return;
     };
-    let name = format!("opsflow_u_{}_r", uuid::Uuid::now_v7().simple());
-    let store = PgStore::open(&super::create_database(&server, &name).await.unwrap(), 2)
-        .await
-        .unwrap();
-    prepare(&store).await;
     let before = everything(&store).await;
     let steps = stale_batch();
     let bulk = Bulk::new(&steps).unwrap();
     let written = super::postgres_bulk::commit_bulk(&store.pool, &bulk).await;
     let after = everything(&store).await;
-    store.pool.close().await;
-    super::drop_database(&server, &name).await.unwrap();
+    dropped(&server, &name, store).await;
     let why = written.expect_err("a stale step refuses the whole set-based write");
     assert!(why.to_string().contains("instance updates"), "{why}");
     assert_eq!(after, before);
@@ -361,14 +372,9 @@ async fn a_set_based_batch_on_postgres_with_a_stale_step_writes_nothing() {
 
 #[tokio::test]
 async fn a_trace_record_without_its_instance_is_refused_on_postgres_set_wise_and_step_by_step() {
-    let Some(server) = super::postgres::test_server() else {
+    let Some((server, name, store)) = prepared_postgres("o").await else {
         return;
     };
-    let name = format!("opsflow_u_{}_o", uuid::Uuid::now_v7().simple());
-    let store = PgStore::open(&super::create_database(&server, &name).await.unwrap(), 2)
-        .await
-        .unwrap();
-    prepare(&store).await;
     let before = everything(&store).await;
     // The trace has no foreign key to instances (migration 0017): the batch checks it.
     let mut steps = batch();
@@ -385,8 +391,7 @@ async fn a_trace_record_without_its_instance_is_refused_on_postgres_set_wise_and
     let outcomes = store.commit_batch(&steps).await;
     let orphans = store.trace("nowhere").await.unwrap();
     let written = everything(&store).await;
-    store.pool.close().await;
-    super::drop_database(&server, &name).await.unwrap();
+    dropped(&server, &name, store).await;
 
     let why = set_wise.expect_err("the set-based write refuses the whole batch");
     assert!(why.contains("trace without its instance"), "{why}");
