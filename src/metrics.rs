@@ -3,13 +3,14 @@
 //! late timers fire, and reloads.
 //!
 //! One `Metrics` belongs to one engine, so that two servers in one process (as in the
-//! tests) count apart. Updates take a short lock on a small map; a step costs tens of
-//! microseconds at least, a lock a few dozen nanoseconds.
+//! tests) count apart. Steps are counted with atomic adds under a shared read lock (every
+//! step of every client counts, so they must not queue on one lock); the rarer counts take
+//! a short lock on a small map.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use crate::store::WriterStats;
@@ -77,6 +78,55 @@ impl Histogram {
     }
 }
 
+/// A histogram with fixed buckets that many threads add to at once without a lock; its
+/// sum is kept in nanoseconds.
+#[derive(Debug)]
+struct SharedHistogram {
+    bounds: &'static [f64],
+    counts: Box<[AtomicU64]>,
+    sum_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+impl SharedHistogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_ns: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, value: Duration) {
+        let seconds = value.as_secs_f64();
+        if let Some(i) = self.bounds.iter().position(|b| seconds <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        let ns = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// What it holds now. Observations racing with the read may show in some buckets and
+    /// not yet in the count; the count is raised to the buckets' total so that the
+    /// rendered histogram stays cumulative.
+    fn snapshot(&self) -> Histogram {
+        let counts: Vec<u64> = self
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let count = self.count.load(Ordering::Relaxed);
+        Histogram {
+            bounds: self.bounds,
+            count: count.max(counts.iter().sum()),
+            counts,
+            sum: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
 /// A step's outcome, as counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepOutcome {
@@ -88,19 +138,30 @@ pub enum StepOutcome {
     Refused,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct ProcessCounts {
-    done: u64,
-    refused: u64,
-    rule_failures: u64,
-    latency: Histogram,
+    done: AtomicU64,
+    refused: AtomicU64,
+    rule_failures: AtomicU64,
+    latency: SharedHistogram,
+}
+
+impl ProcessCounts {
+    fn new() -> Self {
+        Self {
+            done: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            rule_failures: AtomicU64::new(0),
+            latency: SharedHistogram::new(LATENCY_BUCKETS),
+        }
+    }
 }
 
 /// The counters of one server.
 #[derive(Debug)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    processes: Mutex<BTreeMap<String, ProcessCounts>>,
+    processes: RwLock<BTreeMap<String, ProcessCounts>>,
     timer_lag: Mutex<Histogram>,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
@@ -110,7 +171,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             requests: Mutex::default(),
-            processes: Mutex::default(),
+            processes: RwLock::default(),
             timer_lag: Mutex::new(Histogram::new(LAG_BUCKETS)),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
@@ -137,32 +198,33 @@ impl Metrics {
     /// Counts a step (creation or transition, by a caller or a timer) of `process` that
     /// took `elapsed` from its start to its answer.
     pub fn step(&self, process: &str, outcome: StepOutcome, elapsed: Duration) {
-        let mut map = self.processes.lock().unwrap_or_else(|e| e.into_inner());
-        // Looked up by `&str` first: the process's name is copied once, not for every step.
-        if !map.contains_key(process) {
-            map.insert(
-                process.to_owned(),
-                ProcessCounts {
-                    done: 0,
-                    refused: 0,
-                    rule_failures: 0,
-                    latency: Histogram::new(LATENCY_BUCKETS),
-                },
-            );
+        {
+            let map = self.processes.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = map.get(process) {
+                Self::count(c, outcome, elapsed);
+                return;
+            }
         }
-        let Some(c) = map.get_mut(process) else {
-            return;
-        };
+        let mut map = self.processes.write().unwrap_or_else(|e| e.into_inner());
+        let c = map
+            .entry(process.to_owned())
+            .or_insert_with(ProcessCounts::new);
+        Self::count(c, outcome, elapsed);
+    }
+
+    fn count(c: &ProcessCounts, outcome: StepOutcome, elapsed: Duration) {
         match outcome {
             StepOutcome::Done => {
-                c.done += 1;
-                c.latency.observe(elapsed.as_secs_f64());
+                c.done.fetch_add(1, Ordering::Relaxed);
+                c.latency.observe(elapsed);
             }
             StepOutcome::RuleFailed => {
-                c.refused += 1;
-                c.rule_failures += 1;
+                c.refused.fetch_add(1, Ordering::Relaxed);
+                c.rule_failures.fetch_add(1, Ordering::Relaxed);
             }
-            StepOutcome::Refused => c.refused += 1,
+            StepOutcome::Refused => {
+                c.refused.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -201,40 +263,42 @@ impl Metrics {
                 escape(route)
             );
         }
-        let processes = self
+        let processes: Vec<(String, [u64; 3], Histogram)> = self
             .processes
-            .lock()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
+            .iter()
+            .map(|(p, c)| {
+                let n = [&c.done, &c.refused, &c.rule_failures].map(|a| a.load(Ordering::Relaxed));
+                (p.clone(), n, c.latency.snapshot())
+            })
+            .collect();
         out.push_str("# HELP opsflow_steps_total Steps (creations and transitions) by process and outcome.\n");
         out.push_str("# TYPE opsflow_steps_total counter\n");
-        for (p, c) in &processes {
+        for (p, [done, refused, _], _) in &processes {
             let p = escape(p);
             let _ = writeln!(
                 out,
-                "opsflow_steps_total{{process=\"{p}\",outcome=\"done\"}} {}",
-                c.done
+                "opsflow_steps_total{{process=\"{p}\",outcome=\"done\"}} {done}"
             );
             let _ = writeln!(
                 out,
-                "opsflow_steps_total{{process=\"{p}\",outcome=\"refused\"}} {}",
-                c.refused
+                "opsflow_steps_total{{process=\"{p}\",outcome=\"refused\"}} {refused}"
             );
         }
         out.push_str("# HELP opsflow_rule_failures_total Steps refused because a rule script failed or ran over a limit, by process.\n");
         out.push_str("# TYPE opsflow_rule_failures_total counter\n");
-        for (p, c) in &processes {
+        for (p, [_, _, rule_failures], _) in &processes {
             let _ = writeln!(
                 out,
-                "opsflow_rule_failures_total{{process=\"{}\"}} {}",
-                escape(p),
-                c.rule_failures
+                "opsflow_rule_failures_total{{process=\"{}\"}} {rule_failures}",
+                escape(p)
             );
         }
         out.push_str("# HELP opsflow_step_duration_seconds Time from a step's start to its durable commit, by process.\n");
         out.push_str("# TYPE opsflow_step_duration_seconds histogram\n");
-        for (p, c) in &processes {
-            c.latency.render(
+        for (p, _, latency) in &processes {
+            latency.render(
                 &mut out,
                 "opsflow_step_duration_seconds",
                 &format!("process=\"{}\"", escape(p)),

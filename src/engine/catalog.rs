@@ -11,6 +11,7 @@ use crate::definition::{
     self, Calendar, Definition, DefinitionError, Position, RuleSource, Source, YamlPath,
     parse_calendar,
 };
+use super::offers::Offers;
 use crate::rules::{CompiledRules, RuleEngine};
 
 /// A definition version ready to run: the checked model and its compiled scripts.
@@ -20,6 +21,8 @@ pub struct Loaded {
     pub definition: Definition,
     /// Its compiled scripts.
     pub rules: CompiledRules,
+    /// What each of its states offers callers.
+    pub(crate) offers: Offers,
 }
 
 impl Loaded {
@@ -33,6 +36,7 @@ impl Loaded {
         let definition = definition::parse(file, yaml, library)?;
         let compiled = rules.compile(&definition)?;
         Ok(Self {
+            offers: Offers::new(&definition),
             definition,
             rules: compiled,
         })

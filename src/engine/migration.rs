@@ -283,7 +283,7 @@ impl Engine {
             Some(comment),
         );
         self.recent.forget(&w.record.id);
-        self.commit(w, &target.definition, actor, None, 200).await?;
+        self.commit(w, actor, None, 200).await?;
         Ok(())
     }
 }

@@ -12,13 +12,13 @@ mod error;
 mod idempotency;
 mod links;
 mod migration;
+mod offers;
 mod recent;
 mod step;
 mod timers;
 mod versions;
 mod view;
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -137,8 +137,9 @@ pub struct Engine {
     rules: Arc<RuleEngine>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    /// Definition versions pinned by running instances, by hash.
-    versions: RwLock<HashMap<String, Arc<Loaded>>>,
+    /// Definition versions pinned by running instances, by hash (every step looks its
+    /// version up; the hashes are SHA-256s opsflow computed, so a fast hash suits them).
+    versions: RwLock<foldhash::HashMap<String, Arc<Loaded>>>,
     /// How long answers to requests with an idempotency key are kept, in ms.
     answer_ttl_ms: i64,
     /// Instances as this engine last wrote them.
@@ -306,7 +307,7 @@ impl Engine {
             comment,
             Channel::Api,
         )?;
-        let view = self.commit(w, def, actor, idempotency, 201).await?;
+        let view = self.commit(w, actor, idempotency, 201).await?;
         tracing::debug!(instance = %view.id, state = %view.state, "instance created");
         Ok(view)
     }
@@ -406,7 +407,7 @@ impl Engine {
         }
         w.settle()?;
         let view = self
-            .commit(w, def, actor, request.idempotency.clone(), 200)
+            .commit(w, actor, request.idempotency.clone(), 200)
             .await?;
         tracing::debug!(instance = %view.id, transition, state = %view.state, "transition fired");
         Ok(view)
@@ -420,7 +421,7 @@ impl Engine {
         let mut clocks: Vec<_> = record.timers.iter().collect();
         clocks.sort_by(|a, b| (a.due_at, &a.name).cmp(&(b.due_at, &b.name)));
         let timers = clocks.into_iter().map(TimerView::from).collect();
-        let mut view = InstanceView::new(record, &loaded.definition, actor);
+        let mut view = InstanceView::new(&record, &loaded, actor);
         view.links = Some(links);
         view.timers = Some(timers);
         Ok(view)
@@ -439,18 +440,17 @@ impl Engine {
     async fn commit(
         &self,
         mut w: Working<'_>,
-        def: &Definition,
         actor: &Actor,
         idempotency: Option<Idempotency>,
         status: u16,
     ) -> Result<InstanceView, EngineError> {
         self.verify_links(&w).await?;
         if w.needs_lookups() {
-            w.lookups = self.lookups(def).await?;
+            w.lookups = self.lookups(&w.loaded().definition).await?;
         }
         w.plan_timers()?;
         let notices = w.take_notices();
-        let view = InstanceView::new(w.record.clone(), def, actor);
+        let view = InstanceView::new(&w.record, w.loaded(), actor);
         let mut step = w.into_step();
         step.outbox = self.outbox(notices);
         if let Some(idem) = &idempotency {
@@ -547,7 +547,7 @@ impl Engine {
         let mut items = Vec::with_capacity(records.len());
         for r in records {
             let loaded = self.version(&r.definition_hash).await?;
-            items.push(InstanceView::new(r, &loaded.definition, actor));
+            items.push(InstanceView::new(&r, &loaded, actor));
         }
         Ok(InstancePage { items, next_cursor })
     }

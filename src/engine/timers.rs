@@ -131,7 +131,7 @@ impl Engine {
         );
         w.channel = crate::store::Channel::Timer;
         w.ran_out(name, comment.to_owned());
-        match self.commit(w, &loaded.definition, &actor, None, 200).await {
+        match self.commit(w, &actor, None, 200).await {
             Ok(_) => Ok(true),
             Err(EngineError::Conflict | EngineError::Busy) => Ok(false),
             Err(e) => Err(e),

@@ -1,11 +1,13 @@
 //! What callers see of an instance: its record plus what they may do next.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::Actor;
+use super::catalog::Loaded;
 use crate::clock::format_ms;
-use crate::definition::Definition;
 use crate::store::{InstanceRecord, Links, SlaRecord, SlaStatus, TimerState, Vote};
 
 /// A transition the caller may fire now.
@@ -84,13 +86,13 @@ pub struct SlaView {
     pub stopped_at: Option<String>,
 }
 
-impl From<SlaRecord> for SlaView {
-    fn from(r: SlaRecord) -> Self {
+impl From<&SlaRecord> for SlaView {
+    fn from(r: &SlaRecord) -> Self {
         Self {
             status: r.status(),
-            metric: r.metric,
+            metric: r.metric.clone(),
             target_ms: r.target_ms,
-            calendar: r.calendar,
+            calendar: r.calendar.clone(),
             started_at: format_ms(r.started_at),
             deadline: r.deadline.map(format_ms),
             elapsed_ms: r.elapsed_ms,
@@ -128,7 +130,8 @@ pub struct InstanceView {
     /// Last step, RFC 3339 UTC.
     pub updated_at: String,
     /// Transitions the caller may fire now.
-    pub allowed_transitions: Vec<AllowedTransition>,
+    #[schema(value_type = Vec<AllowedTransition>)]
+    pub allowed_transitions: Arc<[AllowedTransition]>,
     /// Votes cast in the open approval round of the current state.
     pub votes: Vec<Vote>,
     /// Linked instances both ways (on `GET` of one instance).
@@ -149,33 +152,23 @@ pub struct InstanceView {
 }
 
 impl InstanceView {
-    pub(crate) fn new(record: InstanceRecord, def: &Definition, actor: &Actor) -> Self {
-        let allowed_transitions = def
-            .transitions_from(&record.state)
-            .filter(|t| !t.auto && actor.has_any_role(t.callers()))
-            .map(|t| AllowedTransition {
-                name: t.name.clone(),
-                title: t.title.clone(),
-                to: t.to.clone(),
-                requires: t.requires.clone(),
-                guarded: t.guard.is_some(),
-                approval: t.approval.is_some(),
-            })
-            .collect();
+    /// The view of `record`, a version of `loaded`, for `actor`.
+    pub(crate) fn new(record: &InstanceRecord, loaded: &Loaded, actor: &Actor) -> Self {
+        let def = &loaded.definition;
         Self {
             is_final: def.states.get(&record.state).is_some_and(|s| s.is_final),
-            id: record.id,
-            process: record.process,
-            definition_hash: record.definition_hash,
-            state: record.state,
+            allowed_transitions: loaded.offers.allowed(&record.state, actor),
+            id: record.id.clone(),
+            process: record.process.clone(),
+            definition_hash: record.definition_hash.clone(),
+            state: record.state.clone(),
             version: record.version,
-            data: record.data,
-            created_by: record.created_by,
+            data: record.data.clone(),
+            created_by: record.created_by.clone(),
             created_at: format_ms(record.created_at),
             updated_at: format_ms(record.updated_at),
-            allowed_transitions,
-            votes: record.votes,
-            slas: record.slas.into_iter().map(SlaView::from).collect(),
+            votes: record.votes.clone(),
+            slas: record.slas.iter().map(SlaView::from).collect(),
             links: None,
             timers: None,
             replayed: false,

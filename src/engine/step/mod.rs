@@ -164,6 +164,11 @@ impl<'a> Working<'a> {
         Ok(w)
     }
 
+    /// The definition version the instance runs.
+    pub(crate) fn loaded(&self) -> &'a Loaded {
+        self.loaded
+    }
+
     fn context<'c>(&'c self, input: &'c Map<String, Value>) -> Context<'c> {
         Context {
             instance_id: &self.record.id,

@@ -68,9 +68,13 @@ impl Working<'_> {
 
     /// The process's lookups must be read first: some timer with a rule starts afresh.
     pub(crate) fn needs_lookups(&self) -> bool {
-        !self.loaded.definition.lookups.is_empty()
-            && self.changes_timers()
-            && self.timer_statuses().iter().any(|(t, b, a)| {
+        if self.loaded.definition.lookups.is_empty() {
+            return false;
+        }
+        let statuses = self.timer_statuses();
+        let changes = self.fired_timer.is_some() || statuses.iter().any(|(_, b, a)| b != a);
+        changes
+            && statuses.iter().any(|(t, b, a)| {
                 t.after_rule.is_some()
                     && *a != TimerStatus::Off
                     && (*b == TimerStatus::Off || self.fired_anew(t))
