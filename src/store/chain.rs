@@ -164,11 +164,22 @@ fn put_opt(out: &mut Vec<u8>, text: Option<&str>) {
     }
 }
 
+/// Appends an object with its keys sorted. Most objects of a trace record have one key or
+/// keys already in order; only the others are copied into a sorted list.
 fn put_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
-    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
     out.push(b'{');
-    for (i, (k, v)) in entries.into_iter().enumerate() {
+    if map.keys().is_sorted() {
+        put_entries(out, map.iter());
+    } else {
+        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        put_entries(out, entries.into_iter());
+    }
+    out.push(b'}');
+}
+
+fn put_entries<'v>(out: &mut Vec<u8>, entries: impl Iterator<Item = (&'v String, &'v Value)>) {
+    for (i, (k, v)) in entries.enumerate() {
         if i > 0 {
             out.push(b',');
         }
@@ -176,7 +187,6 @@ fn put_object(out: &mut Vec<u8>, map: &Map<String, Value>) {
         out.push(b':');
         put_value(out, v);
     }
-    out.push(b'}');
 }
 
 /// `value` as canonical JSON: every object's keys sorted, no spaces.
