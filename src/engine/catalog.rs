@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
+use super::offers::Offers;
 use crate::definition::{
     self, Calendar, Definition, DefinitionError, Position, RuleSource, Source, YamlPath,
     parse_calendar,
 };
-use super::offers::Offers;
 use crate::rules::{CompiledRules, RuleEngine};
 
 /// A definition version ready to run: the checked model and its compiled scripts.

@@ -337,7 +337,7 @@ fn plan(
         return out;
     };
     out.to_state = Some(mapped.clone());
-    for (name, value) in &record.data {
+    for (name, value) in record.data.iter() {
         match def.fields.get(name) {
             None if !value.is_null() => out.problems.push(format!(
                 "field `{name}` is not in version {to_version}: its value would be lost"

@@ -114,7 +114,9 @@ mod tests {
         );
         for i in 0..8 {
             let roles = ["a", "b", "c"][i % 3];
-            yaml.push_str(&format!("  t{i}: {{ from: open, to: done, roles: [{roles}] }}\n"));
+            yaml.push_str(&format!(
+                "  t{i}: {{ from: open, to: done, roles: [{roles}] }}\n"
+            ));
         }
         crate::definition::parse("o.yaml", &yaml, &Default::default())
             .unwrap_or_else(|e| panic!("{e:?}"))

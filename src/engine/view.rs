@@ -122,7 +122,8 @@ pub struct InstanceView {
     /// Version, incremented by each step (the `ETag`).
     pub version: i64,
     /// Instance data.
-    pub data: Map<String, Value>,
+    #[schema(value_type = Map<String, Value>)]
+    pub data: Arc<Map<String, Value>>,
     /// Who created it.
     pub created_by: String,
     /// When, RFC 3339 UTC.

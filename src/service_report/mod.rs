@@ -120,7 +120,7 @@ pub async fn collect(
         }
         .into());
     }
-    let mut data = record.data.clone();
+    let mut data = Map::clone(&record.data);
     data.extend(request.data.clone());
     let (from, end) = period(&data)?;
     let sla = match data.get("sla").and_then(Value::as_str) {

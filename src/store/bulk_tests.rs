@@ -51,7 +51,7 @@ pub(super) fn instance(id: &str, state: &str, version: i64) -> InstanceRecord {
         process: "p".into(),
         definition_hash: "h1".into(),
         state: state.into(),
-        data: data(version),
+        data: std::sync::Arc::new(data(version)),
         version,
         created_by: "alice".into(),
         created_at: 1,

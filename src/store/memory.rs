@@ -412,7 +412,7 @@ mod tests {
             process: "p".into(),
             definition_hash: "h".into(),
             state: "s".into(),
-            data: serde_json::Map::new(),
+            data: Arc::default(),
             version,
             created_by: "a".into(),
             created_at: 0,

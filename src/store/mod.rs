@@ -26,8 +26,11 @@ mod sqlite_chain_tests;
 mod sqlite_writer;
 mod tokens;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::Serialize;
+
 use serde_json::{Map, Value};
 
 pub use crate::rules::RuleDecision;
@@ -54,8 +57,9 @@ pub struct InstanceRecord {
     pub definition_hash: String,
     /// Current state.
     pub state: String,
-    /// Instance data.
-    pub data: Map<String, Value>,
+    /// Instance data, shared with the views answered of this version of the instance (a
+    /// step that writes copies it first).
+    pub data: Arc<Map<String, Value>>,
     /// Incremented by every step; used for optimistic concurrency.
     pub version: i64,
     /// Who created it.

@@ -25,7 +25,7 @@ where
         process: row.try_get("process")?,
         definition_hash: row.try_get("definition_hash")?,
         state: row.try_get("state")?,
-        data: json_map(row.try_get("data")?)?,
+        data: std::sync::Arc::new(json_map(row.try_get("data")?)?),
         version: row.try_get("version")?,
         created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,

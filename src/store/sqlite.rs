@@ -622,7 +622,7 @@ async fn write_instance(
     w: &InstanceWrite,
 ) -> Result<(), StoreError> {
     let i = &w.instance;
-    let data = serde_json::Value::Object(i.data.clone()).to_string();
+    let data = serde_json::to_string(&i.data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let votes = serde_json::to_string(&i.votes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let slas = serde_json::to_string(&i.slas).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let timers =

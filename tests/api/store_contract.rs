@@ -35,7 +35,7 @@ fn instance(id: &str, state: &str, version: i64) -> InstanceRecord {
         process: "p".into(),
         definition_hash: "h1".into(),
         state: state.into(),
-        data,
+        data: data.into(),
         version,
         created_by: "alice".into(),
         created_at: 1,

@@ -306,7 +306,7 @@ impl Working<'_> {
             m.insert("instance".into(), Value::from(self.record.id.clone()));
             m.insert("at".into(), Value::from(format_ms(now)));
             m.insert("state".into(), Value::from(self.record.state.clone()));
-            m.insert("data".into(), Value::Object(self.record.data.clone()));
+            m.insert("data".into(), Value::Object(Map::clone(&self.record.data)));
         }
         self.notices.push(body);
     }
