@@ -81,10 +81,39 @@ impl Clock for SimulatedClock {
 /// by digit, as `chrono` would write them: answers and SLA trace records format several
 /// per step. Others go through `chrono`.
 pub fn format_ms(ms: i64) -> String {
+    match rfc3339_text(ms) {
+        Some(text) => text.as_str().to_owned(),
+        None => by_chrono(ms),
+    }
+}
+
+/// Writes [`format_ms`]'s text without allocating for times from 1970 to 9999.
+fn write_ms<W>(ms: i64, write: impl FnOnce(&str) -> W) -> W {
+    match rfc3339_text(ms) {
+        Some(text) => write(text.as_str()),
+        None => write(&by_chrono(ms)),
+    }
+}
+
+fn by_chrono(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The 24 bytes of a time from 1970 to 9999 in RFC 3339 with milliseconds.
+struct Rfc3339([u8; 24]);
+
+impl Rfc3339 {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits and marks are written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+fn rfc3339_text(ms: i64) -> Option<Rfc3339> {
     if !(0..YEAR_10000_MS).contains(&ms) {
-        return DateTime::<Utc>::from_timestamp_millis(ms)
-            .unwrap_or_default()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        return None;
     }
     let (days, in_day) = (ms / DAY_MS, ms % DAY_MS);
     let (year, month, day) = civil_date(days);
@@ -114,8 +143,28 @@ pub fn format_ms(ms: i64) -> String {
     ] {
         text[at] = mark;
     }
-    // Only ASCII digits and marks were written.
-    String::from_utf8(text.to_vec()).unwrap_or_default()
+    Some(Rfc3339(text))
+}
+
+/// A time in an answer: milliseconds since the epoch, kept as a number until the answer
+/// is written, then as [`format_ms`] writes it. It reads back every text `format_ms`
+/// writes, years past 9999 included, so a stored answer replays to the same text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moment(pub i64);
+
+impl serde::Serialize for Moment {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        write_ms(self.0, |text| serializer.serialize_str(text))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Moment {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(deserializer)?;
+        text.parse::<DateTime<Utc>>()
+            .map(|t| Moment(t.timestamp_millis()))
+            .map_err(|_| serde::de::Error::custom(format!("`{text}` is not an RFC 3339 time")))
+    }
 }
 
 const DAY_MS: i64 = 86_400_000;
@@ -162,18 +211,12 @@ pub fn deserialize_ms<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Resu
 
 /// Serializes milliseconds since the epoch as an RFC 3339 UTC string.
 pub fn serialize_ms<S: serde::Serializer>(ms: &i64, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&format_ms(*ms))
+    write_ms(*ms, |text| serializer.serialize_str(text))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn by_chrono(ms: i64) -> String {
-        DateTime::<Utc>::from_timestamp_millis(ms)
-            .unwrap_or_default()
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-    }
 
     #[test]
     fn times_are_formatted_as_chrono_formats_them() {
@@ -208,6 +251,27 @@ mod tests {
         for ms in samples {
             assert_eq!(format_ms(ms), by_chrono(ms), "{ms}");
         }
+    }
+
+    #[test]
+    fn a_moment_is_written_as_format_ms_writes_it_and_reads_back_to_the_same_text() {
+        for ms in [
+            0,
+            1_764_806_400_123,
+            YEAR_10000_MS - 1,
+            YEAR_10000_MS,
+            8_210_266_876_799_999,
+            -1,
+            -62_167_219_200_001,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let text = serde_json::to_string(&Moment(ms)).unwrap();
+            assert_eq!(text, format!("\"{}\"", format_ms(ms)), "{ms}");
+            let back: Moment = serde_json::from_str(&text).unwrap();
+            assert_eq!(serde_json::to_string(&back).unwrap(), text, "{ms}");
+        }
+        assert!(serde_json::from_str::<Moment>("\"yesterday\"").is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::Actor;
 use super::catalog::Loaded;
-use crate::clock::format_ms;
+use crate::clock::Moment;
 use crate::store::{InstanceRecord, Links, SlaRecord, SlaStatus, TimerState, Vote};
 
 /// A transition the caller may fire now.
@@ -35,7 +35,8 @@ pub struct TimerView {
     pub name: String,
     /// When it is due, RFC 3339 UTC; absent while paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub due_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub due_at: Option<Moment>,
     /// While paused: the working time it has left, in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_left_ms: Option<i64>,
@@ -45,7 +46,7 @@ impl From<&TimerState> for TimerView {
     fn from(t: &TimerState) -> Self {
         Self {
             name: t.name.clone(),
-            due_at: t.paused_left_ms.is_none().then(|| format_ms(t.due_at)),
+            due_at: t.paused_left_ms.is_none().then_some(Moment(t.due_at)),
             paused_left_ms: t.paused_left_ms,
         }
     }
@@ -64,26 +65,32 @@ pub struct SlaView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calendar: Option<String>,
     /// When it started.
-    pub started_at: String,
+    #[schema(value_type = String)]
+    pub started_at: Moment,
     /// When it runs out, while it runs and is not yet breached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deadline: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub deadline: Option<Moment>,
     /// Working time used up to its last pause or stop, in ms.
     pub elapsed_ms: i64,
     /// Wall-clock time spent paused (closed pauses), in ms.
     pub paused_ms: i64,
     /// Paused since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub paused_since: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub paused_since: Option<Moment>,
     /// When its warning was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warned_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub warned_at: Option<Moment>,
     /// When it was breached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub breached_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub breached_at: Option<Moment>,
     /// When it stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped_at: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub stopped_at: Option<Moment>,
 }
 
 impl From<&SlaRecord> for SlaView {
@@ -93,14 +100,14 @@ impl From<&SlaRecord> for SlaView {
             metric: r.metric.clone(),
             target_ms: r.target_ms,
             calendar: r.calendar.clone(),
-            started_at: format_ms(r.started_at),
-            deadline: r.deadline.map(format_ms),
+            started_at: Moment(r.started_at),
+            deadline: r.deadline.map(Moment),
             elapsed_ms: r.elapsed_ms,
             paused_ms: r.paused_ms,
-            paused_since: r.paused_since.map(format_ms),
-            warned_at: r.warned_at.map(format_ms),
-            breached_at: r.breached_at.map(format_ms),
-            stopped_at: r.stopped_at.map(format_ms),
+            paused_since: r.paused_since.map(Moment),
+            warned_at: r.warned_at.map(Moment),
+            breached_at: r.breached_at.map(Moment),
+            stopped_at: r.stopped_at.map(Moment),
         }
     }
 }
@@ -127,9 +134,11 @@ pub struct InstanceView {
     /// Who created it.
     pub created_by: String,
     /// When, RFC 3339 UTC.
-    pub created_at: String,
+    #[schema(value_type = String)]
+    pub created_at: Moment,
     /// Last step, RFC 3339 UTC.
-    pub updated_at: String,
+    #[schema(value_type = String)]
+    pub updated_at: Moment,
     /// Transitions the caller may fire now.
     #[schema(value_type = Vec<AllowedTransition>)]
     pub allowed_transitions: Arc<[AllowedTransition]>,
@@ -166,8 +175,8 @@ impl InstanceView {
             version: record.version,
             data: record.data.clone(),
             created_by: record.created_by.clone(),
-            created_at: format_ms(record.created_at),
-            updated_at: format_ms(record.updated_at),
+            created_at: Moment(record.created_at),
+            updated_at: Moment(record.updated_at),
             votes: record.votes.clone(),
             slas: record.slas.iter().map(SlaView::from).collect(),
             links: None,
