@@ -499,6 +499,9 @@ impl Engine {
 
     /// One outbox message per webhook for each notification.
     fn outbox(&self, notices: Vec<Value>) -> Vec<crate::store::OutboxMessage> {
+        if notices.is_empty() {
+            return Vec::new();
+        }
         let now = self.clock.now_ms();
         let mut messages = Vec::new();
         for mut notice in notices {

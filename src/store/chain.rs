@@ -101,8 +101,8 @@ impl TraceRecord {
     }
 
     /// Chains it after a record whose hash is `prev_hash`: sets both hashes.
-    pub fn chain_after(&mut self, prev_hash: &str) {
-        prev_hash.clone_into(&mut self.prev_hash);
+    pub fn chain_after(&mut self, prev_hash: String) {
+        self.prev_hash = prev_hash;
         self.hash = self.compute_hash();
     }
 }
@@ -503,7 +503,7 @@ mod tests {
                     prev_hash: String::new(),
                     hash: String::new(),
                 };
-                r.chain_after(&prev);
+                r.chain_after(prev.clone());
                 prev = r.hash.clone();
                 r
             })

@@ -261,10 +261,14 @@ impl<'a> Working<'a> {
     ) {
         self.record.version += 1;
         self.record.updated_at = self.env.now;
-        let before: Map<String, Value> = written
-            .keys()
-            .filter_map(|k| self.before.remove(k).map(|v| (k.clone(), v)))
-            .collect();
+        let before: Map<String, Value> = if self.before.is_empty() {
+            Map::new()
+        } else {
+            written
+                .keys()
+                .filter_map(|k| self.before.remove(k).map(|v| (k.clone(), v)))
+                .collect()
+        };
         let mut r = TraceRecord {
             instance_id: self.record.id.clone(),
             seq: self.record.version,
@@ -288,8 +292,8 @@ impl<'a> Working<'a> {
             prev_hash: String::new(),
             hash: String::new(),
         };
-        r.chain_after(&self.record.trace_hash);
-        self.record.trace_hash = r.hash.clone();
+        r.chain_after(std::mem::take(&mut self.record.trace_hash));
+        self.record.trace_hash.clone_from(&r.hash);
         self.trace.push(r);
     }
 
