@@ -371,6 +371,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn steps_counted_by_many_threads_at_once_are_all_in_the_totals() {
+        let m = Metrics::default();
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let m = &m;
+                s.spawn(move || {
+                    for i in 0..1000 {
+                        let outcome = if i % 10 == 0 {
+                            StepOutcome::Refused
+                        } else {
+                            StepOutcome::Done
+                        };
+                        m.step(
+                            ["event", "change"][t % 2],
+                            outcome,
+                            Duration::from_millis(2),
+                        );
+                    }
+                });
+            }
+        });
+        let text = m.render();
+        for p in ["event", "change"] {
+            assert!(
+                text.contains(&format!(
+                    "opsflow_steps_total{{process=\"{p}\",outcome=\"done\"}} 1800"
+                )),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!(
+                    "opsflow_steps_total{{process=\"{p}\",outcome=\"refused\"}} 200"
+                )),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!(
+                    "opsflow_step_duration_seconds_bucket{{process=\"{p}\",le=\"0.0025\"}} 1800"
+                )),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!(
+                    "opsflow_step_duration_seconds_sum{{process=\"{p}\"}} 3.6\n"
+                )),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
     fn a_histogram_renders_cumulative_buckets_with_sum_and_count() {
         let m = Metrics::default();
         m.step("event", StepOutcome::Done, Duration::from_micros(300));
