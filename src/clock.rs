@@ -81,10 +81,7 @@ impl Clock for SimulatedClock {
 /// by digit, as `chrono` would write them: answers and SLA trace records format several
 /// per step. Others go through `chrono`.
 pub fn format_ms(ms: i64) -> String {
-    match rfc3339_text(ms) {
-        Some(text) => text.as_str().to_owned(),
-        None => by_chrono(ms),
-    }
+    write_ms(ms, str::to_owned)
 }
 
 /// Writes [`format_ms`]'s text without allocating for times from 1970 to 9999.
@@ -202,11 +199,9 @@ pub fn parse_ms(text: &str) -> Option<i64> {
 }
 
 /// Reads an RFC 3339 string as milliseconds since the epoch (the inverse of
-/// [`serialize_ms`]).
+/// [`serialize_ms`], as a [`Moment`] reads it).
 pub fn deserialize_ms<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
-    let text = <String as serde::Deserialize>::deserialize(deserializer)?;
-    parse_ms(&text)
-        .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not an RFC 3339 time")))
+    <Moment as serde::Deserialize>::deserialize(deserializer).map(|m| m.0)
 }
 
 /// Serializes milliseconds since the epoch as an RFC 3339 UTC string.

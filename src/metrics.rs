@@ -394,30 +394,16 @@ mod tests {
         });
         let text = m.render();
         for p in ["event", "change"] {
-            assert!(
-                text.contains(&format!(
-                    "opsflow_steps_total{{process=\"{p}\",outcome=\"done\"}} 1800"
-                )),
-                "{text}"
-            );
-            assert!(
-                text.contains(&format!(
-                    "opsflow_steps_total{{process=\"{p}\",outcome=\"refused\"}} 200"
-                )),
-                "{text}"
-            );
-            assert!(
-                text.contains(&format!(
-                    "opsflow_step_duration_seconds_bucket{{process=\"{p}\",le=\"0.0025\"}} 1800"
-                )),
-                "{text}"
-            );
-            assert!(
-                text.contains(&format!(
-                    "opsflow_step_duration_seconds_sum{{process=\"{p}\"}} 3.6\n"
-                )),
-                "{text}"
-            );
+            for line in [
+                format!("opsflow_steps_total{{process=\"{p}\",outcome=\"done\"}} 1800\n"),
+                format!("opsflow_steps_total{{process=\"{p}\",outcome=\"refused\"}} 200\n"),
+                format!(
+                    "opsflow_step_duration_seconds_bucket{{process=\"{p}\",le=\"0.0025\"}} 1800\n"
+                ),
+                format!("opsflow_step_duration_seconds_sum{{process=\"{p}\"}} 3.6\n"),
+            ] {
+                assert!(text.contains(&line), "{line} in {text}");
+            }
         }
     }
 

@@ -3,6 +3,8 @@
 
 mod timers;
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::Actor;
@@ -83,7 +85,7 @@ impl<'a> Working<'a> {
     ) -> Self {
         let original_links = link_values(loaded, &record.data);
         let before = previous_values(&record.data, input);
-        apply(std::sync::Arc::make_mut(&mut record.data), input);
+        apply(Arc::make_mut(&mut record.data), input);
         Self {
             env,
             loaded,
@@ -122,7 +124,7 @@ impl<'a> Working<'a> {
             process: def.id.clone(),
             definition_hash: def.hash.clone(),
             state: def.initial_state().to_owned(),
-            data: std::sync::Arc::default(),
+            data: Arc::default(),
             version: 0,
             created_by: actor.name.clone(),
             created_at: env.now,
@@ -132,7 +134,7 @@ impl<'a> Working<'a> {
             trace_hash: crate::store::GENESIS.to_owned(),
             timers: Vec::new(),
         };
-        apply(std::sync::Arc::make_mut(&mut record.data), &data);
+        apply(Arc::make_mut(&mut record.data), &data);
         let mut w = Self {
             env,
             loaded,
@@ -156,7 +158,7 @@ impl<'a> Working<'a> {
         let mut written = data.clone();
         if let Some(action) = &def.start.action {
             let writes = w.run_action(action, &data)?;
-            apply(std::sync::Arc::make_mut(&mut w.record.data), &writes);
+            apply(Arc::make_mut(&mut w.record.data), &writes);
             written.extend(writes);
         }
         w.record(TraceKind::Created, None, None, written, comment);
@@ -248,7 +250,7 @@ impl<'a> Working<'a> {
         for (k, v) in previous_values(&self.record.data, writes) {
             self.before.entry(k).or_insert(v);
         }
-        apply(std::sync::Arc::make_mut(&mut self.record.data), writes);
+        apply(Arc::make_mut(&mut self.record.data), writes);
     }
 
     pub(crate) fn record(

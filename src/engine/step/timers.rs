@@ -63,7 +63,12 @@ impl Working<'_> {
 
     /// The step changes where some timer stands, or fires one.
     fn changes_timers(&self) -> bool {
-        self.fired_timer.is_some() || self.timer_statuses().iter().any(|(_, b, a)| b != a)
+        self.changes(&self.timer_statuses())
+    }
+
+    /// The step fires a timer, or moves one of `statuses` (from [`Self::timer_statuses`]).
+    fn changes(&self, statuses: &[(&Timer, TimerStatus, TimerStatus)]) -> bool {
+        self.fired_timer.is_some() || statuses.iter().any(|(_, b, a)| b != a)
     }
 
     /// The process's lookups must be read first: some timer with a rule starts afresh.
@@ -72,8 +77,7 @@ impl Working<'_> {
             return false;
         }
         let statuses = self.timer_statuses();
-        let changes = self.fired_timer.is_some() || statuses.iter().any(|(_, b, a)| b != a);
-        changes
+        self.changes(&statuses)
             && statuses.iter().any(|(t, b, a)| {
                 t.after_rule.is_some()
                     && *a != TimerStatus::Off
