@@ -21,5 +21,6 @@ pub mod server;
 pub mod service_report;
 pub mod settings;
 pub mod store;
+pub(crate) mod stripes;
 pub mod tokens;
 pub mod webhook;

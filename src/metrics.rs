@@ -3,20 +3,20 @@
 //! late timers fire, and reloads.
 //!
 //! One `Metrics` belongs to one engine, so that two servers in one process (as in the
-//! tests) count apart. Steps are counted with atomic adds under a shared read lock (every
-//! step of every client counts, so they must not queue on one lock); the rarer counts take
-//! a short lock on a small map.
+//! tests) count apart. Steps and requests are counted per thread and summed when read;
+//! the rarer counts take a short lock or an atomic add.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use crate::store::WriterStats;
+use crate::stripes::Stripes;
 
 /// Upper bounds of the latency buckets, in seconds.
-const LATENCY_BUCKETS: &[f64] = &[
+const LATENCY_BUCKETS: [f64; 14] = [
     0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
@@ -78,55 +78,6 @@ impl Histogram {
     }
 }
 
-/// A histogram with fixed buckets that many threads add to at once without a lock; its
-/// sum is kept in nanoseconds.
-#[derive(Debug)]
-struct SharedHistogram {
-    bounds: &'static [f64],
-    counts: Box<[AtomicU64]>,
-    sum_ns: AtomicU64,
-    count: AtomicU64,
-}
-
-impl SharedHistogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            sum_ns: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
-    }
-
-    fn observe(&self, value: Duration) {
-        let seconds = value.as_secs_f64();
-        if let Some(i) = self.bounds.iter().position(|b| seconds <= *b) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
-        }
-        let ns = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// What it holds now. Observations racing with the read may show in some buckets and
-    /// not yet in the count; the count is raised to the buckets' total so that the
-    /// rendered histogram stays cumulative.
-    fn snapshot(&self) -> Histogram {
-        let counts: Vec<u64> = self
-            .counts
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect();
-        let count = self.count.load(Ordering::Relaxed);
-        Histogram {
-            bounds: self.bounds,
-            count: count.max(counts.iter().sum()),
-            counts,
-            sum: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
-        }
-    }
-}
-
 /// A step's outcome, as counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepOutcome {
@@ -138,30 +89,84 @@ pub enum StepOutcome {
     Refused,
 }
 
-#[derive(Debug)]
-struct ProcessCounts {
-    done: AtomicU64,
-    refused: AtomicU64,
-    rule_failures: AtomicU64,
-    latency: SharedHistogram,
+/// The steps of one process a stripe counted.
+#[derive(Debug, Clone, Default)]
+struct StepCounts {
+    done: u64,
+    refused: u64,
+    rule_failures: u64,
+    /// Done steps at or below each latency bound (not cumulative).
+    latency: [u64; LATENCY_BUCKETS.len()],
+    /// Done steps' latencies summed, in ns (whole numbers add up exactly).
+    latency_ns: u64,
 }
 
-impl ProcessCounts {
-    fn new() -> Self {
-        Self {
-            done: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
-            rule_failures: AtomicU64::new(0),
-            latency: SharedHistogram::new(LATENCY_BUCKETS),
+impl StepCounts {
+    fn count(&mut self, outcome: StepOutcome, elapsed: Duration) {
+        match outcome {
+            StepOutcome::Done => {
+                self.done += 1;
+                let seconds = elapsed.as_secs_f64();
+                if let Some(i) = LATENCY_BUCKETS.iter().position(|b| seconds <= *b) {
+                    self.latency[i] += 1;
+                }
+                let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+                self.latency_ns = self.latency_ns.saturating_add(ns);
+            }
+            StepOutcome::RuleFailed => {
+                self.refused += 1;
+                self.rule_failures += 1;
+            }
+            StepOutcome::Refused => self.refused += 1,
+        }
+    }
+
+    fn add(&mut self, other: &StepCounts) {
+        self.done += other.done;
+        self.refused += other.refused;
+        self.rule_failures += other.rule_failures;
+        for (a, b) in self.latency.iter_mut().zip(&other.latency) {
+            *a += b;
+        }
+        self.latency_ns = self.latency_ns.saturating_add(other.latency_ns);
+    }
+
+    fn histogram(&self) -> Histogram {
+        Histogram {
+            bounds: &LATENCY_BUCKETS,
+            counts: self.latency.to_vec(),
+            sum: self.latency_ns as f64 / 1e9,
+            count: self.done,
         }
     }
 }
 
+/// Requests by method, route and status.
+type RequestCounts = BTreeMap<String, BTreeMap<String, BTreeMap<u16, u64>>>;
+
+/// What one stripe counted.
+#[derive(Debug, Default)]
+struct Counts {
+    steps: BTreeMap<String, StepCounts>,
+    requests: RequestCounts,
+}
+
+/// The entry of `key` in `map`, made empty if missing (a key is copied only then).
+fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("the entry was just made")
+}
+
 /// The counters of one server.
+///
+/// Steps and requests are counted in stripes, one per thread (see [`Stripes`]): every step
+/// and request of every client counts, and a lock or counter shared by all threads made
+/// them write to one cache line in turn. `/metrics` adds the stripes up.
 #[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    processes: RwLock<BTreeMap<String, ProcessCounts>>,
+    counts: Stripes<Mutex<Counts>>,
     timer_lag: Mutex<Histogram>,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
@@ -170,8 +175,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self {
-            requests: Mutex::default(),
-            processes: RwLock::default(),
+            counts: Stripes::default(),
             timer_lag: Mutex::new(Histogram::new(LAG_BUCKETS)),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
@@ -186,46 +190,24 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Metrics {
     /// Counts an HTTP request: its method, its route pattern (never the path itself, so
     /// ids do not make new series) and its status.
     pub fn request(&self, method: &str, route: &str, status: u16) {
-        let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        *map.entry((method.to_owned(), route.to_owned(), status))
-            .or_insert(0) += 1;
+        let mut counts = lock(self.counts.mine());
+        let routes = entry(&mut counts.requests, method);
+        *entry(routes, route).entry(status).or_insert(0) += 1;
     }
 
     /// Counts a step (creation or transition, by a caller or a timer) of `process` that
     /// took `elapsed` from its start to its answer.
     pub fn step(&self, process: &str, outcome: StepOutcome, elapsed: Duration) {
-        {
-            let map = self.processes.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(c) = map.get(process) {
-                Self::count(c, outcome, elapsed);
-                return;
-            }
-        }
-        let mut map = self.processes.write().unwrap_or_else(|e| e.into_inner());
-        let c = map
-            .entry(process.to_owned())
-            .or_insert_with(ProcessCounts::new);
-        Self::count(c, outcome, elapsed);
-    }
-
-    fn count(c: &ProcessCounts, outcome: StepOutcome, elapsed: Duration) {
-        match outcome {
-            StepOutcome::Done => {
-                c.done.fetch_add(1, Ordering::Relaxed);
-                c.latency.observe(elapsed);
-            }
-            StepOutcome::RuleFailed => {
-                c.refused.fetch_add(1, Ordering::Relaxed);
-                c.rule_failures.fetch_add(1, Ordering::Relaxed);
-            }
-            StepOutcome::Refused => {
-                c.refused.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let mut counts = lock(self.counts.mine());
+        entry(&mut counts.steps, process).count(outcome, elapsed);
     }
 
     /// Records how late a timer fired: `lag_ms` after it fell due.
@@ -250,28 +232,37 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP opsflow_http_requests_total HTTP requests answered, by method, route and status.\n");
         out.push_str("# TYPE opsflow_http_requests_total counter\n");
-        for ((method, route, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "opsflow_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
-                escape(method),
-                escape(route)
-            );
+        let mut requests = RequestCounts::new();
+        let mut steps: BTreeMap<String, StepCounts> = BTreeMap::new();
+        for stripe in self.counts.iter() {
+            let counts = lock(stripe);
+            for (method, routes) in &counts.requests {
+                for (route, statuses) in routes {
+                    let sum = entry(entry(&mut requests, method), route);
+                    for (status, n) in statuses {
+                        *sum.entry(*status).or_insert(0) += n;
+                    }
+                }
+            }
+            for (process, c) in &counts.steps {
+                entry(&mut steps, process).add(c);
+            }
         }
-        let processes: Vec<(String, [u64; 3], Histogram)> = self
-            .processes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+        for (method, routes) in &requests {
+            for (route, statuses) in routes {
+                for (status, n) in statuses {
+                    let _ = writeln!(
+                        out,
+                        "opsflow_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{status}\"}} {n}",
+                        escape(method),
+                        escape(route)
+                    );
+                }
+            }
+        }
+        let processes: Vec<(&String, [u64; 3], Histogram)> = steps
             .iter()
-            .map(|(p, c)| {
-                let n = [&c.done, &c.refused, &c.rule_failures].map(|a| a.load(Ordering::Relaxed));
-                (p.clone(), n, c.latency.snapshot())
-            })
+            .map(|(p, c)| (p, [c.done, c.refused, c.rule_failures], c.histogram()))
             .collect();
         out.push_str("# HELP opsflow_steps_total Steps (creations and transitions) by process and outcome.\n");
         out.push_str("# TYPE opsflow_steps_total counter\n");

@@ -283,7 +283,8 @@ impl Engine {
             Some(comment),
         );
         self.recent.forget(&w.record.id);
-        self.commit(w, actor, None, 200).await?;
+        let committed = self.commit(w, actor, None, 200).await?;
+        self.remember(committed, None);
         Ok(())
     }
 }

@@ -19,6 +19,7 @@ mod timers;
 mod versions;
 mod view;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -42,6 +43,7 @@ use crate::store::{
 use data::{Writer, check_input, missing};
 use recent::RecentInstances;
 use step::{Env, Working};
+use versions::Pinned;
 
 /// Who is acting, with which roles.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +131,13 @@ pub struct InstancePage {
     pub next_cursor: Option<String>,
 }
 
+/// A committed step: its answer, and the instances it wrote (none when the answer is a
+/// replay).
+struct Committed {
+    view: InstanceView,
+    written: Vec<Arc<InstanceRecord>>,
+}
+
 /// Creates and advances instances.
 #[derive(Debug)]
 pub struct Engine {
@@ -140,6 +149,8 @@ pub struct Engine {
     /// Definition versions pinned by running instances, by hash (every step looks its
     /// version up; the hashes are SHA-256s opsflow computed, so a fast hash suits them).
     versions: RwLock<foldhash::HashMap<String, Arc<Loaded>>>,
+    /// Changes to `catalog` and `versions` counted (see [`versions::Pinned`]).
+    generation: AtomicU64,
     /// How long answers to requests with an idempotency key are kept, in ms.
     answer_ttl_ms: i64,
     /// Instances as this engine last wrote them.
@@ -169,6 +180,7 @@ impl Engine {
             store,
             clock,
             versions: RwLock::new(versions),
+            generation: AtomicU64::new(0),
             answer_ttl_ms: DEFAULT_ANSWER_TTL_MS,
             recent: RecentInstances::with_capacity(recent::DEFAULT_CAPACITY),
             webhooks: Vec::new(),
@@ -307,7 +319,8 @@ impl Engine {
             comment,
             Channel::Api,
         )?;
-        let view = self.commit(w, actor, idempotency, 201).await?;
+        let committed = self.commit(w, actor, idempotency, 201).await?;
+        let view = self.remember(committed, None);
         tracing::debug!(instance = %view.id, state = %view.state, "instance created");
         Ok(view)
     }
@@ -349,9 +362,13 @@ impl Engine {
         request: &FireRequest,
         process: &mut Option<String>,
     ) -> Result<InstanceView, EngineError> {
-        if let Some(record) = self.recent.take(id) {
+        if let Some((record, pinned)) = self.recent.take(id) {
             *process = Some(record.process.clone());
-            match self.fire_on(record, actor, transition, request, None).await {
+            let pinned = pinned.filter(|p| self.still_pinned(p, &record.definition_hash));
+            match self
+                .fire_on(record, pinned, actor, transition, request, None)
+                .await
+            {
                 Ok(view) => return Ok(view),
                 Err(e @ (EngineError::Busy | EngineError::Store(_))) => return Err(e),
                 Err(e) => {
@@ -365,22 +382,27 @@ impl Engine {
             .await?
             .ok_or_else(|| EngineError::UnknownInstance(id.to_owned()))?;
         *process = Some(record.process.clone());
-        self.fire_on(record, actor, transition, request, None).await
+        self.fire_on(record, None, actor, transition, request, None)
+            .await
     }
 
-    /// Fires `transition` on `record`, the instance as last known; `timer` names the timer
-    /// whose firing this is.
+    /// Fires `transition` on `record`, the instance as last known, under `pinned` (looked
+    /// up when `None`); `timer` names the timer whose firing this is.
     async fn fire_on(
         &self,
         record: crate::store::InstanceRecord,
+        pinned: Option<Pinned>,
         actor: &Actor,
         transition: &str,
         request: &FireRequest,
         timer: Option<&str>,
     ) -> Result<InstanceView, EngineError> {
         tracing::Span::current().record("process", record.process.as_str());
-        let loaded = self.version(&record.definition_hash).await?;
-        let def = &loaded.definition;
+        let pinned = match pinned {
+            Some(p) => p,
+            None => self.pin(&record.definition_hash).await?,
+        };
+        let def = &pinned.loaded.definition;
         let t = admission::admit(def, &record, actor, transition, request)?;
         let writes = request.writes();
         let links = if def.has_link_fields() {
@@ -394,8 +416,8 @@ impl Engine {
         } else {
             Value::Object(Map::new())
         };
-        let catalog = self.catalog();
-        let mut w = Working::existing(self.env(&catalog), &loaded, actor, record, &writes, links);
+        let env = self.env(&pinned.catalog);
+        let mut w = Working::existing(env, &pinned.loaded, actor, record, &writes, links);
         w.fired_timer = timer.map(str::to_owned);
         if timer.is_some() {
             w.channel = Channel::Timer;
@@ -406,9 +428,10 @@ impl Engine {
             _ => w.fire(t, data, comment)?,
         }
         w.settle()?;
-        let view = self
+        let committed = self
             .commit(w, actor, request.idempotency.clone(), 200)
             .await?;
+        let view = self.remember(committed, Some(pinned));
         tracing::debug!(instance = %view.id, transition, state = %view.state, "transition fired");
         Ok(view)
     }
@@ -436,14 +459,15 @@ impl Engine {
     }
 
     /// Checks the step's links and commits it, with the answer when the request carries an
-    /// idempotency key; returns the answer. `status` is the HTTP status of a first answer.
+    /// idempotency key. `status` is the HTTP status of a first answer. The caller passes
+    /// what it returns to [`Engine::remember`].
     async fn commit(
         &self,
         mut w: Working<'_>,
         actor: &Actor,
         idempotency: Option<Idempotency>,
         status: u16,
-    ) -> Result<InstanceView, EngineError> {
+    ) -> Result<Committed, EngineError> {
         self.verify_links(&w).await?;
         if w.needs_lookups() {
             w.lookups = self.lookups(&w.loaded().definition).await?;
@@ -457,22 +481,36 @@ impl Engine {
             step.answer = Some(self.answer_write(actor, idem, status, &view)?);
         }
         let written: Vec<_> = step.writes.iter().map(|w| w.instance.clone()).collect();
-        let outcome = self.store.commit(step).await;
-        for record in written {
-            match outcome {
-                Ok(()) => self.recent.put(record),
-                Err(_) => self.recent.forget(&record.id),
+        match self.store.commit(step).await {
+            Ok(()) => Ok(Committed { view, written }),
+            Err(e) => {
+                for record in &written {
+                    self.recent.forget(&record.id);
+                }
+                match e {
+                    // A concurrent request with the same key committed first: answer as
+                    // it did.
+                    StoreError::KeyTaken => {
+                        let view = self.replay(actor, idempotency.as_ref()).await?;
+                        let view = view.ok_or(EngineError::Conflict)?;
+                        Ok(Committed {
+                            view,
+                            written: Vec::new(),
+                        })
+                    }
+                    e => Err(e.into()),
+                }
             }
         }
-        match outcome {
-            Ok(()) => Ok(view),
-            // A concurrent request with the same key committed first: answer as it did.
-            Err(StoreError::KeyTaken) => self
-                .replay(actor, idempotency.as_ref())
-                .await?
-                .ok_or(EngineError::Conflict),
-            Err(e) => Err(e.into()),
+    }
+
+    /// Remembers the instances a step wrote, the first (the one it was on) with what the
+    /// step ran under; returns the answer.
+    fn remember(&self, committed: Committed, mut pinned: Option<Pinned>) -> InstanceView {
+        for record in committed.written {
+            self.recent.put(record, pinned.take());
         }
+        committed.view
     }
 
     /// What `def`'s lookups find, as timer rules see it: lookup name → `[{id, state, data}]`.

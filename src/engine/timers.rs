@@ -86,7 +86,7 @@ impl Engine {
         let id = record.id.clone();
         let (process, started) = (record.process.clone(), std::time::Instant::now());
         let result = self
-            .fire_on(record, &actor, fire, &request, Some(name))
+            .fire_on(record, None, &actor, fire, &request, Some(name))
             .await;
         self.count_step(&process, started, &result);
         match result {
@@ -132,7 +132,10 @@ impl Engine {
         w.channel = crate::store::Channel::Timer;
         w.ran_out(name, comment.to_owned());
         match self.commit(w, &actor, None, 200).await {
-            Ok(_) => Ok(true),
+            Ok(committed) => {
+                self.remember(committed, None);
+                Ok(true)
+            }
             Err(EngineError::Conflict | EngineError::Busy) => Ok(false),
             Err(e) => Err(e),
         }

@@ -3,6 +3,7 @@
 //! instances keep running under the version they started with.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
@@ -41,7 +42,43 @@ impl Installation {
     }
 }
 
+/// What a step runs under: its instance's definition version and the served set (for the
+/// instances it creates and the calendars of its clocks), as of one generation of the
+/// engine's definitions. Kept with a remembered instance, so that the next step on it
+/// takes neither the served set's lock nor the versions' while nothing was reloaded.
+#[derive(Debug)]
+pub(super) struct Pinned {
+    pub(super) loaded: Arc<Loaded>,
+    pub(super) catalog: Arc<Catalog>,
+    generation: u64,
+}
+
 impl Engine {
+    /// What a step on an instance of version `hash` runs under now.
+    pub(super) async fn pin(&self, hash: &str) -> Result<Pinned, EngineError> {
+        // Read before the set and the version: a reload racing with this leaves an older
+        // number with newer definitions, which the next step only looks up again.
+        let generation = self.generation.load(Ordering::Acquire);
+        let catalog = self.catalog();
+        let loaded = self.version(hash).await?;
+        Ok(Pinned {
+            loaded,
+            catalog,
+            generation,
+        })
+    }
+
+    /// `pinned` still holds what a step on an instance of version `hash` would look up.
+    pub(super) fn still_pinned(&self, pinned: &Pinned, hash: &str) -> bool {
+        pinned.generation == self.generation.load(Ordering::Acquire)
+            && pinned.loaded.definition.hash == hash
+    }
+
+    /// Counts a change to the served set or the loaded versions, after it was made.
+    fn definitions_changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
     /// The definitions being served now. A reload may replace them at any moment; a step
     /// holds on to the set it started with.
     pub fn catalog(&self) -> Arc<Catalog> {
@@ -88,6 +125,7 @@ impl Engine {
             .filter(|id| catalog.get(id).is_none())
             .collect();
         *self.catalog.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(catalog);
+        self.definitions_changed();
         Ok(installation)
     }
 
@@ -108,6 +146,7 @@ impl Engine {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(d.hash.clone(), l.clone());
+        self.definitions_changed();
         Ok(version)
     }
 
@@ -185,6 +224,7 @@ impl Engine {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(hash.to_owned(), loaded.clone());
+        self.definitions_changed();
         Ok(loaded)
     }
 }

@@ -339,3 +339,42 @@ async fn an_edited_rule_module_is_a_new_version_of_the_processes_that_use_it_onl
         .collect();
     assert_eq!(changed, ["change"], "{status}");
 }
+
+#[tokio::test]
+async fn an_instance_the_server_just_wrote_creates_under_the_definitions_reloaded_meanwhile() {
+    let (_dir, processes) = processes_copy("problem.yaml", |t| t);
+    let app = watching_app(&processes).await;
+    // The engine remembers the event it just wrote, and what that step ran under.
+    let id = app.event_at_l1().await;
+    let path = processes.join("problem.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        format!("{text}\n# reviewed by the problem manager\n"),
+    )
+    .unwrap();
+    let status = status_when(&app, |s| s["reloads"] == 1).await;
+    let installed = status["last_attempt"]["installation"]["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["process"] == "problem")
+        .cloned()
+        .unwrap();
+    assert_eq!(installed["change"], "changed", "{status}");
+
+    let resolved = app
+        .fire_ok(
+            &id,
+            "resolve",
+            "desk",
+            json!({"resolution_code": "workaround", "solution": "restart the spooler daily"}),
+        )
+        .await;
+    let problem = resolved["data"]["problem"].as_str().unwrap().to_owned();
+    let created = app
+        .get(&format!("/api/v1/instances/{problem}"), "adm")
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    assert_eq!(created.body["definition_hash"], installed["hash"]);
+}
