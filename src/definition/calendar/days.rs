@@ -2,21 +2,24 @@
 //! local date and minute into an instant goes through the time zone's rules, which costs
 //! far more than a lookup, and every timer of every step asks for the same few dates.
 
-use std::sync::RwLock;
+use std::sync::Mutex;
 
 use chrono::NaiveDate;
 
-/// Dates remembered at most; past it the cache starts over (a server asks for the dates
-/// around now, so it seldom holds more than a few hundred).
-const MAX_DATES: usize = 20_000;
+use crate::stripes::Stripes;
+
+/// Dates each thread remembers at most (over ten years); past it its cache starts over (a
+/// server asks for the dates around now, so it seldom holds more than a few hundred).
+const MAX_DATES: usize = 4_096;
 
 /// A day's working periods as `[start, end)` instants (ms), in order.
 type Periods = Box<[(i64, i64)]>;
 
 /// Local date → its working periods; hashed by foldhash, since every SLA step looks a
-/// few dates up.
+/// few dates up. Each thread keeps its own (see [`Stripes`]): one lock for all made every
+/// step of every thread write to the same cache line a few times.
 #[derive(Debug, Default)]
-pub(super) struct DayCache(RwLock<foldhash::HashMap<NaiveDate, Periods>>);
+pub(super) struct DayCache(Stripes<Mutex<foldhash::HashMap<NaiveDate, Periods>>>);
 
 impl DayCache {
     /// Calls `f` with the periods of `date`, working them out with `compute` the first time.
@@ -26,15 +29,12 @@ impl DayCache {
         compute: impl FnOnce() -> Vec<(i64, i64)>,
         f: impl FnOnce(&[(i64, i64)]) -> R,
     ) -> R {
-        {
-            let days = self.0.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(periods) = days.get(&date) {
-                return f(periods);
-            }
+        let mut days = self.0.mine().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(periods) = days.get(&date) {
+            return f(periods);
         }
         let periods = compute().into_boxed_slice();
         let answer = f(&periods);
-        let mut days = self.0.write().unwrap_or_else(|e| e.into_inner());
         if days.len() >= MAX_DATES {
             days.clear();
         }
