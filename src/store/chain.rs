@@ -110,16 +110,17 @@ impl TraceRecord {
 /// Room reserved for a record's canonical text: most records of the shipped processes fit.
 const CANONICAL_CAPACITY: usize = 1024;
 
-/// Bytes as lowercase hex, written straight into one string (every step hashes a few
-/// records, and `hex::encode` goes through a char iterator).
+/// Bytes as lowercase hex, written into one buffer and checked once (every step hashes a
+/// few records: `hex::encode` goes through a char iterator, and pushing chars one by one
+/// encodes each).
 pub(super) fn lower_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
+        out.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]);
     }
-    s
+    // Only ASCII digits and letters were written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Appends a number, boolean or null (or a string that needs escapes) as `serde_json`
