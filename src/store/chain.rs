@@ -110,14 +110,15 @@ impl TraceRecord {
 /// Room reserved for a record's canonical text: most records of the shipped processes fit.
 const CANONICAL_CAPACITY: usize = 1024;
 
-/// Bytes as lowercase hex, written into one buffer and checked once (every step hashes a
-/// few records: `hex::encode` goes through a char iterator, and pushing chars one by one
-/// encodes each).
+/// Bytes as lowercase hex, written into a buffer of the final length and checked once
+/// (every step hashes a few records: `hex::encode` goes through a char iterator, and
+/// pushing chars one by one encodes each).
 pub(super) fn lower_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 15)]]);
+    let mut out = vec![0; bytes.len() * 2];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
     }
     // Only ASCII digits and letters were written.
     String::from_utf8(out).unwrap_or_default()
