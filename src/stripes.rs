@@ -5,8 +5,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Stripes kept unless a user asks for another count: more than this machine's threads
-/// that count steps, few enough that reading all of them stays cheap.
+/// Stripes of every [`Stripes`]: more than the threads that take steps on a small server,
+/// few enough that reading all of them stays cheap. Threads past the first sixteen share.
 pub(crate) const STRIPES: usize = 16;
 
 /// One value, aligned to two cache lines (adjacent-line prefetch pairs lines on x86).

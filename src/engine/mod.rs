@@ -233,8 +233,9 @@ impl Engine {
         self
     }
 
-    /// Remembers up to `capacity` instances as this engine last wrote them (default
-    /// 16,384; 0 turns the memory off, so every step reads its instance).
+    /// Remembers up to `capacity` instances as this engine last wrote them, rounded up to
+    /// a multiple of 32 (default 16,384; 0 turns the memory off, so every step reads its
+    /// instance).
     pub fn with_instance_cache(mut self, capacity: usize) -> Self {
         self.recent = RecentInstances::with_capacity(capacity);
         self

@@ -42,7 +42,8 @@ struct Generations {
 type Remembered = (Arc<InstanceRecord>, Option<Pinned>);
 
 impl RecentInstances {
-    /// Remembers at most `capacity` instances.
+    /// Remembers at most `capacity` instances, rounded up to a multiple of twice the
+    /// stripes.
     pub(super) fn with_capacity(capacity: usize) -> Self {
         Self {
             stripes: Stripes::default(),
