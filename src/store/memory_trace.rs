@@ -10,10 +10,7 @@
 //! allocations, and handing out fresh pages for them was the largest part of a step; packed,
 //! it takes about a hundred.
 
-use std::sync::Arc;
-
-use serde_json::{Map, Number, Value};
-
+use super::memory_codec::{Reader, Texts, Writer, put_varint, sha256, tag};
 use super::{Channel, RuleDecision, StoreError, TraceKind, TraceRecord};
 
 /// Bytes of a chunk; a record longer than that gets a chunk of its own size.
@@ -51,7 +48,7 @@ impl TraceLogs {
         self.scratch.clear();
         let mut w = Writer {
             out: &mut self.scratch,
-            texts: &mut self.texts,
+            texts: Some(&mut self.texts),
         };
         w.record(r, chained);
         let at = self.place(previous);
@@ -117,93 +114,9 @@ impl TraceLogs {
         Some(Reader {
             bytes: chunk,
             at: usize::try_from(at & u64::from(u32::MAX)).ok()?,
-            texts: &self.texts,
+            texts: Some(&self.texts),
         })
     }
-}
-
-/// Texts kept once for all records of a shard, named by number. It only grows, as the
-/// records do: it never holds a text that no kept record holds.
-#[derive(Debug, Default)]
-struct Texts {
-    ids: foldhash::HashMap<Arc<str>, u64>,
-    all: Vec<Arc<str>>,
-}
-
-impl Texts {
-    fn id(&mut self, s: &str) -> u64 {
-        if let Some(&id) = self.ids.get(s) {
-            return id;
-        }
-        let id = self.all.len() as u64;
-        let text: Arc<str> = Arc::from(s);
-        self.ids.insert(text.clone(), id);
-        self.all.push(text);
-        id
-    }
-
-    fn get(&self, id: u64) -> Option<&str> {
-        self.all.get(usize::try_from(id).ok()?).map(|t| &**t)
-    }
-}
-
-/// Each byte's value as a lowercase hex digit; 0xff for any other byte.
-static NIBBLE: [u8; 256] = {
-    let mut table = [0xffu8; 256];
-    let mut i = 0;
-    while i < 16 {
-        table[b"0123456789abcdef"[i] as usize] = i as u8;
-        i += 1;
-    }
-    table
-};
-
-/// The bytes of `s` if it is a SHA-256 in lowercase hex.
-fn sha256(s: &str) -> Option<[u8; 32]> {
-    let digits = s.as_bytes();
-    if digits.len() != 64 {
-        return None;
-    }
-    let mut bytes = [0u8; 32];
-    // Any byte that is not a lowercase hex digit sets a high bit in `bad`.
-    let mut bad = 0u8;
-    for (b, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
-        let (hi, lo) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
-        bad |= hi | lo;
-        *b = (hi << 4) | (lo & 15);
-    }
-    (bad & 0xf0 == 0).then_some(bytes)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-/// Tags of the kept forms of a hash and of a JSON value.
-mod tag {
-    pub(super) const SHA256: u8 = 0;
-    pub(super) const TEXT: u8 = 1;
-    /// `prev_hash` only: the hash of the instance's record before.
-    pub(super) const CHAINED: u8 = 2;
-
-    pub(super) const NULL: u8 = 0;
-    pub(super) const FALSE: u8 = 1;
-    pub(super) const TRUE: u8 = 2;
-    pub(super) const INT: u8 = 3;
-    pub(super) const UINT: u8 = 4;
-    pub(super) const FLOAT: u8 = 5;
-    pub(super) const STRING: u8 = 6;
-    pub(super) const ARRAY: u8 = 7;
-    pub(super) const OBJECT: u8 = 8;
-}
-
-struct Writer<'a> {
-    out: &'a mut Vec<u8>,
-    texts: &'a mut Texts,
 }
 
 impl Writer<'_> {
@@ -247,96 +160,6 @@ impl Writer<'_> {
         }
         self.hash(&r.hash);
     }
-
-    fn uint(&mut self, n: usize) {
-        put_varint(self.out, n as u64);
-    }
-
-    /// Zigzag, so that small negative numbers stay short.
-    fn int(&mut self, n: i64) {
-        put_varint(self.out, ((n << 1) ^ (n >> 63)) as u64);
-    }
-
-    fn text(&mut self, s: &str) {
-        let id = self.texts.id(s);
-        put_varint(self.out, id);
-    }
-
-    fn opt_text(&mut self, s: Option<&str>) {
-        match s {
-            None => self.out.push(0),
-            Some(s) => put_varint(self.out, self.texts.id(s) + 1),
-        }
-    }
-
-    fn bytes(&mut self, s: &str) {
-        self.uint(s.len());
-        self.out.extend_from_slice(s.as_bytes());
-    }
-
-    fn hash(&mut self, h: &str) {
-        match sha256(h) {
-            Some(bytes) => {
-                self.out.push(tag::SHA256);
-                self.out.extend_from_slice(&bytes);
-            }
-            None => {
-                self.out.push(tag::TEXT);
-                self.bytes(h);
-            }
-        }
-    }
-
-    fn object(&mut self, map: &Map<String, Value>) {
-        self.uint(map.len());
-        for (k, v) in map {
-            self.text(k);
-            self.value(v);
-        }
-    }
-
-    fn value(&mut self, v: &Value) {
-        match v {
-            Value::Null => self.out.push(tag::NULL),
-            Value::Bool(false) => self.out.push(tag::FALSE),
-            Value::Bool(true) => self.out.push(tag::TRUE),
-            Value::Number(n) => {
-                if let Some(i) = n.as_i64() {
-                    self.out.push(tag::INT);
-                    self.int(i);
-                } else if let Some(u) = n.as_u64() {
-                    self.out.push(tag::UINT);
-                    put_varint(self.out, u);
-                } else {
-                    self.out.push(tag::FLOAT);
-                    let f = n.as_f64().unwrap_or_default();
-                    self.out.extend_from_slice(&f.to_le_bytes());
-                }
-            }
-            Value::String(s) => {
-                self.out.push(tag::STRING);
-                self.bytes(s);
-            }
-            Value::Array(items) => {
-                self.out.push(tag::ARRAY);
-                self.uint(items.len());
-                for item in items {
-                    self.value(item);
-                }
-            }
-            Value::Object(map) => {
-                self.out.push(tag::OBJECT);
-                self.object(map);
-            }
-        }
-    }
-}
-
-/// Reads a record back; `None` where the bytes are not what [`Writer`] wrote.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-    texts: &'a Texts,
 }
 
 impl Reader<'_> {
@@ -347,8 +170,8 @@ impl Reader<'_> {
         let roles = (0..self.len()?)
             .map(|_| self.text())
             .collect::<Option<_>>()?;
-        let channel = Channel::parse(self.texts.get(self.varint()?)?)?;
-        let kind = TraceKind::parse(self.texts.get(self.varint()?)?)?;
+        let channel = Channel::parse(self.text_ref()?)?;
+        let kind = TraceKind::parse(self.text_ref()?)?;
         let transition = self.opt_text()?;
         let from = self.opt_text()?;
         let to = self.text()?;
@@ -398,111 +221,12 @@ impl Reader<'_> {
             hash,
         })
     }
-
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
-    }
-
-    fn byte(&mut self) -> Option<u8> {
-        let b = self.peek()?;
-        self.at += 1;
-        Some(b)
-    }
-
-    fn varint(&mut self) -> Option<u64> {
-        let mut n = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            n |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Some(n);
-            }
-        }
-        None
-    }
-
-    fn len(&mut self) -> Option<usize> {
-        usize::try_from(self.varint()?).ok()
-    }
-
-    fn int(&mut self) -> Option<i64> {
-        let z = self.varint()?;
-        Some(((z >> 1) as i64) ^ -((z & 1) as i64))
-    }
-
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        let end = self.at.checked_add(n)?;
-        let bytes = self.bytes.get(self.at..end)?;
-        self.at = end;
-        Some(bytes)
-    }
-
-    fn str(&mut self, n: usize) -> Option<String> {
-        std::str::from_utf8(self.take(n)?).ok().map(str::to_owned)
-    }
-
-    fn text(&mut self) -> Option<String> {
-        let id = self.varint()?;
-        self.texts.get(id).map(str::to_owned)
-    }
-
-    fn opt_text(&mut self) -> Option<Option<String>> {
-        match self.varint()? {
-            0 => Some(None),
-            id => self.texts.get(id - 1).map(|t| Some(t.to_owned())),
-        }
-    }
-
-    fn hash(&mut self) -> Option<String> {
-        match self.byte()? {
-            tag::SHA256 => Some(super::chain::lower_hex(self.take(32)?)),
-            tag::TEXT => {
-                let n = self.len()?;
-                self.str(n)
-            }
-            _ => None,
-        }
-    }
-
-    fn object(&mut self) -> Option<Map<String, Value>> {
-        let n = self.len()?;
-        let mut map = Map::with_capacity(n);
-        for _ in 0..n {
-            let key = self.text()?;
-            map.insert(key, self.value()?);
-        }
-        Some(map)
-    }
-
-    fn value(&mut self) -> Option<Value> {
-        Some(match self.byte()? {
-            tag::NULL => Value::Null,
-            tag::FALSE => Value::Bool(false),
-            tag::TRUE => Value::Bool(true),
-            tag::INT => Value::from(self.int()?),
-            tag::UINT => Value::from(self.varint()?),
-            tag::FLOAT => {
-                let bytes: [u8; 8] = self.take(8)?.try_into().ok()?;
-                Value::Number(Number::from_f64(f64::from_le_bytes(bytes))?)
-            }
-            tag::STRING => {
-                let n = self.len()?;
-                Value::String(self.str(n)?)
-            }
-            tag::ARRAY => {
-                let n = self.len()?;
-                Value::Array((0..n).map(|_| self.value()).collect::<Option<_>>()?)
-            }
-            tag::OBJECT => Value::Object(self.object()?),
-            _ => return None,
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Map, Value, json};
 
     fn object(v: Value) -> Map<String, Value> {
         match v {
@@ -632,7 +356,7 @@ mod tests {
             record("i-2", 1, "", &hash(1)),
             record("i-1", 2, &hash(1), &hash(2)),
         ]);
-        let mut texts: Vec<&str> = logs.texts.all.iter().map(|t| &**t).collect();
+        let mut texts: Vec<&str> = logs.texts.all().collect();
         let count = texts.len();
         texts.sort_unstable();
         texts.dedup();

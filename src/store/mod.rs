@@ -12,6 +12,7 @@ mod bulk_tests;
 mod chain;
 mod group;
 mod memory;
+mod memory_codec;
 mod memory_trace;
 mod pg_json;
 mod postgres;

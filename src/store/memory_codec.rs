@@ -1,0 +1,317 @@
+//! The byte form the in-memory store keeps its records in: numbers as varints (signed ones
+//! zigzagged), texts either inline (length and bytes) or, where a [`Texts`] table is
+//! given, as their number in it; JSON values tagged by kind; a SHA-256 in hex as its 32
+//! bytes. [`Writer`] writes it and [`Reader`] reads it back, field for field.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Number, Value};
+
+/// Texts kept once for all the records that share the table (a trace shard's), named by
+/// number. It only grows, as those records do: it never holds a text that none of them
+/// holds.
+#[derive(Debug, Default)]
+pub(super) struct Texts {
+    ids: foldhash::HashMap<Arc<str>, u64>,
+    all: Vec<Arc<str>>,
+}
+
+impl Texts {
+    pub(super) fn id(&mut self, s: &str) -> u64 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = self.all.len() as u64;
+        let text: Arc<str> = Arc::from(s);
+        self.ids.insert(text.clone(), id);
+        self.all.push(text);
+        id
+    }
+
+    pub(super) fn get(&self, id: u64) -> Option<&str> {
+        self.all.get(usize::try_from(id).ok()?).map(|t| &**t)
+    }
+
+    /// Every text, by number.
+    #[cfg(test)]
+    pub(super) fn all(&self) -> impl Iterator<Item = &str> {
+        self.all.iter().map(|t| &**t)
+    }
+}
+
+/// Each byte's value as a lowercase hex digit; 0xff for any other byte.
+static NIBBLE: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 16 {
+        table[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// The bytes of `s` if it is a SHA-256 in lowercase hex.
+pub(super) fn sha256(s: &str) -> Option<[u8; 32]> {
+    let digits = s.as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    // Any byte that is not a lowercase hex digit sets a high bit in `bad`.
+    let mut bad = 0u8;
+    for (b, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        let (hi, lo) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
+        bad |= hi | lo;
+        *b = (hi << 4) | (lo & 15);
+    }
+    (bad & 0xf0 == 0).then_some(bytes)
+}
+
+pub(super) fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// Tags of the kept forms of a hash and of a JSON value.
+pub(super) mod tag {
+    pub(in crate::store) const SHA256: u8 = 0;
+    pub(in crate::store) const TEXT: u8 = 1;
+    /// `prev_hash` only: the hash of the instance's record before.
+    pub(in crate::store) const CHAINED: u8 = 2;
+
+    pub(in crate::store) const NULL: u8 = 0;
+    pub(in crate::store) const FALSE: u8 = 1;
+    pub(in crate::store) const TRUE: u8 = 2;
+    pub(in crate::store) const INT: u8 = 3;
+    pub(in crate::store) const UINT: u8 = 4;
+    pub(in crate::store) const FLOAT: u8 = 5;
+    pub(in crate::store) const STRING: u8 = 6;
+    pub(in crate::store) const ARRAY: u8 = 7;
+    pub(in crate::store) const OBJECT: u8 = 8;
+}
+
+/// Writes values in the kept form, texts by number when it has a table.
+pub(super) struct Writer<'a> {
+    pub(super) out: &'a mut Vec<u8>,
+    pub(super) texts: Option<&'a mut Texts>,
+}
+
+impl Writer<'_> {
+    pub(super) fn uint(&mut self, n: usize) {
+        put_varint(self.out, n as u64);
+    }
+
+    /// Zigzag, so that small negative numbers stay short.
+    pub(super) fn int(&mut self, n: i64) {
+        put_varint(self.out, ((n << 1) ^ (n >> 63)) as u64);
+    }
+
+    /// A text: its number in the table, or inline without one.
+    pub(super) fn text(&mut self, s: &str) {
+        match &mut self.texts {
+            Some(texts) => put_varint(self.out, texts.id(s)),
+            None => self.bytes(s),
+        }
+    }
+
+    /// A text or none: 0 for none, else one more than [`Self::text`]'s number or length.
+    pub(super) fn opt_text(&mut self, s: Option<&str>) {
+        match (s, &mut self.texts) {
+            (None, _) => self.out.push(0),
+            (Some(s), Some(texts)) => put_varint(self.out, texts.id(s) + 1),
+            (Some(s), None) => {
+                put_varint(self.out, s.len() as u64 + 1);
+                self.out.extend_from_slice(s.as_bytes());
+            }
+        }
+    }
+
+    pub(super) fn bytes(&mut self, s: &str) {
+        self.uint(s.len());
+        self.out.extend_from_slice(s.as_bytes());
+    }
+
+    pub(super) fn hash(&mut self, h: &str) {
+        match sha256(h) {
+            Some(bytes) => {
+                self.out.push(tag::SHA256);
+                self.out.extend_from_slice(&bytes);
+            }
+            None => {
+                self.out.push(tag::TEXT);
+                self.bytes(h);
+            }
+        }
+    }
+
+    pub(super) fn object(&mut self, map: &Map<String, Value>) {
+        self.uint(map.len());
+        for (k, v) in map {
+            self.text(k);
+            self.value(v);
+        }
+    }
+
+    pub(super) fn value(&mut self, v: &Value) {
+        match v {
+            Value::Null => self.out.push(tag::NULL),
+            Value::Bool(false) => self.out.push(tag::FALSE),
+            Value::Bool(true) => self.out.push(tag::TRUE),
+            Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    self.out.push(tag::INT);
+                    self.int(i);
+                } else if let Some(u) = n.as_u64() {
+                    self.out.push(tag::UINT);
+                    put_varint(self.out, u);
+                } else {
+                    self.out.push(tag::FLOAT);
+                    let f = n.as_f64().unwrap_or_default();
+                    self.out.extend_from_slice(&f.to_le_bytes());
+                }
+            }
+            Value::String(s) => {
+                self.out.push(tag::STRING);
+                self.bytes(s);
+            }
+            Value::Array(items) => {
+                self.out.push(tag::ARRAY);
+                self.uint(items.len());
+                for item in items {
+                    self.value(item);
+                }
+            }
+            Value::Object(map) => {
+                self.out.push(tag::OBJECT);
+                self.object(map);
+            }
+        }
+    }
+}
+
+/// Reads values back; `None` where the bytes are not what [`Writer`] wrote (with the same
+/// table, if any).
+pub(super) struct Reader<'a> {
+    pub(super) bytes: &'a [u8],
+    pub(super) at: usize,
+    pub(super) texts: Option<&'a Texts>,
+}
+
+impl<'a> Reader<'a> {
+    pub(super) fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    pub(super) fn byte(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    pub(super) fn varint(&mut self) -> Option<u64> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            n |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Some(n);
+            }
+        }
+        None
+    }
+
+    pub(super) fn len(&mut self) -> Option<usize> {
+        usize::try_from(self.varint()?).ok()
+    }
+
+    pub(super) fn int(&mut self) -> Option<i64> {
+        let z = self.varint()?;
+        Some(((z >> 1) as i64) ^ -((z & 1) as i64))
+    }
+
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.at.checked_add(n)?;
+        let bytes = self.bytes.get(self.at..end)?;
+        self.at = end;
+        Some(bytes)
+    }
+
+    fn str_ref(&mut self, n: usize) -> Option<&'a str> {
+        std::str::from_utf8(self.take(n)?).ok()
+    }
+
+    pub(super) fn str(&mut self, n: usize) -> Option<String> {
+        self.str_ref(n).map(str::to_owned)
+    }
+
+    /// A text written by [`Writer::text`], borrowed from the table or the bytes.
+    pub(super) fn text_ref(&mut self) -> Option<&'a str> {
+        let n = self.varint()?;
+        match self.texts {
+            Some(texts) => texts.get(n),
+            None => self.str_ref(usize::try_from(n).ok()?),
+        }
+    }
+
+    pub(super) fn text(&mut self) -> Option<String> {
+        self.text_ref().map(str::to_owned)
+    }
+
+    pub(super) fn opt_text(&mut self) -> Option<Option<String>> {
+        let n = self.varint()?.checked_sub(1);
+        let Some(n) = n else { return Some(None) };
+        let text = match self.texts {
+            Some(texts) => texts.get(n)?,
+            None => self.str_ref(usize::try_from(n).ok()?)?,
+        };
+        Some(Some(text.to_owned()))
+    }
+
+    pub(super) fn hash(&mut self) -> Option<String> {
+        match self.byte()? {
+            tag::SHA256 => Some(super::chain::lower_hex(self.take(32)?)),
+            tag::TEXT => {
+                let n = self.len()?;
+                self.str(n)
+            }
+            _ => None,
+        }
+    }
+
+    pub(super) fn object(&mut self) -> Option<Map<String, Value>> {
+        let n = self.len()?;
+        let mut map = Map::with_capacity(n);
+        for _ in 0..n {
+            let key = self.text()?;
+            map.insert(key, self.value()?);
+        }
+        Some(map)
+    }
+
+    pub(super) fn value(&mut self) -> Option<Value> {
+        Some(match self.byte()? {
+            tag::NULL => Value::Null,
+            tag::FALSE => Value::Bool(false),
+            tag::TRUE => Value::Bool(true),
+            tag::INT => Value::from(self.int()?),
+            tag::UINT => Value::from(self.varint()?),
+            tag::FLOAT => {
+                let bytes: [u8; 8] = self.take(8)?.try_into().ok()?;
+                Value::Number(Number::from_f64(f64::from_le_bytes(bytes))?)
+            }
+            tag::STRING => {
+                let n = self.len()?;
+                Value::String(self.str(n)?)
+            }
+            tag::ARRAY => {
+                let n = self.len()?;
+                Value::Array((0..n).map(|_| self.value()).collect::<Option<_>>()?)
+            }
+            tag::OBJECT => Value::Object(self.object()?),
+            _ => return None,
+        })
+    }
+}
