@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
+use super::memory_instance::KeptInstance;
 use super::memory_trace::TraceLogs;
 use super::{
     Checkpoint, CheckpointEntry, Claim, DefinitionVersion, Delivery, DeliveryOutcome, GENESIS,
@@ -18,8 +19,8 @@ use super::{
 struct Tables {
     /// Definition versions by hash, with their number.
     definitions: HashMap<String, (StoredDefinition, DefinitionVersion)>,
-    /// Kept as the engine handed them over: a write stores the record without copying it.
-    instances: BTreeMap<String, Arc<InstanceRecord>>,
+    /// Instances by id, packed (see [`KeptInstance`]).
+    instances: BTreeMap<String, KeptInstance>,
     links: BTreeSet<(String, String, String)>,
     answers: HashMap<(String, String), StoredAnswer>,
     /// Claims on instances with a clock due: instance → (claimant, until).
@@ -188,14 +189,19 @@ impl Store for MemoryStore {
     }
 
     async fn get_instance(&self, id: &str) -> Result<Option<InstanceRecord>, StoreError> {
-        Ok(self.tables().instances.get(id).map(|i| (**i).clone()))
+        self.tables()
+            .instances
+            .get(id)
+            .map(KeptInstance::record)
+            .transpose()
     }
 
     async fn list_instances(&self, q: &InstanceQuery) -> Result<Vec<InstanceRecord>, StoreError> {
         let t = self.tables();
-        Ok(t.instances
-            .values()
-            .filter(|i| q.after.as_ref().is_none_or(|a| i.id > *a))
+        t.instances
+            .iter()
+            .filter(|(id, _)| q.after.as_ref().is_none_or(|a| *id > a))
+            .map(|(_, i)| i)
             .filter(|i| q.process.as_ref().is_none_or(|p| i.process == *p))
             .filter(|i| q.state.as_ref().is_none_or(|s| i.state == *s))
             .filter(|i| {
@@ -204,8 +210,8 @@ impl Store for MemoryStore {
                     .is_none_or(|v| v.admits(&i.process, &i.created_by))
             })
             .take(q.limit as usize)
-            .map(|i| (**i).clone())
-            .collect())
+            .map(KeptInstance::record)
+            .collect()
     }
 
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
@@ -217,7 +223,7 @@ impl Store for MemoryStore {
         let linked = |relation: &str, other: &str| {
             t.instances.get(other).map(|i| LinkedInstance {
                 relation: relation.to_owned(),
-                id: i.id.clone(),
+                id: other.to_owned(),
                 process: i.process.clone(),
                 state: i.state.clone(),
             })
@@ -264,6 +270,10 @@ impl Store for MemoryStore {
     }
 
     async fn commit(&self, step: Step) -> Result<(), StoreError> {
+        // Packed before the tables are taken, so that steps wait for each other less.
+        let kept: Vec<KeptInstance> = (step.writes.iter())
+            .map(|w| KeptInstance::new(&w.instance))
+            .collect();
         let mut t = self.tables();
         for w in &step.writes {
             let current = t.instances.get(&w.instance.id).map(|i| i.version);
@@ -281,9 +291,15 @@ impl Store for MemoryStore {
             }
             t.answers.insert(k, w.answer);
         }
-        for w in step.writes {
-            t.claims.remove(&w.instance.id);
-            t.instances.insert(w.instance.id.clone(), w.instance);
+        for (w, k) in step.writes.iter().zip(kept) {
+            let id = &w.instance.id;
+            t.claims.remove(id);
+            match t.instances.get_mut(id) {
+                Some(i) => *i = k,
+                None => {
+                    t.instances.insert(id.clone(), k);
+                }
+            }
         }
         for c in step.links {
             t.links
@@ -328,16 +344,17 @@ impl Store for MemoryStore {
             Some(c) => (c.seq + 1, c.at, c.hash.clone()),
             None => (1, i64::MIN, GENESIS.to_owned()),
         };
-        let entries: Vec<CheckpointEntry> = t
-            .instances
-            .values()
-            .filter(|i| i.updated_at >= since && !i.trace_hash.is_empty())
-            .map(|i| CheckpointEntry {
-                instance_id: i.id.clone(),
-                seq: i.version,
-                hash: i.trace_hash.clone(),
-            })
-            .collect();
+        let mut entries = Vec::new();
+        for (id, i) in t.instances.iter().filter(|(_, i)| i.updated_at >= since) {
+            let hash = i.trace_hash()?;
+            if !hash.is_empty() {
+                entries.push(CheckpointEntry {
+                    instance_id: id.clone(),
+                    seq: i.version,
+                    hash,
+                });
+            }
+        }
         let Some(c) = Checkpoint::next(seq, at, prev_hash, entries) else {
             return Ok(None);
         };
@@ -387,22 +404,28 @@ impl Store for MemoryStore {
         let Tables {
             instances, claims, ..
         } = &mut *t;
-        let mut due: Vec<&Arc<InstanceRecord>> = instances
-            .values()
-            .filter(|i| i.next_due_at().is_some_and(|d| d <= c.now))
-            .filter(|i| claims.get(&i.id).is_none_or(|(_, until)| *until <= c.now))
+        let mut due: Vec<(&String, &KeptInstance)> = instances
+            .iter()
+            .filter(|(_, i)| i.next_due_at.is_some_and(|d| d <= c.now))
+            .filter(|(id, _)| claims.get(*id).is_none_or(|(_, until)| *until <= c.now))
             .collect();
-        due.sort_by_key(|i| (i.next_due_at(), i.id.clone()));
+        due.sort_by_key(|(id, i)| (i.next_due_at, *id));
         due.truncate(c.limit as usize);
-        for i in &due {
-            claims.insert(i.id.clone(), (c.claimant.clone(), c.until));
+        let records = due
+            .iter()
+            .map(|(_, i)| i.record())
+            .collect::<Result<Vec<_>, _>>()?;
+        for (id, _) in due {
+            claims.insert(id.clone(), (c.claimant.clone(), c.until));
         }
-        Ok(due.into_iter().map(|i| (**i).clone()).collect())
+        Ok(records)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::store::{Channel, InstanceWrite, TimerState, TraceKind};
 
@@ -435,7 +458,7 @@ mod tests {
     fn write(i: InstanceRecord, previous_version: Option<i64>) -> Step {
         Step {
             writes: vec![InstanceWrite {
-                instance: std::sync::Arc::new(i),
+                instance: Arc::new(i),
                 previous_version,
             }],
             ..Step::default()

@@ -129,6 +129,17 @@ impl Writer<'_> {
         }
     }
 
+    /// A number or none: 0 for none, else 1 and the number.
+    pub(super) fn opt_int(&mut self, n: Option<i64>) {
+        match n {
+            None => self.out.push(0),
+            Some(n) => {
+                self.out.push(1);
+                self.int(n);
+            }
+        }
+    }
+
     pub(super) fn bytes(&mut self, s: &str) {
         self.uint(s.len());
         self.out.extend_from_slice(s.as_bytes());
@@ -268,6 +279,14 @@ impl<'a> Reader<'a> {
             None => self.str_ref(usize::try_from(n).ok()?)?,
         };
         Some(Some(text.to_owned()))
+    }
+
+    pub(super) fn opt_int(&mut self) -> Option<Option<i64>> {
+        match self.byte()? {
+            0 => Some(None),
+            1 => self.int().map(Some),
+            _ => None,
+        }
     }
 
     pub(super) fn hash(&mut self) -> Option<String> {

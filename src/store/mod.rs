@@ -13,6 +13,7 @@ mod chain;
 mod group;
 mod memory;
 mod memory_codec;
+mod memory_instance;
 mod memory_trace;
 mod pg_json;
 mod postgres;
