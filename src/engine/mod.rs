@@ -24,6 +24,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use serde_json::{Map, Value};
+use tracing::Instrument as _;
 
 pub use audit::{AuditQuery, CaseTrace, cases};
 pub use catalog::{Catalog, Loaded, load_calendars, read_rule_library};
@@ -332,8 +333,29 @@ impl Engine {
     /// reading it back; if the copy proves stale (another node moved the instance, so the
     /// commit or a check refuses), the step is computed again from a fresh read, so no
     /// answer ever rests on a stale copy.
-    #[tracing::instrument(level = "debug", skip(self, actor, request), fields(actor = %actor.name, process))]
     pub async fn fire(
+        &self,
+        actor: &Actor,
+        id: &str,
+        transition: &str,
+        request: FireRequest,
+    ) -> Result<InstanceView, EngineError> {
+        // The span by hand, not `#[tracing::instrument]`: its two branches (span on, span
+        // off) each keep a copy of the step's future, which doubled the future's size.
+        let span = tracing::debug_span!(
+            "fire",
+            actor = %actor.name,
+            id,
+            transition,
+            process = tracing::field::Empty
+        );
+        self.fire_replayed(actor, id, transition, request)
+            .instrument(span)
+            .await
+    }
+
+    /// [`Engine::fire`] inside its span.
+    async fn fire_replayed(
         &self,
         actor: &Actor,
         id: &str,
@@ -355,6 +377,8 @@ impl Engine {
     }
 
     /// [`Engine::fire`] after the replay check; `process` learns the instance's process.
+    /// One call of [`Engine::fire_on`] serves both the remembered copy and a fresh read, so
+    /// that this future holds one of its futures, not two.
     async fn fire_counted(
         &self,
         actor: &Actor,
@@ -363,28 +387,36 @@ impl Engine {
         request: &FireRequest,
         process: &mut Option<String>,
     ) -> Result<InstanceView, EngineError> {
-        if let Some((record, pinned)) = self.recent.take(id) {
+        let mut remembered = self.recent.take(id);
+        loop {
+            let from_memory = remembered.is_some();
+            let (record, pinned) = match remembered.take() {
+                Some((record, pinned)) => {
+                    let pinned = pinned.filter(|p| self.still_pinned(p, &record.definition_hash));
+                    (record, pinned)
+                }
+                None => {
+                    let record = self
+                        .store
+                        .get_instance(id)
+                        .await?
+                        .ok_or_else(|| EngineError::UnknownInstance(id.to_owned()))?;
+                    (record, None)
+                }
+            };
             *process = Some(record.process.clone());
-            let pinned = pinned.filter(|p| self.still_pinned(p, &record.definition_hash));
             match self
                 .fire_on(record, pinned, actor, transition, request, None)
                 .await
             {
-                Ok(view) => return Ok(view),
-                Err(e @ (EngineError::Busy | EngineError::Store(_))) => return Err(e),
-                Err(e) => {
+                Err(e)
+                    if from_memory && !matches!(e, EngineError::Busy | EngineError::Store(_)) =>
+                {
                     tracing::debug!(instance = id, error = %e, "remembered copy refused; reading");
                 }
+                result => return result,
             }
         }
-        let record = self
-            .store
-            .get_instance(id)
-            .await?
-            .ok_or_else(|| EngineError::UnknownInstance(id.to_owned()))?;
-        *process = Some(record.process.clone());
-        self.fire_on(record, None, actor, transition, request, None)
-            .await
     }
 
     /// Fires `transition` on `record`, the instance as last known, under `pinned` (looked
