@@ -60,9 +60,9 @@ fn entries<T: Serialize>(items: &IndexMap<String, T>, without: &[&str]) -> Index
         .map(|(name, item)| {
             let mut v = to_value(item);
             if let Value::Object(m) = &mut v {
-                m.shift_remove("name");
+                m.remove("name");
                 for k in without {
-                    m.shift_remove(*k);
+                    m.remove(*k);
                 }
             }
             (name.clone(), v)
