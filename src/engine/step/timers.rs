@@ -19,7 +19,7 @@ use crate::definition::{Timer, TimerStatus};
 use crate::engine::error::EngineError;
 use crate::store::{SlaRecord, TimerState, TraceKind};
 
-impl Working<'_> {
+impl<'a> Working<'a> {
     /// Where timer `t` stands in `state`: off for good once its SLA record stopped.
     fn status(&self, t: &Timer, state: Option<&str>) -> TimerStatus {
         let stopped = t.sla && self.sla(t).is_some_and(|r| r.stopped_at.is_some());
@@ -45,7 +45,7 @@ impl Working<'_> {
     }
 
     /// Each timer with where it stood before the step and where it stands after.
-    fn timer_statuses(&self) -> Vec<(&Timer, TimerStatus, TimerStatus)> {
+    fn timer_statuses(&self) -> Vec<(&'a Timer, TimerStatus, TimerStatus)> {
         let before = self.original_state.as_deref();
         self.loaded
             .definition
@@ -59,11 +59,6 @@ impl Working<'_> {
         self.fired_timer.as_deref().is_some_and(|f| {
             f == t.name || f.strip_suffix(crate::definition::WARNING_SUFFIX) == Some(&t.name)
         })
-    }
-
-    /// The step changes where some timer stands, or fires one.
-    fn changes_timers(&self) -> bool {
-        self.changes(&self.timer_statuses())
     }
 
     /// The step fires a timer, or moves one of `statuses` (from [`Self::timer_statuses`]).
@@ -102,17 +97,16 @@ impl Working<'_> {
         for c in &mut self.created {
             c.plan_timers()?;
         }
-        if !self.changes_timers() {
+        // Where each timer stands, worked out once: a timer's SLA record, which the loop
+        // below updates, decides only that timer's status, computed before its update.
+        let statuses = self.timer_statuses();
+        if !self.changes(&statuses) {
             return Ok(());
         }
         let now = self.env.now;
         let mut timers = Vec::new();
         let mut sla_events = Vec::new();
-        let loaded = self.loaded;
-        let before_state = self.original_state.clone();
-        for t in loaded.definition.timers.values() {
-            let before = self.status(t, before_state.as_deref());
-            let after = self.status_after(t);
+        for (t, before, after) in statuses {
             let fresh = before == TimerStatus::Off || self.fired_anew(t);
             let duration = if fresh && after != TimerStatus::Off {
                 self.duration(t)?
