@@ -435,20 +435,23 @@ impl<'a> Working<'a> {
         kind: TraceKind,
         comment: Option<String>,
     ) -> Result<(), EngineError> {
-        let mut written = input.clone();
+        // What the action and the created instances write, after the caller's input.
+        let mut further = Map::new();
         if let Some(action) = &t.action {
             let writes = self.run_action(action, &input)?;
             self.write(&writes);
-            written.extend(writes);
+            further.extend(writes);
         }
         for c in &t.creates {
             if let Some((field, value)) = self.create_linked(c, &input)? {
                 let mut link = Map::new();
                 link.insert(field, value);
                 self.write(&link);
-                written.extend(link);
+                further.extend(link);
             }
         }
+        let mut written = input;
+        written.extend(further);
         let from = std::mem::replace(&mut self.record.state, t.to.clone());
         self.record.votes.clear();
         self.check_entry()?;
