@@ -202,7 +202,9 @@ async fn show(
         roles: d.roles.clone(),
         read: d.read.clone(),
         start: d.start.clone(),
-        fields: d.fields.clone(),
+        fields: (d.fields.iter())
+            .map(|(k, f)| (k.clone(), f.clone()))
+            .collect(),
         initial: d.initial_state().to_owned(),
         states: d.states.values().cloned().collect(),
         transitions: d.transitions.values().cloned().collect(),

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::model::Definition;
+use super::model::{Definition, Named};
 
 /// Added, removed or changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,7 +54,7 @@ fn to_value(v: &impl Serialize) -> Value {
 
 /// Each named entry as a JSON object, without `name` (it is the key) and without the keys
 /// in `without`.
-fn entries<T: Serialize>(items: &IndexMap<String, T>, without: &[&str]) -> IndexMap<String, Value> {
+fn entries<T: Serialize>(items: &Named<T>, without: &[&str]) -> IndexMap<String, Value> {
     items
         .iter()
         .map(|(name, item)| {

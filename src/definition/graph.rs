@@ -4,12 +4,11 @@
 
 use std::collections::HashMap;
 
-use indexmap::IndexMap;
 use petgraph::Direction;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::{Bfs, Reversed};
 
-use super::model::{Definition, State};
+use super::model::{Definition, Named, State};
 use super::source_map::YamlPath;
 
 /// Output formats for the state graph.
@@ -47,10 +46,7 @@ impl StateGraph {
     /// reachable from it, a final state reachable from every state, nothing leaving a final
     /// state. All problems are returned at once. Transitions naming unknown states are
     /// skipped here; they are reported by the caller.
-    pub(crate) fn build(
-        states: &IndexMap<String, State>,
-        edges: &[Edge],
-    ) -> Result<Self, Vec<GraphProblem>> {
+    pub(crate) fn build(states: &Named<State>, edges: &[Edge]) -> Result<Self, Vec<GraphProblem>> {
         let mut problems = Vec::new();
         let mut graph = DiGraph::new();
         let index: HashMap<&str, NodeIndex> = states

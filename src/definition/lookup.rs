@@ -9,6 +9,7 @@
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+use super::model::Named;
 use super::problems::Problems;
 use super::source_map::YamlPath;
 
@@ -39,8 +40,8 @@ pub(crate) struct RawLookup {
 pub(crate) fn check_lookups(
     p: &mut Problems<'_>,
     raw: IndexMap<String, serde_yaml::Value>,
-) -> IndexMap<String, Lookup> {
-    let mut lookups = IndexMap::new();
+) -> Named<Lookup> {
+    let mut lookups = Named::default();
     for (name, value) in raw {
         let path = YamlPath::root().key("lookups").key(name.as_str());
         let Some(raw) = p.deserialize::<RawLookup>(&path, value) else {

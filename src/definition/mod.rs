@@ -29,8 +29,8 @@ pub use field::{Field, FieldType, SNAPSHOT_FIELD, describe_json};
 pub use graph::GraphFormat;
 pub use lookup::{LOOKUP_LIMIT, Lookup};
 pub use model::{
-    Approval, CREATOR, Create, Definition, Quorum, Readable, RuleSource, Script, ScriptRef, Source,
-    Start, State, Transition,
+    Approval, CREATOR, Create, Definition, Named, Quorum, Readable, RuleSource, Script, ScriptRef,
+    Source, Start, State, Transition,
 };
 pub(crate) use parse::read_yaml;
 pub use parse::{content_hash, parse};

@@ -210,6 +210,11 @@ pub struct RuleSource {
     pub source: String,
 }
 
+/// Parts of a definition by name, in file order. Every step looks some up by name (its
+/// transition, the states it enters, the fields it writes), so they are hashed by foldhash,
+/// not SipHash: the names come from the process file, and the lookups only read.
+pub type Named<T> = IndexMap<String, T, foldhash::fast::RandomState>;
+
 /// A validated process definition.
 #[derive(Debug, Clone)]
 pub struct Definition {
@@ -229,19 +234,19 @@ pub struct Definition {
     /// Who may start an instance.
     pub start: Start,
     /// Instance data fields, in file order.
-    pub fields: IndexMap<String, Field>,
+    pub fields: Named<Field>,
     /// States, in file order.
-    pub states: IndexMap<String, State>,
+    pub states: Named<State>,
     /// Transitions, in file order (automatic transitions are tried in this order).
-    pub transitions: IndexMap<String, Transition>,
+    pub transitions: Named<Transition>,
     /// For each state, the positions in `transitions` of those that may leave it, in file
     /// order: every step asks, some several times (so hashed by foldhash; the names come
     /// from the process file).
     pub(crate) outgoing: foldhash::HashMap<String, Vec<usize>>,
     /// Timers, in file order.
-    pub timers: IndexMap<String, super::timer::Timer>,
+    pub timers: Named<super::timer::Timer>,
     /// Instances of other processes its timer rules read.
-    pub lookups: IndexMap<String, super::lookup::Lookup>,
+    pub lookups: Named<super::lookup::Lookup>,
     /// Data tables for the rules (`ctx.tables` in scripts), such as a priority matrix.
     pub tables: serde_json::Value,
     /// The source texts.
@@ -253,9 +258,7 @@ pub struct Definition {
 
 /// The positions of the transitions that may leave each state (see
 /// [`Definition::outgoing`]).
-pub(crate) fn outgoing(
-    transitions: &IndexMap<String, Transition>,
-) -> foldhash::HashMap<String, Vec<usize>> {
+pub(crate) fn outgoing(transitions: &Named<Transition>) -> foldhash::HashMap<String, Vec<usize>> {
     let mut outgoing: foldhash::HashMap<String, Vec<usize>> = foldhash::HashMap::default();
     for (i, t) in transitions.values().enumerate() {
         for state in &t.from {

@@ -9,7 +9,7 @@ use super::error::DefinitionError;
 use super::field::{Field, FieldType, TYPE_NAMES};
 use super::graph::StateGraph;
 use super::lookup::check_lookups;
-use super::model::{Definition, RuleSource, Script, ScriptRef, Source, Start, State};
+use super::model::{Definition, Named, RuleSource, Script, ScriptRef, Source, Start, State};
 use super::problems::Problems;
 use super::raw::{RawField, RawProcess, RawStart, RawState};
 use super::source_map::{Position, SourceMap, YamlPath};
@@ -144,7 +144,7 @@ pub fn parse(
         }
     };
 
-    let mut fields = IndexMap::new();
+    let mut fields = Named::default();
     for (name, v) in raw.fields {
         let path = root.key("fields").key(&name);
         if let Some(f) = p.deserialize::<RawField>(&path, v)
@@ -154,7 +154,7 @@ pub fn parse(
         }
     }
 
-    let mut states = IndexMap::new();
+    let mut states = Named::default();
     for (name, v) in raw.states {
         let path = root.key("states").key(&name);
         let s = if v.is_null() {
@@ -194,7 +194,7 @@ pub fn parse(
         }
     }
 
-    let mut transitions = IndexMap::new();
+    let mut transitions = Named::default();
     let mut edges = Vec::new();
     let known = Known {
         states: &states,

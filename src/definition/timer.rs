@@ -19,7 +19,7 @@
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::model::{Script, ScriptRef, State, Transition};
+use super::model::{Named, Script, ScriptRef, State, Transition};
 use super::problems::Problems;
 use super::source_map::YamlPath;
 use super::suggest::closest;
@@ -178,11 +178,11 @@ pub(crate) struct RawWarning {
 pub(crate) fn check_timers(
     p: &mut Problems<'_>,
     raw: IndexMap<String, serde_yaml::Value>,
-    states: &IndexMap<String, State>,
-    transitions: &IndexMap<String, Transition>,
+    states: &Named<State>,
+    transitions: &Named<Transition>,
     roles: &[String],
-) -> IndexMap<String, Timer> {
-    let mut timers = IndexMap::new();
+) -> Named<Timer> {
+    let mut timers = Named::default();
     for (name, value) in raw {
         let path = YamlPath::root().key("timers").key(name.as_str());
         let Some(raw) = p.deserialize::<RawTimer>(&path, value) else {
@@ -338,7 +338,7 @@ fn check_action(
     timer: &str,
     (fire, notify): (Option<&str>, &[String]),
     states: &[String],
-    (transitions, roles): (&IndexMap<String, Transition>, &[String]),
+    (transitions, roles): (&Named<Transition>, &[String]),
 ) -> bool {
     let mut ok = true;
     for (i, role) in notify.iter().enumerate() {
@@ -380,7 +380,7 @@ fn check_fire(
     timer: &str,
     fire: &str,
     states: &[String],
-    transitions: &IndexMap<String, Transition>,
+    transitions: &Named<Transition>,
 ) -> bool {
     match transitions.get(fire) {
         None => {

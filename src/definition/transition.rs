@@ -3,19 +3,17 @@
 
 use std::collections::HashSet;
 
-use indexmap::IndexMap;
-
 use super::field::Field;
 use super::graph::Edge;
-use super::model::{Approval, Create, Quorum, Script, ScriptRef, State, Transition};
+use super::model::{Approval, Create, Named, Quorum, Script, ScriptRef, State, Transition};
 use super::problems::Problems;
 use super::raw::{RawQuorum, RawTransition};
 use super::source_map::{SourceMap, YamlPath};
 
 /// What a transition may refer to.
 pub(super) struct Known<'a> {
-    pub(super) states: &'a IndexMap<String, State>,
-    pub(super) fields: &'a IndexMap<String, Field>,
+    pub(super) states: &'a Named<State>,
+    pub(super) fields: &'a Named<Field>,
     pub(super) roles: &'a HashSet<String>,
     pub(super) map: &'a SourceMap,
 }
@@ -250,7 +248,7 @@ fn map_is_scalar(map: &SourceMap, path: &YamlPath) -> bool {
         || map.key_position(&path.index(0)) == map.key_position(path)
 }
 
-pub(super) fn unknown_state(name: &str, states: &IndexMap<String, State>) -> String {
+pub(super) fn unknown_state(name: &str, states: &Named<State>) -> String {
     match super::suggest::closest(name, states.keys().map(String::as_str)) {
         Some(s) => format!("unknown state `{name}`; did you mean `{s}`?"),
         None => format!("unknown state `{name}`"),
