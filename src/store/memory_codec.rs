@@ -145,15 +145,19 @@ impl Writer<'_> {
         self.out.extend_from_slice(s.as_bytes());
     }
 
-    pub(super) fn hash(&mut self, h: &str) {
+    /// A hash: its 32 bytes when it is a SHA-256 in lowercase hex (then `true`), else its
+    /// text.
+    pub(super) fn hash(&mut self, h: &str) -> bool {
         match sha256(h) {
             Some(bytes) => {
                 self.out.push(tag::SHA256);
                 self.out.extend_from_slice(&bytes);
+                true
             }
             None => {
                 self.out.push(tag::TEXT);
                 self.bytes(h);
+                false
             }
         }
     }

@@ -10,7 +10,7 @@
 //! allocations, and handing out fresh pages for them was the largest part of a step; packed,
 //! it takes about a hundred.
 
-use super::memory_codec::{Reader, Texts, Writer, put_varint, sha256, tag};
+use super::memory_codec::{Reader, Texts, Writer, put_varint, tag};
 use super::{Channel, RuleDecision, StoreError, TraceKind, TraceRecord};
 
 /// Bytes of a chunk; a record longer than that gets a chunk of its own size.
@@ -33,8 +33,9 @@ pub(super) struct TraceLogs {
 #[derive(Debug)]
 struct Head {
     last: Position,
-    /// The last record's hash, when it is a SHA-256.
-    hash: Option<[u8; 32]>,
+    /// The last record's hash as written (hex), when it is a SHA-256: the next record's
+    /// `prev_hash` is compared with it as text, so that a push decodes one hash, not three.
+    hash: Option<[u8; 64]>,
 }
 
 impl TraceLogs {
@@ -42,19 +43,19 @@ impl TraceLogs {
     pub(super) fn push(&mut self, r: &TraceRecord) {
         let head = self.heads.get(r.instance_id.as_str());
         let chained = head
-            .and_then(|h| h.hash)
-            .is_some_and(|h| sha256(&r.prev_hash) == Some(h));
+            .and_then(|h| h.hash.as_ref())
+            .is_some_and(|h| h.as_slice() == r.prev_hash.as_bytes());
         let previous = head.map(|h| h.last);
         self.scratch.clear();
         let mut w = Writer {
             out: &mut self.scratch,
             texts: Some(&mut self.texts),
         };
-        w.record(r, chained);
+        let sha = w.record(r, chained);
         let at = self.place(previous);
         let head = Head {
             last: at,
-            hash: sha256(&r.hash),
+            hash: sha.then(|| r.hash.as_bytes().try_into().ok()).flatten(),
         };
         match self.heads.get_mut(r.instance_id.as_str()) {
             Some(h) => *h = head,
@@ -121,8 +122,8 @@ impl TraceLogs {
 
 impl Writer<'_> {
     /// `r` without its instance id (its log's key); `chained`: its `prev_hash` is the hash
-    /// of the log's last record.
-    fn record(&mut self, r: &TraceRecord, chained: bool) {
+    /// of the log's last record. Returns whether its hash was kept as a SHA-256.
+    fn record(&mut self, r: &TraceRecord, chained: bool) -> bool {
         self.int(r.seq);
         self.int(r.at);
         self.text(&r.actor);
@@ -158,7 +159,7 @@ impl Writer<'_> {
         } else {
             self.hash(&r.prev_hash);
         }
-        self.hash(&r.hash);
+        self.hash(&r.hash)
     }
 }
 
