@@ -304,6 +304,15 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A count, then that many items each read by `item`.
+    pub(super) fn list<T>(
+        &mut self,
+        mut item: impl FnMut(&mut Self) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let n = self.len()?;
+        (0..n).map(|_| item(self)).collect()
+    }
+
     pub(super) fn object(&mut self) -> Option<Map<String, Value>> {
         let n = self.len()?;
         let mut map = Map::with_capacity(n);
@@ -329,10 +338,7 @@ impl<'a> Reader<'a> {
                 let n = self.len()?;
                 Value::String(self.str(n)?)
             }
-            tag::ARRAY => {
-                let n = self.len()?;
-                Value::Array((0..n).map(|_| self.value()).collect::<Option<_>>()?)
-            }
+            tag::ARRAY => Value::Array(self.list(Self::value)?),
             tag::OBJECT => Value::Object(self.object()?),
             _ => return None,
         })

@@ -106,48 +106,42 @@ impl KeptInstance {
         let definition_hash = r.text()?;
         let data = Arc::new(r.object()?);
         let created_at = r.int()?;
-        let votes = (0..r.len()?)
-            .map(|_| {
-                Some(Vote {
-                    transition: r.text()?,
-                    actor: r.text()?,
-                    decision: match r.byte()? {
-                        0 => Decision::Approve,
-                        1 => Decision::Reject,
-                        _ => return None,
-                    },
-                    comment: r.opt_text()?,
-                    at: r.int()?,
-                })
+        let votes = r.list(|r| {
+            Some(Vote {
+                transition: r.text()?,
+                actor: r.text()?,
+                decision: match r.byte()? {
+                    0 => Decision::Approve,
+                    1 => Decision::Reject,
+                    _ => return None,
+                },
+                comment: r.opt_text()?,
+                at: r.int()?,
             })
-            .collect::<Option<_>>()?;
-        let slas = (0..r.len()?)
-            .map(|_| {
-                Some(SlaRecord {
-                    metric: r.text()?,
-                    target_ms: r.int()?,
-                    calendar: r.opt_text()?,
-                    started_at: r.int()?,
-                    deadline: r.opt_int()?,
-                    elapsed_ms: r.int()?,
-                    running_since: r.opt_int()?,
-                    paused_ms: r.int()?,
-                    paused_since: r.opt_int()?,
-                    warned_at: r.opt_int()?,
-                    breached_at: r.opt_int()?,
-                    stopped_at: r.opt_int()?,
-                })
+        })?;
+        let slas = r.list(|r| {
+            Some(SlaRecord {
+                metric: r.text()?,
+                target_ms: r.int()?,
+                calendar: r.opt_text()?,
+                started_at: r.int()?,
+                deadline: r.opt_int()?,
+                elapsed_ms: r.int()?,
+                running_since: r.opt_int()?,
+                paused_ms: r.int()?,
+                paused_since: r.opt_int()?,
+                warned_at: r.opt_int()?,
+                breached_at: r.opt_int()?,
+                stopped_at: r.opt_int()?,
             })
-            .collect::<Option<_>>()?;
-        let timers = (0..r.len()?)
-            .map(|_| {
-                Some(TimerState {
-                    name: r.text()?,
-                    due_at: r.int()?,
-                    paused_left_ms: r.opt_int()?,
-                })
+        })?;
+        let timers = r.list(|r| {
+            Some(TimerState {
+                name: r.text()?,
+                due_at: r.int()?,
+                paused_left_ms: r.opt_int()?,
             })
-            .collect::<Option<_>>()?;
+        })?;
         Some(InstanceRecord {
             id,
             process: self.process.clone(),

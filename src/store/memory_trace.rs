@@ -168,9 +168,7 @@ impl Reader<'_> {
         let seq = self.int()?;
         let at = self.int()?;
         let actor = self.text()?;
-        let roles = (0..self.len()?)
-            .map(|_| self.text())
-            .collect::<Option<_>>()?;
+        let roles = self.list(Self::text)?;
         let channel = Channel::parse(self.text_ref()?)?;
         let kind = TraceKind::parse(self.text_ref()?)?;
         let transition = self.opt_text()?;
@@ -178,17 +176,15 @@ impl Reader<'_> {
         let to = self.text()?;
         let data = self.object()?;
         let before = self.object()?;
-        let rules = (0..self.len()?)
-            .map(|_| {
-                Some(RuleDecision {
-                    rule: self.text()?,
-                    module: self.text()?,
-                    function: self.opt_text()?,
-                    source_hash: self.text()?,
-                    result: self.value()?,
-                })
+        let rules = self.list(|r| {
+            Some(RuleDecision {
+                rule: r.text()?,
+                module: r.text()?,
+                function: r.opt_text()?,
+                source_hash: r.text()?,
+                result: r.value()?,
             })
-            .collect::<Option<_>>()?;
+        })?;
         let comment = match self.len()? {
             0 => None,
             n => Some(self.str(n - 1)?),
