@@ -87,6 +87,28 @@ impl MemoryStore {
         let hash = foldhash::fast::FixedState::with_seed(0).hash_one(instance_id);
         (hash % TRACE_SHARDS as u64) as usize
     }
+
+    /// Appends the records of several instances: their shards are taken in order, and
+    /// only then are `tables` let go.
+    fn push_sharded(&self, tables: MutexGuard<'_, Tables>, trace: Vec<TraceRecord>) {
+        let mut by_shard: BTreeMap<usize, Vec<TraceRecord>> = BTreeMap::new();
+        for r in trace {
+            by_shard
+                .entry(Self::shard_of(&r.instance_id))
+                .or_default()
+                .push(r);
+        }
+        let held: Vec<_> = by_shard
+            .into_iter()
+            .map(|(s, records)| (lock(&self.traces[s]), records))
+            .collect();
+        drop(tables);
+        for (mut shard, records) in held {
+            for r in &records {
+                shard.push(r);
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -317,24 +339,18 @@ impl Store for MemoryStore {
             };
             t.outbox.insert(stored.message.id.clone(), stored);
         }
-        // Records by shard, the shards taken in order before the tables are let go.
-        let mut by_shard: BTreeMap<usize, Vec<TraceRecord>> = BTreeMap::new();
-        for r in step.trace {
-            by_shard
-                .entry(Self::shard_of(&r.instance_id))
-                .or_default()
-                .push(r);
-        }
-        let held: Vec<_> = by_shard
-            .into_iter()
-            .map(|(s, records)| (lock(&self.traces[s]), records))
-            .collect();
-        drop(t);
-        for (mut shard, records) in held {
-            for r in &records {
+        // The shards are taken before the tables are let go, so that no reader sees an
+        // instance without its records. Nearly every step writes to one instance only.
+        let first = step.trace.first().map(|r| r.instance_id.as_str());
+        if let Some(id) = first.filter(|&id| step.trace.iter().all(|r| r.instance_id == id)) {
+            let mut shard = lock(&self.traces[Self::shard_of(id)]);
+            drop(t);
+            for r in &step.trace {
                 shard.push(r);
             }
+            return Ok(());
         }
+        self.push_sharded(t, step.trace);
         Ok(())
     }
 
