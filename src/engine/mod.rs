@@ -502,10 +502,11 @@ impl Engine {
         status: u16,
     ) -> Result<Committed, EngineError> {
         self.verify_links(&w).await?;
-        if w.needs_lookups() {
+        let statuses = w.timer_statuses();
+        if w.needs_lookups(&statuses) {
             w.lookups = self.lookups(&w.loaded().definition).await?;
         }
-        w.plan_timers()?;
+        w.plan_timers(statuses)?;
         let notices = w.take_notices();
         let view = InstanceView::new(&w.record, w.loaded(), actor);
         let mut step = w.into_step();

@@ -19,6 +19,10 @@ use crate::definition::{Timer, TimerStatus};
 use crate::engine::error::EngineError;
 use crate::store::{SlaRecord, TimerState, TraceKind};
 
+/// Each timer of a step's instance with where it stood before the step and where it
+/// stands after.
+pub(crate) type Statuses<'a> = Vec<(&'a Timer, TimerStatus, TimerStatus)>;
+
 impl<'a> Working<'a> {
     /// Where timer `t` stands in `state`: off for good once its SLA record stopped.
     fn status(&self, t: &Timer, state: Option<&str>) -> TimerStatus {
@@ -44,8 +48,9 @@ impl<'a> Working<'a> {
         self.record.slas.iter().find(|r| r.metric == t.name)
     }
 
-    /// Each timer with where it stood before the step and where it stands after.
-    fn timer_statuses(&self) -> Vec<(&'a Timer, TimerStatus, TimerStatus)> {
+    /// Each timer with where it stood before the step and where it stands after: worked
+    /// out once per step, for [`Self::needs_lookups`] and [`Self::plan_timers`].
+    pub(crate) fn timer_statuses(&self) -> Statuses<'a> {
         let before = self.original_state.as_deref();
         self.loaded
             .definition
@@ -61,18 +66,18 @@ impl<'a> Working<'a> {
         })
     }
 
-    /// The step fires a timer, or moves one of `statuses` (from [`Self::timer_statuses`]).
+    /// The step fires a timer, or moves one of `statuses`.
     fn changes(&self, statuses: &[(&Timer, TimerStatus, TimerStatus)]) -> bool {
         self.fired_timer.is_some() || statuses.iter().any(|(_, b, a)| b != a)
     }
 
-    /// The process's lookups must be read first: some timer with a rule starts afresh.
-    pub(crate) fn needs_lookups(&self) -> bool {
+    /// The process's lookups must be read first: some timer with a rule starts afresh
+    /// (`statuses` from [`Self::timer_statuses`]).
+    pub(crate) fn needs_lookups(&self, statuses: &Statuses<'a>) -> bool {
         if self.loaded.definition.lookups.is_empty() {
             return false;
         }
-        let statuses = self.timer_statuses();
-        self.changes(&statuses)
+        self.changes(statuses)
             && statuses.iter().any(|(t, b, a)| {
                 t.after_rule.is_some()
                     && *a != TimerStatus::Off
@@ -92,14 +97,13 @@ impl<'a> Working<'a> {
     }
 
     /// Works out the instance's timers, SLA records and notifications after the step (and
-    /// those of the instances it created).
-    pub(crate) fn plan_timers(&mut self) -> Result<(), EngineError> {
+    /// those of the instances it created), from `statuses` ([`Self::timer_statuses`],
+    /// taken before: a timer's SLA record, which the loop below updates, decides only that
+    /// timer's status).
+    pub(crate) fn plan_timers(&mut self, statuses: Statuses<'a>) -> Result<(), EngineError> {
         for c in &mut self.created {
-            c.plan_timers()?;
+            c.plan_timers(c.timer_statuses())?;
         }
-        // Where each timer stands, worked out once: a timer's SLA record, which the loop
-        // below updates, decides only that timer's status, computed before its update.
-        let statuses = self.timer_statuses();
         if !self.changes(&statuses) {
             return Ok(());
         }
