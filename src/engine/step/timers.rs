@@ -19,9 +19,9 @@ use crate::definition::{Timer, TimerStatus};
 use crate::engine::error::EngineError;
 use crate::store::{SlaRecord, TimerState, TraceKind};
 
-/// Each timer of a step's instance with where it stood before the step and where it
-/// stands after.
-pub(crate) type Statuses<'a> = Vec<(&'a Timer, TimerStatus, TimerStatus)>;
+/// A timer of a step's instance with where it stood before the step and where it stands
+/// after.
+pub(crate) type Standing<'a> = (&'a Timer, TimerStatus, TimerStatus);
 
 impl<'a> Working<'a> {
     /// Where timer `t` stands in `state`: off for good once its SLA record stopped.
@@ -50,7 +50,7 @@ impl<'a> Working<'a> {
 
     /// Each timer with where it stood before the step and where it stands after: worked
     /// out once per step, for [`Self::needs_lookups`] and [`Self::plan_timers`].
-    pub(crate) fn timer_statuses(&self) -> Statuses<'a> {
+    pub(crate) fn timer_statuses(&self) -> Vec<Standing<'a>> {
         let before = self.original_state.as_deref();
         self.loaded
             .definition
@@ -67,13 +67,13 @@ impl<'a> Working<'a> {
     }
 
     /// The step fires a timer, or moves one of `statuses`.
-    fn changes(&self, statuses: &[(&Timer, TimerStatus, TimerStatus)]) -> bool {
+    fn changes(&self, statuses: &[Standing<'_>]) -> bool {
         self.fired_timer.is_some() || statuses.iter().any(|(_, b, a)| b != a)
     }
 
     /// The process's lookups must be read first: some timer with a rule starts afresh
     /// (`statuses` from [`Self::timer_statuses`]).
-    pub(crate) fn needs_lookups(&self, statuses: &Statuses<'a>) -> bool {
+    pub(crate) fn needs_lookups(&self, statuses: &[Standing<'_>]) -> bool {
         if self.loaded.definition.lookups.is_empty() {
             return false;
         }
@@ -97,10 +97,10 @@ impl<'a> Working<'a> {
     }
 
     /// Works out the instance's timers, SLA records and notifications after the step (and
-    /// those of the instances it created), from `statuses` ([`Self::timer_statuses`],
-    /// taken before: a timer's SLA record, which the loop below updates, decides only that
-    /// timer's status).
-    pub(crate) fn plan_timers(&mut self, statuses: Statuses<'a>) -> Result<(), EngineError> {
+    /// those of the instances it created) from `statuses` ([`Self::timer_statuses`]). They
+    /// may be taken before any SLA record is updated here: a record decides only its own
+    /// timer's status, and each timer's record is updated after its status is read.
+    pub(crate) fn plan_timers(&mut self, statuses: Vec<Standing<'a>>) -> Result<(), EngineError> {
         for c in &mut self.created {
             c.plan_timers(c.timer_statuses())?;
         }
