@@ -97,7 +97,8 @@ struct ProcessDetail {
     /// Who may start an instance.
     start: crate::definition::Start,
     /// Its fields, by name.
-    fields: indexmap::IndexMap<String, crate::definition::Field>,
+    #[schema(value_type = indexmap::IndexMap<String, crate::definition::Field>)]
+    fields: crate::definition::Named<crate::definition::Field>,
     /// The state a new instance starts in.
     initial: String,
     /// Its states, in file order.
@@ -202,9 +203,7 @@ async fn show(
         roles: d.roles.clone(),
         read: d.read.clone(),
         start: d.start.clone(),
-        fields: (d.fields.iter())
-            .map(|(k, f)| (k.clone(), f.clone()))
-            .collect(),
+        fields: d.fields.clone(),
         initial: d.initial_state().to_owned(),
         states: d.states.values().cloned().collect(),
         transitions: d.transitions.values().cloned().collect(),
