@@ -14,17 +14,57 @@ use serde_json::{Map, Number, Value};
 pub(super) struct Texts {
     ids: foldhash::HashMap<Arc<str>, u64>,
     all: Vec<Arc<str>>,
+    /// The number of a text met lately, by a cheap digest of the text ([`slot`]); one
+    /// more than the number, 0 for none. A record names thirty texts or so, nearly all of
+    /// them met before; most are found here with one comparison, without hashing the
+    /// text and probing `ids`.
+    recent: Option<Box<[u32; RECENT]>>,
+}
+
+/// Slots of [`Texts::recent`].
+const RECENT: usize = 256;
+
+/// The slot of `s` in [`Texts::recent`]: its length and three of its bytes, which tell
+/// apart the short names and the hex hashes a trace repeats.
+fn slot(s: &[u8]) -> usize {
+    let (Some(&first), Some(&last)) = (s.first(), s.last()) else {
+        return 0;
+    };
+    let mid = s[s.len() / 2];
+    let mixed = s
+        .len()
+        .wrapping_mul(31)
+        .wrapping_add(usize::from(first))
+        .wrapping_add(usize::from(mid).wrapping_mul(7))
+        .wrapping_add(usize::from(last).wrapping_mul(131));
+    mixed % RECENT
 }
 
 impl Texts {
     pub(super) fn id(&mut self, s: &str) -> u64 {
-        if let Some(&id) = self.ids.get(s) {
-            return id;
+        let recent = self.recent.get_or_insert_with(|| Box::new([0; RECENT]));
+        let slot = &mut recent[slot(s.as_bytes())];
+        if let Some(text) = (*slot as usize)
+            .checked_sub(1)
+            .and_then(|i| self.all.get(i))
+            && **text == *s
+        {
+            return u64::from(*slot) - 1;
         }
-        let id = self.all.len() as u64;
-        let text: Arc<str> = Arc::from(s);
-        self.ids.insert(text.clone(), id);
-        self.all.push(text);
+        let id = match self.ids.get(s) {
+            Some(&id) => id,
+            None => {
+                let id = self.all.len() as u64;
+                let text: Arc<str> = Arc::from(s);
+                self.ids.insert(text.clone(), id);
+                self.all.push(text);
+                id
+            }
+        };
+        // Numbers past u32 are not remembered (a table that large is not a trace shard's).
+        if let Ok(n) = u32::try_from(id + 1) {
+            *slot = n;
+        }
         id
     }
 
@@ -342,5 +382,25 @@ impl<'a> Reader<'a> {
             tag::OBJECT => Value::Object(self.object()?),
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_that_share_a_recent_slot_keep_their_own_numbers() {
+        // Same length, same first, middle and last bytes: the same slot.
+        let (a, b) = ("axbxc", "aybzc");
+        assert_eq!(slot(a.as_bytes()), slot(b.as_bytes()));
+        let mut texts = Texts::default();
+        let (ia, ib) = (texts.id(a), texts.id(b));
+        assert_ne!(ia, ib);
+        for _ in 0..3 {
+            assert_eq!((texts.id(a), texts.id(b), texts.id("")), (ia, ib, 2));
+        }
+        assert_eq!((texts.get(ia), texts.get(ib)), (Some(a), Some(b)));
+        assert_eq!(texts.all().count(), 3);
     }
 }
