@@ -47,8 +47,8 @@ struct StoredMessage {
 
 /// Shards of the trace logs. Keeping a record (numbering its texts, packing it into bytes)
 /// is most of a commit's work here; done under the one lock of the tables, it made
-/// concurrent steps wait for each other (measured: README, "Trace shards and a
-/// one-statement raw baseline").
+/// concurrent steps wait for each other (measured: `docs/performance.md`, "Trace shards
+/// and a one-statement raw baseline").
 const TRACE_SHARDS: usize = 16;
 
 /// A shard of the trace logs on cache lines of its own (adjacent-line prefetch pairs lines
