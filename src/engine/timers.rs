@@ -91,14 +91,25 @@ impl Engine {
         self.count_step(&process, started, &result);
         match result {
             Ok(view) => {
-                tracing::info!(instance = %view.id, timer = %name, transition = %fire, state = %view.state, "timer fired");
+                tracing::info!(
+                    instance = %view.id,
+                    timer = %name,
+                    transition = %fire,
+                    state = %view.state,
+                    "timer fired"
+                );
                 Ok(true)
             }
             // Another step moved the instance first; its commit decided the timers.
             Err(EngineError::Conflict | EngineError::Busy) => Ok(false),
             Err(EngineError::Store(e)) => Err(EngineError::Store(e)),
             Err(refused) => {
-                tracing::warn!(instance = %id, timer = %t.name, error = %refused, "timer's transition refused; it runs out without it");
+                tracing::warn!(
+                    instance = %id,
+                    timer = %t.name,
+                    error = %refused,
+                    "timer's transition refused; it runs out without it"
+                );
                 let Some(record) = self.store.get_instance(&id).await? else {
                     return Ok(false);
                 };

@@ -305,6 +305,11 @@ impl<'a> Reader<'a> {
     /// A text written by [`Writer::text`], borrowed from the table or the bytes.
     pub(super) fn text_ref(&mut self) -> Option<&'a str> {
         let n = self.varint()?;
+        self.text_at(n)
+    }
+
+    /// The text whose number in the table, or whose length inline, is `n`.
+    fn text_at(&mut self, n: u64) -> Option<&'a str> {
         match self.texts {
             Some(texts) => texts.get(n),
             None => self.str_ref(usize::try_from(n).ok()?),
@@ -315,14 +320,12 @@ impl<'a> Reader<'a> {
         self.text_ref().map(str::to_owned)
     }
 
+    /// A text or none written by [`Writer::opt_text`].
     pub(super) fn opt_text(&mut self) -> Option<Option<String>> {
-        let n = self.varint()?.checked_sub(1);
-        let Some(n) = n else { return Some(None) };
-        let text = match self.texts {
-            Some(texts) => texts.get(n)?,
-            None => self.str_ref(usize::try_from(n).ok()?)?,
-        };
-        Some(Some(text.to_owned()))
+        match self.varint()?.checked_sub(1) {
+            None => Some(None),
+            Some(n) => Some(Some(self.text_at(n)?.to_owned())),
+        }
     }
 
     pub(super) fn opt_int(&mut self) -> Option<Option<i64>> {

@@ -375,7 +375,11 @@ impl<'a> Working<'a> {
         let id = t.calendar.as_deref()?;
         let calendar = self.env.catalog.calendar(id);
         if calendar.is_none() {
-            tracing::warn!(timer = %t.name, calendar = id, "calendar not loaded; counting all time");
+            tracing::warn!(
+                timer = %t.name,
+                calendar = id,
+                "calendar not loaded; counting all time"
+            );
         }
         calendar
     }
