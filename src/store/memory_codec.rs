@@ -10,7 +10,7 @@ use serde_json::{Map, Number, Value};
 /// Texts kept once for all the records that share the table (a trace shard's), named by
 /// number. It only grows, as those records do: it never holds a text that none of them
 /// holds.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Texts {
     ids: foldhash::HashMap<Arc<str>, u64>,
     all: Vec<Arc<str>>,
@@ -18,7 +18,17 @@ pub(super) struct Texts {
     /// more than the number, 0 for none. A record names thirty texts or so, nearly all of
     /// them met before; most are found here with one comparison, without hashing the
     /// text and probing `ids`.
-    recent: Option<Box<[u32; RECENT]>>,
+    recent: Box<[u32; RECENT]>,
+}
+
+impl Default for Texts {
+    fn default() -> Self {
+        Self {
+            ids: foldhash::HashMap::default(),
+            all: Vec::new(),
+            recent: Box::new([0; RECENT]),
+        }
+    }
 }
 
 /// Slots of [`Texts::recent`].
@@ -42,8 +52,7 @@ fn slot(s: &[u8]) -> usize {
 
 impl Texts {
     pub(super) fn id(&mut self, s: &str) -> u64 {
-        let recent = self.recent.get_or_insert_with(|| Box::new([0; RECENT]));
-        let slot = &mut recent[slot(s.as_bytes())];
+        let slot = &mut self.recent[slot(s.as_bytes())];
         if let Some(text) = (*slot as usize)
             .checked_sub(1)
             .and_then(|i| self.all.get(i))
