@@ -96,21 +96,17 @@ pub enum TimerStatus {
 
 impl Timer {
     /// Its clocks for a run of `after_ms`: the warning (if any) and the due time.
-    pub fn clocks(&self, after_ms: i64) -> Vec<Clock<'_>> {
-        let mut clocks = Vec::with_capacity(2);
-        if let Some(w) = &self.warn {
-            clocks.push(Clock {
-                name: &w.name,
-                after_ms: after_ms * i64::from(w.at_percent) / 100,
-                warning: true,
-            });
-        }
-        clocks.push(Clock {
+    pub fn clocks(&self, after_ms: i64) -> impl Iterator<Item = Clock<'_>> {
+        let warning = self.warn.iter().map(move |w| Clock {
+            name: &w.name,
+            after_ms: after_ms * i64::from(w.at_percent) / 100,
+            warning: true,
+        });
+        warning.chain(std::iter::once(Clock {
             name: &self.name,
             after_ms,
             warning: false,
-        });
-        clocks
+        }))
     }
 
     /// What running out does: the transition fired (if any) and the roles notified, for

@@ -108,7 +108,9 @@ impl<'a> Working<'a> {
             return Ok(());
         }
         let now = self.env.now;
-        let mut timers = Vec::new();
+        // The clocks as they stood; a clock kept running keeps its name's String.
+        let mut stood = std::mem::take(&mut self.record.timers);
+        let mut timers = Vec::with_capacity(stood.len());
         let mut sla_events = Vec::new();
         for (t, before, after) in statuses {
             let fresh = before == TimerStatus::Off || self.fired_anew(t);
@@ -120,12 +122,8 @@ impl<'a> Working<'a> {
             let mut due = None;
             if after != TimerStatus::Off {
                 for clock in t.clocks(duration) {
-                    let stored = self
-                        .record
-                        .timers
-                        .iter()
-                        .find(|s| s.name == clock.name)
-                        .filter(|_| !fresh);
+                    let at = stood.iter().position(|s| s.name == clock.name);
+                    let stored = at.filter(|_| !fresh).map(|i| &stood[i]);
                     let ran_out = self.fired_timer.as_deref() == Some(clock.name);
                     if (!fresh && stored.is_none()) || (ran_out && !self.fired_anew(t)) {
                         continue; // given, or spent until the timer starts afresh
@@ -140,8 +138,13 @@ impl<'a> Working<'a> {
                     if !clock.warning {
                         due = paused_left_ms.is_none().then_some(due_at);
                     }
+                    // Clock names are unique in a definition: no later clock looks for it.
+                    let name = match at {
+                        Some(i) => std::mem::take(&mut stood[i].name),
+                        None => clock.name.to_owned(),
+                    };
                     timers.push(TimerState {
-                        name: clock.name.to_owned(),
+                        name,
                         due_at,
                         paused_left_ms,
                     });
@@ -149,15 +152,15 @@ impl<'a> Working<'a> {
             }
             if t.sla {
                 for event in self.update_sla(t, (before, after), duration, due) {
-                    sla_events.push((t.name.clone(), event));
+                    sla_events.push((t, event));
                 }
             }
             if let Some(warning) = self.ran_out_now(t) {
                 self.notice(t, warning, now);
             }
         }
-        for (metric, event) in sla_events {
-            self.trace_sla(&metric, event);
+        for (t, event) in sla_events {
+            self.trace_sla(&t.name, event);
         }
         self.record.timers = timers;
         Ok(())
