@@ -290,8 +290,12 @@ impl Definition {
         self.graph.initial()
     }
 
-    /// Transitions that may leave `state`, in file order.
-    pub fn transitions_from<'a>(&'a self, state: &'a str) -> impl Iterator<Item = &'a Transition> {
+    /// Transitions that may leave `state`, in file order (borrowed from the definition
+    /// only, not from `state`).
+    pub fn transitions_from<'a>(
+        &'a self,
+        state: &str,
+    ) -> impl Iterator<Item = &'a Transition> + use<'a> {
         self.outgoing
             .get(state)
             .into_iter()

@@ -63,7 +63,7 @@ pub(crate) struct Working<'a> {
     /// Notifications the step raises.
     notices: Vec<Value>,
     /// Transitions taken in this step, in order (for timers' `stop_on`).
-    taken: Vec<String>,
+    taken: Vec<&'a str>,
     /// How the step came in (SLA records are always `system`).
     pub(crate) channel: Channel,
     /// Values fields had before this step wrote them, until a trace record takes them.
@@ -303,7 +303,7 @@ impl<'a> Working<'a> {
     /// action, move, trace.
     pub(crate) fn fire(
         &mut self,
-        t: &Transition,
+        t: &'a Transition,
         input: Map<String, Value>,
         comment: Option<String>,
     ) -> Result<(), EngineError> {
@@ -339,7 +339,7 @@ impl<'a> Working<'a> {
     /// approved, or goes to the rejection state once enough voters rejected.
     pub(crate) fn vote(
         &mut self,
-        t: &Transition,
+        t: &'a Transition,
         approval: &Approval,
         decision: Decision,
         input: Map<String, Value>,
@@ -430,7 +430,7 @@ impl<'a> Working<'a> {
 
     fn take(
         &mut self,
-        t: &Transition,
+        t: &'a Transition,
         input: Map<String, Value>,
         kind: TraceKind,
         comment: Option<String>,
@@ -455,7 +455,7 @@ impl<'a> Working<'a> {
         let from = std::mem::replace(&mut self.record.state, t.to.clone());
         self.record.votes.clear();
         self.check_entry()?;
-        self.taken.push(t.name.clone());
+        self.taken.push(&t.name);
         if !t.notify.is_empty() {
             let notice = serde_json::json!({
                 "event": "transition",
@@ -478,10 +478,9 @@ impl<'a> Working<'a> {
         let empty = Map::new();
         for _ in 0..MAX_AUTOMATIC_DEPTH {
             let def = &self.loaded.definition;
-            let state = self.record.state.clone();
             let mut only_automatic = true;
             let mut chosen = None;
-            for t in def.transitions_from(&state) {
+            for t in def.transitions_from(&self.record.state) {
                 if !t.auto {
                     only_automatic = false;
                     continue;
@@ -493,8 +492,8 @@ impl<'a> Working<'a> {
             }
             match chosen {
                 Some(t) => self.take(t, Map::new(), TraceKind::Automatic, None)?,
-                None if only_automatic && !def.states[&state].is_final => {
-                    return Err(EngineError::Stuck(state));
+                None if only_automatic && !def.states[&self.record.state].is_final => {
+                    return Err(EngineError::Stuck(self.record.state.clone()));
                 }
                 None => return Ok(()),
             }

@@ -37,7 +37,7 @@ impl<'a> Working<'a> {
     /// Where timer `t` stands after the step: off when the step took one of its `stop_on`
     /// transitions.
     fn status_after(&self, t: &Timer) -> TimerStatus {
-        if t.stop_on.iter().any(|s| self.taken.contains(s)) {
+        if t.stop_on.iter().any(|s| self.taken.contains(&s.as_str())) {
             TimerStatus::Off
         } else {
             self.status(t, Some(self.record.state.as_str()))
