@@ -37,15 +37,24 @@ impl<T> Stripes<T> {
 
     /// The stripe of `key`, a hash: the same key always gets the same stripe.
     pub(crate) fn by_key(&self, key: u64) -> &T {
-        // The high bits: a hash table holding the same keys uses the low ones.
-        let i = (key >> 48) as usize % self.stripes.len();
-        &self.stripes[i].0
+        self.get(stripe_of(key))
+    }
+
+    /// Stripe `i` (below [`STRIPES`]), for a caller that takes several stripes in order.
+    pub(crate) fn get(&self, i: usize) -> &T {
+        &self.stripes[i % self.stripes.len()].0
     }
 
     /// Every stripe, to sum them or clear them.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
         self.stripes.iter().map(|p| &p.0)
     }
+}
+
+/// The number of the stripe of `key`, a hash (see [`Stripes::by_key`]).
+pub(crate) fn stripe_of(key: u64) -> usize {
+    // The high bits: a hash table holding the same keys uses the low ones.
+    (key >> 48) as usize % STRIPES
 }
 
 /// The calling thread's number, counted from 0 in the order threads first ask.

@@ -14,6 +14,7 @@ use super::{
     InstanceHead, InstanceQuery, InstanceRecord, LinkedInstance, Links, OutboxMessage, Step, Store,
     StoreError, StoredAnswer, StoredDefinition, StoredSnapshot, TokenRecord, TraceRecord,
 };
+use crate::stripes::{Stripes, stripe_of};
 
 #[derive(Debug, Default)]
 struct Tables {
@@ -45,36 +46,20 @@ struct StoredMessage {
     claim_until: Option<i64>,
 }
 
-/// Shards of the trace logs. Keeping a record (numbering its texts, packing it into bytes)
-/// is most of a commit's work here; done under the one lock of the tables, it made
-/// concurrent steps wait for each other (measured: `docs/performance.md`, "Trace shards
-/// and a one-statement raw baseline").
-const TRACE_SHARDS: usize = 16;
-
-/// A shard of the trace logs on cache lines of its own (adjacent-line prefetch pairs lines
-/// on x86): packed side by side, a push to one shard wrote to the line holding the next
-/// shard's lock, which the other core was taking.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Shard(Mutex<TraceLogs>);
-
 /// Keeps everything in process memory: the tables behind one lock, the trace logs in
 /// shards by instance behind a lock each. A commit takes the tables, then the shards of its
 /// records (in shard order) before it lets the tables go, so a reader that sees a step's
 /// instance also sees its records.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct MemoryStore {
     tables: Mutex<Tables>,
-    traces: Box<[Shard]>,
-}
-
-impl Default for MemoryStore {
-    fn default() -> Self {
-        Self {
-            tables: Mutex::default(),
-            traces: (0..TRACE_SHARDS).map(|_| Shard::default()).collect(),
-        }
-    }
+    /// The trace logs, in [`Stripes`] by instance, each on cache lines of its own.
+    /// Keeping a record (numbering its texts, packing it into bytes) is most of a
+    /// commit's work here; done under the one lock of the tables, it made concurrent steps
+    /// wait for each other (measured: `docs/performance.md`, "Trace shards and a
+    /// one-statement raw baseline"). Packed side by side, a push to one shard wrote to the
+    /// line holding the next shard's lock, which the other core was taking.
+    traces: Stripes<Mutex<TraceLogs>>,
 }
 
 /// Takes `mutex` even if a panic poisoned it. A panic while holding a lock of this store
@@ -92,7 +77,7 @@ impl MemoryStore {
     /// The shard holding the trace log of `instance_id`.
     fn shard_of(instance_id: &str) -> usize {
         let hash = foldhash::fast::FixedState::with_seed(0).hash_one(instance_id);
-        (hash % TRACE_SHARDS as u64) as usize
+        stripe_of(hash)
     }
 
     /// Appends the records of several instances: their shards are taken in order, and
@@ -107,7 +92,7 @@ impl MemoryStore {
         }
         let held: Vec<_> = by_shard
             .into_iter()
-            .map(|(s, records)| (lock(&self.traces[s].0), records))
+            .map(|(s, records)| (lock(self.traces.get(s)), records))
             .collect();
         drop(tables);
         for (mut shard, records) in held {
@@ -244,7 +229,7 @@ impl Store for MemoryStore {
     }
 
     async fn trace(&self, id: &str) -> Result<Vec<TraceRecord>, StoreError> {
-        lock(&self.traces[Self::shard_of(id)].0).records(id)
+        lock(self.traces.get(Self::shard_of(id))).records(id)
     }
 
     async fn links(&self, id: &str) -> Result<Links, StoreError> {
@@ -350,7 +335,7 @@ impl Store for MemoryStore {
         // instance without its records. Nearly every step writes to one instance only.
         let first = step.trace.first().map(|r| r.instance_id.as_str());
         if let Some(id) = first.filter(|&id| step.trace.iter().all(|r| r.instance_id == id)) {
-            let mut shard = lock(&self.traces[Self::shard_of(id)].0);
+            let mut shard = lock(self.traces.get(Self::shard_of(id)));
             drop(t);
             for r in &step.trace {
                 shard.push(r);
