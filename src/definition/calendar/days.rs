@@ -1,12 +1,16 @@
-//! A calendar's working periods as instants, worked out once per local date: turning a
-//! local date and minute into an instant goes through the time zone's rules, which costs
-//! far more than a lookup, and every timer of every step asks for the same few dates.
+//! A calendar's local dates worked out once: turning a local date and minute into an
+//! instant, or an instant into a local date, goes through the time zone's rules, which
+//! costs far more than a lookup, and every timer of every step asks for the same few dates.
 
 use std::sync::Mutex;
 
 use chrono::NaiveDate;
 
 use crate::stripes::Stripes;
+
+/// Spans of instants each thread remembers (an SLA step asks for the date of now and of
+/// the deadlines of a few clocks, each on a date of its own).
+const SPANS: usize = 8;
 
 /// Dates each thread remembers at most (over ten years); past it its cache starts over (a
 /// server asks for the dates around now, so it seldom holds more than a few hundred).
@@ -15,13 +19,36 @@ const MAX_DATES: usize = 4_096;
 /// A day's working periods as `[start, end)` instants (ms), in order.
 type Periods = Box<[(i64, i64)]>;
 
-/// Local date → its working periods; hashed by foldhash, since every SLA step looks a
-/// few dates up. Each thread keeps its own (see [`Stripes`]): one lock for all made every
-/// step of every thread write to the same cache line a few times.
+/// The instants `[start, end)` (ms) of one local date: every instant in it has that date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Span {
+    pub(super) start: i64,
+    pub(super) end: i64,
+    pub(super) date: NaiveDate,
+}
+
+/// What one thread remembers of a calendar.
 #[derive(Debug, Default)]
-pub(super) struct DayCache(Stripes<Mutex<foldhash::HashMap<NaiveDate, Periods>>>);
+struct Days {
+    /// Local date → its working periods; hashed by foldhash, since every SLA step looks a
+    /// few dates up.
+    periods: foldhash::HashMap<NaiveDate, Periods>,
+    /// The local dates instants were last found in, with their instants.
+    spans: [Option<Span>; SPANS],
+    /// The slot of `spans` the next span found takes.
+    next: usize,
+}
+
+/// Each thread keeps its own (see [`Stripes`]): one lock for all made every step of every
+/// thread write to the same cache line a few times.
+#[derive(Debug, Default)]
+pub(super) struct DayCache(Stripes<Mutex<Days>>);
 
 impl DayCache {
+    fn mine(&self) -> std::sync::MutexGuard<'_, Days> {
+        self.0.mine().lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Calls `f` with the periods of `date`, working them out with `compute` the first time.
     pub(super) fn with<R>(
         &self,
@@ -29,17 +56,41 @@ impl DayCache {
         compute: impl FnOnce() -> Vec<(i64, i64)>,
         f: impl FnOnce(&[(i64, i64)]) -> R,
     ) -> R {
-        let mut days = self.0.mine().lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(periods) = days.get(&date) {
+        let mut days = self.mine();
+        if let Some(periods) = days.periods.get(&date) {
             return f(periods);
         }
         let periods = compute().into_boxed_slice();
         let answer = f(&periods);
-        if days.len() >= MAX_DATES {
-            days.clear();
+        if days.periods.len() >= MAX_DATES {
+            days.periods.clear();
         }
-        days.insert(date, periods);
+        days.periods.insert(date, periods);
         answer
+    }
+
+    /// The local date of instant `ms`: from a span remembered when one holds `ms`, else
+    /// worked out with `compute`, which answers the date and, when it can tell, the span of
+    /// instants with that date (remembered for the next calls).
+    pub(super) fn date_of(
+        &self,
+        ms: i64,
+        compute: impl FnOnce() -> (NaiveDate, Option<Span>),
+    ) -> NaiveDate {
+        let known = (self.mine().spans.iter().flatten())
+            .find(|s| s.start <= ms && ms < s.end)
+            .map(|s| s.date);
+        if let Some(date) = known {
+            return date;
+        }
+        let (date, span) = compute();
+        if let Some(span) = span {
+            let mut days = self.mine();
+            let slot = days.next;
+            days.spans[slot] = Some(span);
+            days.next = (slot + 1) % SPANS;
+        }
+        date
     }
 }
 

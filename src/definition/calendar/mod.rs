@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{Datelike, NaiveDate, NaiveTime, TimeZone, Weekday};
 use chrono_tz::Tz;
 
-use days::DayCache;
+use days::{DayCache, Span};
 pub use parse::parse_calendar;
 
 /// Minutes since local midnight, 0..=1440.
@@ -126,9 +126,29 @@ impl Calendar {
 
     /// The local date of an instant.
     fn local_date(&self, ms: i64) -> NaiveDate {
+        self.days.date_of(ms, || {
+            let date = self.zone_date(ms);
+            (date, self.plain_day(date))
+        })
+    }
+
+    /// The local date of an instant, through the time zone's rules.
+    fn zone_date(&self, ms: i64) -> NaiveDate {
         chrono::DateTime::from_timestamp_millis(ms)
             .map(|t| t.with_timezone(&self.time_zone).date_naive())
             .unwrap_or_default()
+    }
+
+    /// The instants of `date` when it is a plain day: 24 hours from its local midnight to
+    /// the next, both of them existing. A day the clocks change on is left out (`None`), so
+    /// its instants are always looked up through the time zone.
+    fn plain_day(&self, date: NaiveDate) -> Option<Span> {
+        let start = self.instant(date, 0)?;
+        let end = self.instant(date, 1440)?;
+        let plain = end - start == 24 * 3600 * 1000
+            && self.zone_date(start) == date
+            && self.zone_date(end - 1) == date;
+        plain.then_some(Span { start, end, date })
     }
 
     /// Calls `f` with a date's working periods as instants (ms), in order.

@@ -153,6 +153,50 @@ fn a_calendar_answers_the_same_from_the_dates_it_remembers_as_when_first_asked()
 }
 
 #[test]
+fn the_local_date_of_an_instant_is_the_time_zones_even_on_days_the_clocks_change() {
+    // New York changes at 02:00; Havana at midnight, so that a local midnight is skipped in
+    // March; Santiago turns its clocks back from midnight to 23:00 in April, so that the hour
+    // before midnight comes twice; Goose Bay turned them back from 00:01 to 23:01 in 2010, so
+    // that a date's first minute came before the previous date's last hour; Shanghai never.
+    const CHANGES: [(&str, &str); 5] = [
+        ("2026-03-06 00:00", "2026-03-10 00:00"),
+        ("2026-04-02 00:00", "2026-04-07 00:00"),
+        ("2026-09-04 00:00", "2026-09-08 00:00"),
+        ("2026-10-30 00:00", "2026-11-03 00:00"),
+        ("2010-11-05 00:00", "2010-11-09 00:00"),
+    ];
+    for zone in [
+        "America/New_York",
+        "America/Havana",
+        "America/Santiago",
+        "America/Goose_Bay",
+        "Asia/Shanghai",
+    ] {
+        let mut cal = calendar(ALWAYS);
+        cal.time_zone = zone.parse().unwrap();
+        for (from, to) in CHANGES {
+            let (from, to) = (at(&cal, from), at(&cal, to));
+            // Forward every seven minutes, each instant followed by the one an hour and a
+            // minute before it (on a date remembered, or in an hour the clocks repeat), then
+            // back and forth across the range.
+            let forward = (from..to)
+                .step_by(7 * MINUTE as usize)
+                .flat_map(|ms| [ms, ms - HOUR - MINUTE]);
+            let zigzag = (0..500).map(|i| {
+                if i % 2 == 0 {
+                    from + i * 13 * MINUTE
+                } else {
+                    to - i * 11 * MINUTE
+                }
+            });
+            for ms in forward.chain(zigzag).chain([from - 1, to, to - 1]) {
+                assert_eq!(cal.local_date(ms), cal.zone_date(ms), "{zone} at {ms}");
+            }
+        }
+    }
+}
+
+#[test]
 fn a_calendar_without_working_time_ahead_is_an_error_not_a_hang() {
     let mut cal = calendar(SERVICE_DESK);
     cal.week = Default::default();
