@@ -39,8 +39,9 @@ struct Days {
     next: usize,
 }
 
-/// Each thread keeps its own (see [`Stripes`]): one lock for all made every step of every
-/// thread write to the same cache line a few times.
+/// What a calendar has worked out of its local dates. Each thread keeps its own (see
+/// [`Stripes`]): one lock for all made every step of every thread write to the same cache
+/// line a few times.
 #[derive(Debug, Default)]
 pub(super) struct DayCache(Stripes<Mutex<Days>>);
 
