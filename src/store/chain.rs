@@ -92,12 +92,18 @@ impl TraceRecord {
         out.push(b']');
     }
 
-    /// The SHA-256 (hex) of its canonical form, written into a buffer and hashed in one
-    /// call.
+    /// The SHA-256 (hex) of its canonical form, written into the thread's buffer and
+    /// hashed in one call.
     pub fn compute_hash(&self) -> String {
-        let mut out = Vec::with_capacity(CANONICAL_CAPACITY);
-        self.write_canonical(&mut out);
-        lower_hex(&Sha256::digest(&out))
+        CANONICAL.with_borrow_mut(|out| {
+            out.clear();
+            self.write_canonical(out);
+            let digest = Sha256::digest(&out[..]);
+            if out.capacity() > CANONICAL_KEPT {
+                *out = Vec::with_capacity(CANONICAL_CAPACITY);
+            }
+            super::hex_digest::lower_hex(&digest)
+        })
     }
 
     /// Chains it after a record whose hash is `prev_hash`: sets both hashes.
@@ -110,18 +116,14 @@ impl TraceRecord {
 /// Room reserved for a record's canonical text: most records of the shipped processes fit.
 const CANONICAL_CAPACITY: usize = 1024;
 
-/// Bytes as lowercase hex, written into a buffer of the final length and checked once
-/// (every step hashes a few records: `hex::encode` goes through a char iterator, and
-/// pushing chars one by one encodes each).
-pub(super) fn lower_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = vec![0; bytes.len() * 2];
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 15)];
-    }
-    // Only ASCII digits and letters were written.
-    String::from_utf8(out).unwrap_or_default()
+/// The most room the thread's buffer keeps after a large record.
+const CANONICAL_KEPT: usize = 64 * 1024;
+
+thread_local! {
+    /// Each thread's buffer for the canonical text it hashes: every step hashes a few
+    /// records, and reusing one buffer saves allocating and freeing a block for each.
+    static CANONICAL: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(Vec::with_capacity(CANONICAL_CAPACITY));
 }
 
 /// Appends a number, boolean or null (or a string that needs escapes) as `serde_json`
@@ -491,13 +493,6 @@ mod tests {
                 "{text}"
             );
         }
-    }
-
-    #[test]
-    fn a_hash_is_written_in_the_same_lowercase_hex_as_hex_encode() {
-        let digest = Sha256::digest(b"opsflow");
-        assert_eq!(lower_hex(&digest), hex::encode(digest));
-        assert_eq!(lower_hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
     }
 
     #[test]

@@ -88,34 +88,6 @@ impl Texts {
     }
 }
 
-/// Each byte's value as a lowercase hex digit; 0xff for any other byte.
-static NIBBLE: [u8; 256] = {
-    let mut table = [0xffu8; 256];
-    let mut i = 0;
-    while i < 16 {
-        table[b"0123456789abcdef"[i] as usize] = i as u8;
-        i += 1;
-    }
-    table
-};
-
-/// The bytes of `s` if it is a SHA-256 in lowercase hex.
-pub(super) fn sha256(s: &str) -> Option<[u8; 32]> {
-    let digits = s.as_bytes();
-    if digits.len() != 64 {
-        return None;
-    }
-    let mut bytes = [0u8; 32];
-    // Any byte that is not a lowercase hex digit sets a high bit in `bad`.
-    let mut bad = 0u8;
-    for (b, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
-        let (hi, lo) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
-        bad |= hi | lo;
-        *b = (hi << 4) | (lo & 15);
-    }
-    (bad & 0xf0 == 0).then_some(bytes)
-}
-
 pub(super) fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
@@ -197,7 +169,7 @@ impl Writer<'_> {
     /// A hash: its 32 bytes when it is a SHA-256 in lowercase hex (then `true`), else its
     /// text.
     pub(super) fn hash(&mut self, h: &str) -> bool {
-        match sha256(h) {
+        match super::hex_digest::sha256(h) {
             Some(bytes) => {
                 self.out.push(tag::SHA256);
                 self.out.extend_from_slice(&bytes);
@@ -347,7 +319,7 @@ impl<'a> Reader<'a> {
 
     pub(super) fn hash(&mut self) -> Option<String> {
         match self.byte()? {
-            tag::SHA256 => Some(super::chain::lower_hex(self.take(32)?)),
+            tag::SHA256 => Some(super::hex_digest::lower_hex(self.take(32)?)),
             tag::TEXT => {
                 let n = self.len()?;
                 self.str(n)

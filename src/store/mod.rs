@@ -11,6 +11,7 @@ mod bulk;
 mod bulk_tests;
 mod chain;
 mod group;
+mod hex_digest;
 mod memory;
 mod memory_codec;
 mod memory_instance;
