@@ -267,7 +267,7 @@ pub fn case_traces(
                 seq,
                 at,
                 actor: "log".into(),
-                roles: Vec::new(),
+                roles: std::sync::Arc::default(),
                 channel: Channel::System,
                 kind: if t.is_some() {
                     TraceKind::Transition

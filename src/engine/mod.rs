@@ -51,8 +51,8 @@ use versions::Pinned;
 pub struct Actor {
     /// The actor's name, recorded in the trace.
     pub name: String,
-    /// The roles the actor holds.
-    pub roles: Vec<String>,
+    /// The roles the actor holds; shared with the trace records of its steps.
+    pub roles: Arc<[String]>,
 }
 
 impl Actor {

@@ -69,7 +69,7 @@ pub(super) fn record(id: &str, seq: i64, kind: TraceKind, comment: Option<&str>)
         seq,
         at: seq * 10,
         actor: "alice".into(),
-        roles: vec!["r1".into(), "r2".into()],
+        roles: vec!["r1".into(), "r2".into()].into(),
         channel: if seq % 2 == 0 {
             Channel::Timer
         } else {

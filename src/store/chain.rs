@@ -522,7 +522,7 @@ mod tests {
                     seq,
                     at: 1_000 * seq,
                     actor: "dana".into(),
-                    roles: vec!["service_desk".into()],
+                    roles: vec!["service_desk".into()].into(),
                     channel: crate::store::Channel::Api,
                     kind: TraceKind::Transition,
                     transition: Some("t".into()),

@@ -528,7 +528,7 @@ mod tests {
             seq,
             at: seq,
             actor: "a".into(),
-            roles: vec!["r".into()],
+            roles: vec!["r".into()].into(),
             channel: Channel::Api,
             kind: TraceKind::Transition,
             transition: Some("t".into()),

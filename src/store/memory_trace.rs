@@ -128,7 +128,7 @@ impl Writer<'_> {
         self.int(r.at);
         self.text(&r.actor);
         self.uint(r.roles.len());
-        for role in &r.roles {
+        for role in r.roles.iter() {
             self.text(role);
         }
         self.text(r.channel.as_str());
@@ -203,7 +203,7 @@ impl Reader<'_> {
             seq,
             at,
             actor,
-            roles,
+            roles: roles.into(),
             channel,
             kind,
             transition,
@@ -238,7 +238,7 @@ mod tests {
             seq,
             at: 1_700_000_000_123,
             actor: "dana".into(),
-            roles: vec!["service_desk".into(), "requester".into()],
+            roles: vec!["service_desk".into(), "requester".into()].into(),
             channel: Channel::Api,
             kind: TraceKind::Transition,
             transition: Some("await".into()),

@@ -227,7 +227,8 @@ pub struct TraceRecord {
     /// Who took the step.
     pub actor: String,
     /// The actor's roles at the time.
-    pub roles: Vec<String>,
+    #[schema(value_type = Vec<String>)]
+    pub roles: Arc<[String]>,
     /// How the step came in.
     pub channel: Channel,
     /// What kind of step.

@@ -53,7 +53,7 @@ fn record(id: &str, seq: i64, to: &str) -> TraceRecord {
         seq,
         at: seq,
         actor: "alice".into(),
-        roles: vec!["r".into()],
+        roles: vec!["r".into()].into(),
         channel: Channel::System,
         kind: if seq == 1 {
             TraceKind::Created
