@@ -243,6 +243,10 @@ pub struct Definition {
     /// order: every step asks, some several times (so hashed by foldhash; the names come
     /// from the process file).
     pub(crate) outgoing: foldhash::HashMap<String, Vec<usize>>,
+    /// The positions in `fields` of those that link to instances of another process: every
+    /// step compares their values before and after it, and most processes have one or none
+    /// among many fields.
+    pub(crate) link_positions: Vec<usize>,
     /// Timers, in file order.
     pub timers: Named<super::timer::Timer>,
     /// Instances of other processes its timer rules read.
@@ -272,17 +276,24 @@ pub(crate) fn outgoing(transitions: &Named<Transition>) -> foldhash::HashMap<Str
     outgoing
 }
 
+/// The positions of the fields that link to instances of another process (see
+/// [`Definition::link_positions`]).
+pub(crate) fn link_positions(fields: &Named<super::field::Field>) -> Vec<usize> {
+    (fields.values().enumerate())
+        .filter(|(_, f)| f.field_type.linked_process().is_some())
+        .map(|(i, _)| i)
+        .collect()
+}
+
 impl Definition {
     /// Some field links to other instances.
     pub fn has_link_fields(&self) -> bool {
-        self.link_fields().next().is_some()
+        !self.link_positions.is_empty()
     }
 
     /// Its fields that link to instances of another process, in file order.
     pub fn link_fields(&self) -> impl Iterator<Item = &super::field::Field> {
-        self.fields
-            .values()
-            .filter(|f| f.field_type.linked_process().is_some())
+        (self.link_positions.iter()).filter_map(|&i| self.fields.get_index(i).map(|(_, f)| f))
     }
 
     /// The initial state's name.

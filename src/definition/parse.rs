@@ -230,6 +230,7 @@ pub fn parse(
     };
     let hash = content_hash(yaml, &rules);
     let outgoing = super::model::outgoing(&transitions);
+    let link_positions = super::model::link_positions(&fields);
     Ok(Definition {
         id: raw.process,
         title: raw.title,
@@ -242,6 +243,7 @@ pub fn parse(
         states,
         transitions,
         outgoing,
+        link_positions,
         timers,
         lookups,
         tables,

@@ -570,8 +570,8 @@ impl<'a> Working<'a> {
     pub(crate) fn link_checks(&self) -> Vec<LinkCheck> {
         let mut checks = Vec::new();
         let current = link_values(self.loaded, &self.record.data);
-        for (field, f) in &self.loaded.definition.fields {
-            let Some(process) = f.field_type.linked_process() else {
+        for f in self.loaded.definition.link_fields() {
+            let (field, Some(process)) = (&f.name, f.field_type.linked_process()) else {
                 continue;
             };
             if current.get(field) != self.original_links.get(field) {
@@ -619,10 +619,9 @@ impl<'a> Working<'a> {
 
     fn collect(self, step: &mut Step) {
         let current = link_values(self.loaded, &self.record.data);
-        for (field, f) in &self.loaded.definition.fields {
-            if f.field_type.linked_process().is_some()
-                && current.get(field) != self.original_links.get(field)
-            {
+        for f in self.loaded.definition.link_fields() {
+            let field = &f.name;
+            if current.get(field) != self.original_links.get(field) {
                 step.links.push(LinkChange {
                     from: self.record.id.clone(),
                     relation: field.clone(),
@@ -646,11 +645,7 @@ impl<'a> Working<'a> {
 
 /// The values of a definition's link fields in `data`.
 fn link_values(loaded: &Loaded, data: &Map<String, Value>) -> Map<String, Value> {
-    loaded
-        .definition
-        .fields
-        .values()
-        .filter(|f| f.field_type.linked_process().is_some())
+    (loaded.definition.link_fields())
         .filter_map(|f| data.get(&f.name).map(|v| (f.name.clone(), v.clone())))
         .collect()
 }
