@@ -2,7 +2,7 @@
 //! instant, or an instant into a local date, goes through the time zone's rules, which
 //! costs far more than a lookup, and every timer of every step asks for the same few dates.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use chrono::NaiveDate;
 
@@ -46,28 +46,19 @@ struct Days {
 pub(super) struct DayCache(Stripes<Mutex<Days>>);
 
 impl DayCache {
-    fn mine(&self) -> std::sync::MutexGuard<'_, Days> {
+    fn mine(&self) -> MutexGuard<'_, Days> {
         self.0.mine().lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Calls `f` with the periods of `date`, working them out with `compute` the first time.
-    pub(super) fn with<R>(
-        &self,
-        date: NaiveDate,
-        compute: impl FnOnce() -> Vec<(i64, i64)>,
-        f: impl FnOnce(&[(i64, i64)]) -> R,
-    ) -> R {
-        let mut days = self.mine();
-        if let Some(periods) = days.periods.get(&date) {
-            return f(periods);
+    /// The thread's remembered dates, held for a walk over consecutive dates: each date's
+    /// working periods are worked out with `compute` the first time. One walk takes the
+    /// thread's lock once, where a lookup per date took it for each of the days an SLA
+    /// deadline spans. While it is held, this cache must not be asked for a local date.
+    pub(super) fn walk<C: Fn(NaiveDate) -> Vec<(i64, i64)>>(&self, compute: C) -> DayWalk<'_, C> {
+        DayWalk {
+            days: self.mine(),
+            compute,
         }
-        let periods = compute().into_boxed_slice();
-        let answer = f(&periods);
-        if days.periods.len() >= MAX_DATES {
-            days.periods.clear();
-        }
-        days.periods.insert(date, periods);
-        answer
     }
 
     /// The local date of instant `ms`: from a span remembered when one holds `ms`, else
@@ -92,6 +83,28 @@ impl DayCache {
             days.next = (slot + 1) % SPANS;
         }
         date
+    }
+}
+
+/// A walk over a calendar's dates (see [`DayCache::walk`]).
+pub(super) struct DayWalk<'a, C> {
+    days: MutexGuard<'a, Days>,
+    compute: C,
+}
+
+impl<C: Fn(NaiveDate) -> Vec<(i64, i64)>> DayWalk<'_, C> {
+    /// Calls `f` with the working periods of `date`.
+    pub(super) fn periods<R>(&mut self, date: NaiveDate, f: impl FnOnce(&[(i64, i64)]) -> R) -> R {
+        if let Some(periods) = self.days.periods.get(&date) {
+            return f(periods);
+        }
+        let periods = (self.compute)(date).into_boxed_slice();
+        let answer = f(&periods);
+        if self.days.periods.len() >= MAX_DATES {
+            self.days.periods.clear();
+        }
+        self.days.periods.insert(date, periods);
+        answer
     }
 }
 

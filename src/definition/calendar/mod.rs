@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{Datelike, NaiveDate, NaiveTime, TimeZone, Weekday};
 use chrono_tz::Tz;
 
-use days::{DayCache, Span};
+use days::{DayCache, DayWalk, Span};
 pub use parse::parse_calendar;
 
 /// Minutes since local midnight, 0..=1440.
@@ -76,8 +76,9 @@ impl Calendar {
         let mut total = 0;
         let mut date = self.local_date(from);
         let last = self.local_date(to);
+        let mut days = self.walk();
         while date <= last {
-            total += self.with_periods(date, |periods| {
+            total += days.periods(date, |periods| {
                 periods
                     .iter()
                     .map(|&(start, end)| (end.min(to) - start.max(from)).max(0))
@@ -99,8 +100,9 @@ impl Calendar {
         }
         let mut left = duration_ms;
         let mut date = self.local_date(from);
+        let mut days = self.walk();
         for _ in 0..HORIZON_DAYS {
-            let due = self.with_periods(date, |periods| {
+            let due = days.periods(date, |periods| {
                 for &(start, end) in periods {
                     let s = start.max(from);
                     if s >= end {
@@ -151,15 +153,15 @@ impl Calendar {
         plain.then_some(Span { start, end, date })
     }
 
-    /// Calls `f` with a date's working periods as instants (ms), in order.
-    fn with_periods<R>(&self, date: NaiveDate, f: impl FnOnce(&[(i64, i64)]) -> R) -> R {
-        let compute = || {
+    /// A walk over this calendar's dates: each date's working periods as instants (ms), in
+    /// order. Local dates are found before it starts (see [`DayCache::walk`]).
+    fn walk(&self) -> DayWalk<'_, impl Fn(NaiveDate) -> Vec<(i64, i64)> + '_> {
+        self.days.walk(move |date| {
             self.periods(date)
                 .iter()
                 .filter_map(|p| Some((self.instant(date, p.start)?, self.instant(date, p.end)?)))
                 .collect()
-        };
-        self.days.with(date, compute, f)
+        })
     }
 
     /// The instant of a local date and minute (1440: the next midnight). A local time that
