@@ -116,7 +116,11 @@ impl FromRequestParts<AppState> for Caller {
                 )
             })?;
         if let Some(actor) = state.tokens.actor(token) {
-            return Ok(Caller(actor.clone()));
+            // A copy of its own, not a clone of the configured one: the request's trace
+            // records share its roles, and a reference count shared by every request of the
+            // token would pass its cache line from core to core.
+            let roles = actor.roles.iter().cloned();
+            return Ok(Caller(Actor::new(actor.name.clone(), roles)));
         }
         let stored = state
             .directory
