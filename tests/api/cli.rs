@@ -363,6 +363,7 @@ fn bench_measures_every_figure_with_the_raw_limits_beside_them() {
     let mut keys = vec![
         "memory_1_clients_tps".to_owned(),
         "memory_8_clients_tps".into(),
+        "memory_2_engines_tps".into(),
         "sqlite_single_tps".into(),
         "sqlite_raw_tps".into(),
         "sqlite_disk_kib_per_100k_instances".into(),

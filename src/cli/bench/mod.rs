@@ -24,7 +24,7 @@ use crate::store::{
 };
 use footprint::Footprint;
 use http::{HttpFigures, http_run};
-use workload::{engine_run, engine_with, new_event, trace_rows};
+use workload::{engine_run, engine_with, new_event, side_by_side_run, trace_rows};
 
 /// Parts of the bench, for `--only`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -164,6 +164,10 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     rate(n, engine_run(engine, n, c).await?),
                 );
             }
+            f.put(
+                "memory_2_engines_tps",
+                rate(n, side_by_side_run(&args, n).await?),
+            );
             Ok(())
         })?;
     }
@@ -391,9 +395,11 @@ fn report(f: &Figures, n: u64, sweep: &[u64]) -> String {
     if f.get("memory_1_clients_tps").is_some() {
         let _ = writeln!(
             out,
-            "  engine in memory:    {} transitions/s with 1 client, {} with 8",
+            "  engine in memory:    {} transitions/s with 1 client, {} with 8; two engines \
+             side by side, one client each: {} together",
             num("memory_1_clients_tps"),
-            num("memory_8_clients_tps")
+            num("memory_8_clients_tps"),
+            num("memory_2_engines_tps")
         );
     }
     if f.get("sqlite_single_tps").is_some() {
