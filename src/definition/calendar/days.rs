@@ -50,26 +50,30 @@ impl DayCache {
         self.0.mine().lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The thread's remembered dates, held for a walk over consecutive dates: each date's
-    /// working periods are worked out with `compute` the first time. One walk takes the
-    /// thread's lock once, where a lookup per date took it for each of the days an SLA
-    /// deadline spans. While it is held, this cache must not be asked for a local date.
-    pub(super) fn walk<C: Fn(NaiveDate) -> Vec<(i64, i64)>>(&self, compute: C) -> DayWalk<'_, C> {
-        DayWalk {
-            days: self.mine(),
-            compute,
-        }
+    /// The thread's remembered dates, held for one walk over a calendar's dates: the
+    /// thread's lock is taken once for all the walk's lookups, where a lookup per date took
+    /// it for each of the days an SLA deadline spans.
+    pub(super) fn walk(&self) -> DayWalk<'_> {
+        DayWalk { days: self.mine() }
     }
+}
 
+/// A walk over a calendar's dates (see [`DayCache::walk`]): every lookup of the walk goes
+/// through it, so none takes the thread's lock a second time.
+pub(super) struct DayWalk<'a> {
+    days: MutexGuard<'a, Days>,
+}
+
+impl DayWalk<'_> {
     /// The local date of instant `ms`: from a span remembered when one holds `ms`, else
     /// worked out with `compute`, which answers the date and, when it can tell, the span of
     /// instants with that date (remembered for the next calls).
     pub(super) fn date_of(
-        &self,
+        &mut self,
         ms: i64,
         compute: impl FnOnce() -> (NaiveDate, Option<Span>),
     ) -> NaiveDate {
-        let known = (self.mine().spans.iter().flatten())
+        let known = (self.days.spans.iter().flatten())
             .find(|s| s.start <= ms && ms < s.end)
             .map(|s| s.date);
         if let Some(date) = known {
@@ -77,28 +81,25 @@ impl DayCache {
         }
         let (date, span) = compute();
         if let Some(span) = span {
-            let mut days = self.mine();
-            let slot = days.next;
-            days.spans[slot] = Some(span);
-            days.next = (slot + 1) % SPANS;
+            let slot = self.days.next;
+            self.days.spans[slot] = Some(span);
+            self.days.next = (slot + 1) % SPANS;
         }
         date
     }
-}
 
-/// A walk over a calendar's dates (see [`DayCache::walk`]).
-pub(super) struct DayWalk<'a, C> {
-    days: MutexGuard<'a, Days>,
-    compute: C,
-}
-
-impl<C: Fn(NaiveDate) -> Vec<(i64, i64)>> DayWalk<'_, C> {
-    /// Calls `f` with the working periods of `date`.
-    pub(super) fn periods<R>(&mut self, date: NaiveDate, f: impl FnOnce(&[(i64, i64)]) -> R) -> R {
+    /// Calls `f` with the working periods of `date`, worked out with `compute` the first
+    /// time.
+    pub(super) fn periods<R>(
+        &mut self,
+        date: NaiveDate,
+        compute: impl FnOnce() -> Vec<(i64, i64)>,
+        f: impl FnOnce(&[(i64, i64)]) -> R,
+    ) -> R {
         if let Some(periods) = self.days.periods.get(&date) {
             return f(periods);
         }
-        let periods = (self.compute)(date).into_boxed_slice();
+        let periods = compute().into_boxed_slice();
         let answer = f(&periods);
         if self.days.periods.len() >= MAX_DATES {
             self.days.periods.clear();

@@ -74,9 +74,9 @@ impl Calendar {
             return 0;
         }
         let mut total = 0;
-        let mut date = self.local_date(from);
-        let last = self.local_date(to);
         let mut days = self.walk();
+        let mut date = days.local_date(from);
+        let last = days.local_date(to);
         while date <= last {
             total += days.periods(date, |periods| {
                 periods
@@ -99,8 +99,8 @@ impl Calendar {
             return Ok(from);
         }
         let mut left = duration_ms;
-        let mut date = self.local_date(from);
         let mut days = self.walk();
+        let mut date = days.local_date(from);
         for _ in 0..HORIZON_DAYS {
             let due = days.periods(date, |periods| {
                 for &(start, end) in periods {
@@ -126,14 +126,6 @@ impl Calendar {
         Err(NoWorkingTime(self.id.clone()))
     }
 
-    /// The local date of an instant.
-    fn local_date(&self, ms: i64) -> NaiveDate {
-        self.days.date_of(ms, || {
-            let date = self.zone_date(ms);
-            (date, self.plain_day(date))
-        })
-    }
-
     /// The local date of an instant, through the time zone's rules.
     fn zone_date(&self, ms: i64) -> NaiveDate {
         chrono::DateTime::from_timestamp_millis(ms)
@@ -153,15 +145,20 @@ impl Calendar {
         plain.then_some(Span { start, end, date })
     }
 
-    /// A walk over this calendar's dates: each date's working periods as instants (ms), in
-    /// order. Local dates are found before it starts (see [`DayCache::walk`]).
-    fn walk(&self) -> DayWalk<'_, impl Fn(NaiveDate) -> Vec<(i64, i64)> + '_> {
-        self.days.walk(move |date| {
-            self.periods(date)
-                .iter()
-                .filter_map(|p| Some((self.instant(date, p.start)?, self.instant(date, p.end)?)))
-                .collect()
-        })
+    /// A walk over this calendar's dates, under one lock of the thread's cache.
+    fn walk(&self) -> Walk<'_> {
+        Walk {
+            calendar: self,
+            days: self.days.walk(),
+        }
+    }
+
+    /// A date's working periods as instants (ms), in order.
+    fn instants(&self, date: NaiveDate) -> Vec<(i64, i64)> {
+        self.periods(date)
+            .iter()
+            .filter_map(|p| Some((self.instant(date, p.start)?, self.instant(date, p.end)?)))
+            .collect()
     }
 
     /// The instant of a local date and minute (1440: the next midnight). A local time that
@@ -185,6 +182,29 @@ impl Calendar {
             time = time.overflowing_add_signed(chrono::Duration::minutes(15)).0;
         }
         None
+    }
+}
+
+/// A walk over a calendar's dates (see [`Calendar::walk`]).
+struct Walk<'c> {
+    calendar: &'c Calendar,
+    days: DayWalk<'c>,
+}
+
+impl Walk<'_> {
+    /// The local date of an instant.
+    fn local_date(&mut self, ms: i64) -> NaiveDate {
+        let calendar = self.calendar;
+        self.days.date_of(ms, || {
+            let date = calendar.zone_date(ms);
+            (date, calendar.plain_day(date))
+        })
+    }
+
+    /// Calls `f` with the working periods of `date` as instants (ms), in order.
+    fn periods<R>(&mut self, date: NaiveDate, f: impl FnOnce(&[(i64, i64)]) -> R) -> R {
+        let calendar = self.calendar;
+        self.days.periods(date, || calendar.instants(date), f)
     }
 }
 
